@@ -1,0 +1,248 @@
+// Wal: the node's one write-ahead log for all groups (doc/wal-format.md).
+//
+// Appending and durability are different things: append()/set_hard_state()/truncate()/
+// compact() only stage records; flush(), called at the end of every reactor turn, turns
+// everything staged since the last batch into ONE write chained to ONE fdatasync (group
+// commit). One batch is in flight at a time; records staged meanwhile wait for the next flush.
+// When a batch is durable, on_durable reports, per group touched, the (index, term) and hard
+// state now on disk: only then may Raft acknowledge, vote or count itself.
+//
+// Failures: a write or fdatasync error is fail-stop (logged with file, offset and errno, then
+// WalOptions::fail_stop, default abort): after an fsync error the kernel may have dropped the
+// dirty pages, so retrying could report durability that does not exist. After fail-stop every
+// call returns kAborted. Staging errors (bad arguments, batch queue full) are Statuses.
+//
+// Threading: one owner thread (the reactor's) for every call and callback. The segment
+// preparer's thread only touches files through Env and reports back via the Executor.
+// Lifetime: destroy only when idle() (no batch in flight), or after fail-stop, or after
+// dropping the executor's queue in a simulated crash.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "raftd/base/ids.h"
+#include "raftd/base/status.h"
+#include "raftd/wal/file.h"
+#include "raftd/wal/format.h"
+#include "raftd/wal/group_log.h"
+#include "raftd/wal/records.h"
+#include "raftd/wal/recovery.h"
+#include "raftd/wal/segment_preparer.h"
+#include "raftd/wal/sync_writer.h"
+
+namespace raftd::wal {
+
+// One batch: its frames are written with one write + one fdatasync. 1 MiB keeps a batch's
+// write well under the disk's fsync cost at 64 KiB-1 MiB blocks while bounding what a crash
+// can tear and what recovery may have to cut.
+inline constexpr uint64_t kBatchBytesDefault = 1ULL << 20;
+// Recently appended entries kept in memory for replication and re-delivery.
+inline constexpr uint64_t kCacheBytesDefault = 64ULL << 20;
+// Sealed batches waiting behind the one in flight; beyond this, appends get kUnavailable.
+inline constexpr uint32_t kQueuedBatchesDefault = 8;
+// Segments kept prepared ahead, so roll-over never waits for file creation.
+inline constexpr uint32_t kReadySegmentsDefault = 2;
+// Groups per CHECKPOINT frame (64 B each: 1 MiB bodies).
+inline constexpr uint64_t kCheckpointRecordsPerFrame = 16384;
+
+struct FailStopInfo {
+  std::string path;
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+  int error = 0;  // errno
+};
+
+// What one completed batch made durable for one group.
+struct Durable {
+  GroupId group;
+  LogIndex last_index;  // the group's log is durable through (last_index, last_term)
+  Term last_term;
+  HardState hard;
+  SnapshotMark mark;
+};
+
+struct WalOptions {
+  uint64_t segment_bytes = kSegmentBytesDefault;  // [kSegmentBytesMin, kSegmentBytesMax]
+  uint64_t batch_bytes_max = kBatchBytesDefault;  // <= segment_bytes / 4
+  uint64_t cache_bytes_max = kCacheBytesDefault;
+  uint32_t queued_batches_max = kQueuedBatchesDefault;
+  uint32_t ready_segments = kReadySegmentsDefault;  // 1 or 2
+  // false: the preparer runs its jobs inline (deterministic tests); results still arrive via
+  // the executor.
+  bool prepare_on_thread = true;
+  // After a failed segment preparation (ENOSPC, EIO), wait this long before trying again, so
+  // a full disk does not turn the reactor into a busy loop of failing file creations.
+  uint32_t prepare_retry_ms = 1000;
+  // Called on the owner thread after each durable batch. Required.
+  std::function<void(std::span<const Durable>)> on_durable;
+  // Fail-stop action; default logs and aborts. If it returns (tests), the Wal stops working.
+  std::function<void(const FailStopInfo&)> fail_stop;
+};
+
+// A group that keeps the oldest segment alive (it has not compacted past its entries there).
+struct PinningGroup {
+  GroupId group;
+  uint64_t segment = 0;  // sequence of the oldest segment
+  LogIndex first_index;  // the group's first live entry
+};
+
+struct WalStats {
+  uint64_t batches = 0;  // batches made durable
+  uint64_t syncs = 0;    // fdatasyncs issued by the writer (== batches + the one in flight)
+  uint64_t frames = 0;
+  uint64_t bytes_written = 0;
+  uint64_t segments_created = 0;
+  uint64_t segments_deleted = 0;
+  uint64_t roll_waits = 0;  // times a batch waited for a prepared segment
+  uint64_t cache_bytes = 0;
+  uint64_t cache_hits = 0;
+  uint64_t file_reads = 0;
+  uint64_t batch_bytes_last = 0;
+};
+
+class Wal final : private SyncCompletion {
+ public:
+  // Recovers `dir` (created if missing; recovery rules in doc/wal-format.md) and prepares to
+  // write. Errors: kCorruption naming file and offset, kInvalidArgument for bad options, I/O
+  // errors. The Env, Executor and SyncWriter must outlive the Wal.
+  static Result<std::unique_ptr<Wal>> open(Env& env, const std::string& dir, WalOptions options,
+                                           Executor& executor, SyncWriter& writer);
+  ~Wal();
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+
+  // ---- staging (not durable until on_durable) ----
+  // Entries first.. replace the group's entries from `first` on (mark.index < first <=
+  // last_index + 1); terms must not decrease. Errors: kInvalidArgument, kTooLarge (an entry
+  // above kEntryBytesMax or a group record above the batch size), kUnavailable (queue full).
+  Status append(GroupId g, LogIndex first, std::span<const EntryView> entries);
+  // hs.term must not go below the group's current term.
+  Status set_hard_state(GroupId g, const HardState& hs);
+  // Removes entries >= from (mark.index < from <= last_index + 1).
+  Status truncate(GroupId g, LogIndex from);
+  // Compaction point: entries <= index are no longer needed (the app's snapshot covers them).
+  // index >= the current mark; when index <= last_index, term must be that entry's term; when
+  // index > last_index (a snapshot was installed), the log restarts empty after index.
+  Status compact(GroupId g, LogIndex index, Term term);
+
+  // End of a reactor turn: if no batch is in flight, writes what was staged as one batch.
+  void flush();
+
+  // ---- reads ----
+  // Entries [lo, hi) of group g, stopping once max_bytes of payload is reached (at least one
+  // entry is returned). From the cache, else from the segment files (checksums verified).
+  // Errors: kNotFound (compacted: lo <= mark.index, or unknown group), kInvalidArgument
+  // (hi > last_index + 1 or lo >= hi), kCorruption / I/O errors from the file.
+  Result<std::vector<Entry>> read(GroupId g, LogIndex lo, LogIndex hi, uint64_t max_bytes);
+
+  struct GroupInfo {
+    HardState hard;
+    SnapshotMark mark;
+    LogIndex last_index;
+    Term last_term;
+  };
+  // The group's staged view (includes what is not yet durable); nullopt if unknown.
+  std::optional<GroupInfo> group(GroupId g) const;
+  std::vector<GroupId> groups() const;
+
+  // Groups with live entries in the oldest segment (ask them to snapshot/compact).
+  std::vector<PinningGroup> pinning_groups() const;
+  // Segments on disk holding frames (oldest first) and ready spares.
+  std::vector<uint64_t> segment_sequences() const;
+  size_t ready_segment_count() const { return ready_.size(); }
+
+  bool idle() const { return !in_flight_ && queued_.empty() && open_batch_empty(); }
+  bool failed() const { return failed_; }
+  const WalStats& stats() const { return stats_; }
+  // The torn tail recovery cut on open, if any.
+  const std::optional<TornTail>& recovered_torn_tail() const { return torn_; }
+
+ private:
+  struct GroupState;
+  struct Batch;
+  struct Segment;
+
+  Wal(Env& env, std::string dir, WalOptions options, Executor& executor, SyncWriter& writer);
+  Status adopt(RecoveredLog&& log);
+  void on_synced(int error) override;
+
+  GroupState& group_state(GroupId g);
+  Status check_open() const;
+  // Makes room for `bytes` of a record of frame type t for group g in the open batch; returns
+  // the frame body to append to.
+  Result<std::vector<std::byte>*> reserve(GroupId g, GroupState& gs, FrameType t, uint64_t bytes);
+  void seal_open_batch();
+  bool open_batch_empty() const;
+  uint64_t checkpoint_bytes() const;
+  void encode_checkpoint(std::byte* out, uint64_t* pos);
+  bool submit_front();
+  void place_entries(Batch& b, const std::vector<uint64_t>& frame_offsets, Segment& seg);
+  Result<std::string> read_payload(const EntryLoc& loc);
+  void complete_batch();
+  void evict_cache();
+  void drop_loc(EntryLoc& loc);
+  void release_segments();
+  void request_segments();
+  void on_prepared(Result<PreparedSegment> r);
+  void fail(int error, uint64_t offset, uint64_t bytes);
+
+  Env& env_;
+  std::string dir_;
+  WalOptions options_;
+  Executor& executor_;
+  SyncWriter& writer_;
+  std::unique_ptr<SegmentPreparer> preparer_;
+  std::shared_ptr<Wal*> alive_;  // callbacks from the preparer hold a weak_ptr to this
+
+  std::unordered_map<GroupId, std::unique_ptr<GroupState>> groups_;
+  std::deque<std::unique_ptr<Segment>> written_;  // oldest first; back() is being written
+  std::deque<std::unique_ptr<Segment>> ready_;    // prepared, unused
+  uint64_t next_sequence_ = 1;                    // next sequence to prepare
+  uint32_t preparing_ = 0;
+  std::chrono::steady_clock::time_point prepare_retry_at_{};
+  uint64_t write_offset_ = kSegmentHeaderBytes;  // in written_.back()
+  bool active_needs_head_ = true;  // next write into the active segment starts with header
+  uint64_t next_frame_ = 1;
+  uint64_t last_checksum_ = 0;
+  uint64_t next_token_ = 1;
+  uint64_t durable_groups_ = 0;  // groups with durable_exists (the checkpoint's size)
+  uint64_t next_batch_id_ = 1;
+  uint32_t last_frame_id_ = 0;  // frame the last reserve() returned
+
+  std::unique_ptr<Batch> open_;                // staging
+  std::deque<std::unique_ptr<Batch>> queued_;  // sealed, waiting
+  std::unique_ptr<Batch> flight_;              // in flight
+  bool in_flight_ = false;
+  bool waiting_for_segment_ = false;  // a batch is stalled for lack of a prepared segment
+  std::byte* buf_ = nullptr;          // the in-flight write buffer (4 KiB aligned, reused)
+  uint64_t buf_capacity_ = 0;
+  uint64_t flight_offset_ = 0;
+  uint64_t flight_bytes_ = 0;
+
+  struct CacheRef {
+    GroupId group;
+    LogIndex index;
+    uint64_t token;
+  };
+  std::deque<CacheRef> cache_order_;  // durable cached entries, oldest first
+  uint64_t cache_bytes_ = 0;
+  std::vector<std::byte> read_buf_;  // last frame read from a file
+  uint64_t read_buf_segment_ = 0;
+  uint64_t read_buf_offset_ = UINT64_MAX;
+
+  bool failed_ = false;
+  std::optional<TornTail> torn_;
+  WalStats stats_;
+};
+
+}  // namespace raftd::wal
