@@ -1,0 +1,81 @@
+// The deterministic cluster simulator behind raftd-sim (doc/simulator.md).
+//
+// One run = N nodes x M Raft groups in one process, driving the real raft core (raft_sim_dep)
+// through the same Ready cycle the daemon uses, over a simulated network (loss, delay,
+// duplication, reordering, symmetric and asymmetric partitions) and simulated disks (per-node
+// FIFO of writes with latency; a crash loses every write not yet durable and may tear the one
+// in progress), with crashes, restarts, leader transfers, log compaction and snapshots, and
+// clients doing reads (ReadIndex), writes and cas on a small key space per group.
+//
+// Everything random comes from one Prng seeded with the run's seed, time is simulated, and all
+// iteration that affects behaviour is over ordered containers, so a seed replays a run exactly
+// and the trace hash proves it.
+//
+// Checks (the first violation ends the run): after every event, the touched group's
+// check_invariants(), at most one leader per (group, term), every newly committed index agrees
+// with the record of everything ever committed, and replicas apply the same entry at each
+// index; periodically, every replica's committed log prefix against that record; at the end,
+// the client histories are linearizable (lincheck.h) and, after all faults heal, every group
+// elects a leader and commits a fresh entry within kLivenessTicks.
+//
+// Threading: single-threaded. The selected raft mutation (raftd/raft/bugs.h) is process-wide.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace raftd::sim {
+
+// Fault classes a run may inject (bit set).
+enum Faults : uint32_t {
+  kFaultNone = 0,
+  kFaultNetwork = 1u << 0,    // loss, duplication, delay spikes (reordering is always on)
+  kFaultPartition = 1u << 1,  // symmetric splits, isolated nodes, one-way link cuts
+  kFaultCrash = 1u << 2,      // crash (single node or every node at once) and restart
+  kFaultAll = kFaultNetwork | kFaultPartition | kFaultCrash,
+};
+
+// Parses "none", "all", or a comma list of network, partition, crash.
+bool parse_faults(const std::string& text, uint32_t* out);
+std::string faults_name(uint32_t faults);
+
+struct SimOptions {
+  uint64_t seed = 1;
+  int nodes = 3;
+  int groups = 2;
+  uint32_t steps = 2000;  // raft ticks (10 ms of simulated time each) with faults on
+  uint32_t faults = kFaultAll;
+  int clients_per_group = 3;
+  int keys_per_group = 2;
+  std::string bug = "none";  // a raftd::raft::Bug name (raft_sim_dep mutation)
+  bool trace = false;        // print every event to stdout
+};
+
+struct SimStats {
+  uint64_t events = 0;
+  uint64_t messages = 0;
+  uint64_t dropped = 0;
+  uint64_t crashes = 0;
+  uint64_t partitions = 0;
+  uint64_t elections = 0;  // distinct (group, term) leaders
+  uint64_t snapshots = 0;  // snapshots installed by followers
+  uint64_t ops_ok = 0, ops_fail = 0, ops_info = 0;
+  uint64_t committed = 0;  // entries in the commit record, all groups
+  int64_t sim_ms = 0;
+};
+
+struct SimResult {
+  bool ok = true;
+  std::string violation;  // the first violation, one line
+  std::string details;    // trace excerpt, lincheck report
+  uint64_t trace_hash = 0;
+  SimStats stats;
+};
+
+SimResult run_simulation(const SimOptions& options);
+
+// The command line that replays `options` exactly.
+std::string replay_command(const SimOptions& options);
+
+}  // namespace raftd::sim
