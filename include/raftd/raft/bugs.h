@@ -1,0 +1,35 @@
+// Mutation hooks: deliberately reintroduced classic Raft bugs, so the simulator can prove that its
+// checkers catch them. Compiled only into raft_sim_dep (built with RAFTD_SIM_BUGS=1); the
+// daemon's raft_dep has no hooks and this header refuses to compile there.
+//
+// The selected bug is process-wide (the simulator is single-threaded); set it before creating
+// groups. kNone restores correct behaviour.
+#pragma once
+
+#if !defined(RAFTD_SIM_BUGS) || !RAFTD_SIM_BUGS
+#error "raftd/raft/bugs.h is for the simulator only: link raft_sim_dep"
+#endif
+
+#include <optional>
+#include <string_view>
+
+namespace raftd::raft {
+
+enum class Bug {
+  kNone = 0,
+  kCommitPrevTerm,     // commit_prev_term: count replicas for entries of earlier terms
+  kVoteBeforePersist,  // vote_before_persist: vote responses leave before the vote is durable
+  kAckBeforePersist,   // ack_before_persist: append responses leave before the entries are
+                       // durable, and the leader counts its own entries before on_persisted
+  kReadWithoutQuorum,  // read_without_quorum: ReadIndex answered at once with the commit index
+  kTruncateCommitted,  // truncate_committed: a conflicting suffix below commit is accepted
+};
+
+void set_sim_bug(Bug bug);
+Bug sim_bug();
+// "none", "commit_prev_term", "vote_before_persist", "ack_before_persist",
+// "read_without_quorum", "truncate_committed"; nullopt for anything else.
+std::optional<Bug> parse_sim_bug(std::string_view name);
+const char* sim_bug_name(Bug bug);
+
+}  // namespace raftd::raft

@@ -1,0 +1,241 @@
+// raft::Group: one Raft group's consensus as a pure, deterministic state machine.
+//
+// No I/O, no clock, no threads, no randomness except the seeded generator in Config. The caller
+// (the daemon, the simulator, the tests) feeds inputs (tick, step, propose, read_index,
+// on_persisted, ...) and drains outputs through Ready. Same inputs, same outputs, always.
+//
+// Threading: a Group is not thread-safe; one thread drives it. Groups are independent.
+//
+// The Ready cycle (the contract every driver must keep):
+//   while (g.has_ready()) {
+//     Ready rd = g.ready();
+//     send(rd.messages)                       // may leave at once, before anything is durable
+//     if rd.snapshot: install it (app + storage) before writing rd.entries
+//     write rd.entries (an entry at index i replaces every stored entry >= i) and rd.hard_state
+//     g.advance(rd);                          // hands back the Ready; nothing is durable yet
+//     ... later, when that write is durable (fdatasync returned), in Ready order:
+//     send(rd.messages_after_persist)         // votes, append responses; to==self: step() them
+//     g.on_persisted(last entry index, term)  // if rd.entries was non-empty
+//     g.on_snapshot_installed(rd.snapshot->meta)  // if rd.snapshot
+//     apply rd.committed_entries (any time after advance; they are already durable locally)
+//   }
+// LogStorage must return the entries of a Ready no later than when on_persisted covers them.
+// For each peer in rd.snapshot_requests: build a snapshot (metadata from snapshot_meta_at()),
+// call send_snapshot(), and report_snapshot(peer, ok) once the transfer finished or failed.
+// Every replica of a group boots from the same initial ConfState at index 0, including replicas
+// added later by a configuration change (they learn the rest from the log or a snapshot).
+//
+// Membership semantics (doc/raft.md): a configuration change takes effect when its entry is
+// APPLIED, i.e. when the core hands it out in Ready::committed_entries and advance() is called
+// for that Ready (etcd's semantics). A leader accepts a change only after it has committed an
+// entry of its own term and applied every earlier change (the errata fix), so at most one change
+// is ever pending.
+//
+// Quiescing (doc/raft.md): with quiesce_after_ticks > 0 an idle leader whose followers all hold
+// its whole log and its commit index sends kQuiesce and stops heartbeating; tick() then costs
+// almost nothing. A quiesced follower stops counting election ticks. Any message other than
+// kQuiesce, any proposal or read wakes a replica. Because followers of a quiesced leader never
+// time out, the DRIVER must call wake() on a quiesced follower when it learns that the leader's
+// node is unreachable or restarted (transport failure, node liveness); otherwise a crashed
+// quiesced leader is never replaced.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raftd/base/ids.h"
+#include "raftd/base/status.h"
+#include "raftd/raft/types.h"
+
+namespace raftd::raft {
+
+// Defaults with reasons. Ticks are abstract; the daemon maps one tick to e.g. 100 ms.
+inline constexpr uint32_t kDefaultElectionTicks = 10;  // thesis: 10x the heartbeat interval
+inline constexpr uint32_t kDefaultHeartbeatTicks = 1;
+// Pipelining depth per follower: enough to fill a LAN bandwidth-delay product with 1 MiB
+// messages, small enough that a lagging follower cannot pin much memory in the transport.
+inline constexpr uint32_t kDefaultMaxInflightMsgs = 256;
+inline constexpr uint64_t kDefaultMaxInflightBytes = 32ull << 20;
+inline constexpr uint64_t kDefaultMaxMsgBytes = 1ull << 20;  // one append message's entries
+// Uncommitted tail a leader accepts before refusing proposals (quorum loss must not OOM us).
+inline constexpr uint64_t kDefaultMaxUncommittedBytes = 64ull << 20;
+// Committed entries handed out per Ready (bounds apply batches and memory).
+inline constexpr uint64_t kDefaultMaxCommittedBytesPerReady = 4ull << 20;
+
+struct Config {
+  NodeId id;                                         // this replica, >= 1
+  GroupId group;                                     // stamped on every outgoing message
+  uint32_t election_tick = kDefaultElectionTicks;    // timeout drawn from [e, 2e) ticks
+  uint32_t heartbeat_tick = kDefaultHeartbeatTicks;  // must be < election_tick
+  bool pre_vote = true;
+  bool check_quorum = true;
+  uint32_t max_inflight_msgs = kDefaultMaxInflightMsgs;
+  uint64_t max_inflight_bytes = kDefaultMaxInflightBytes;  // 0 = no byte limit
+  uint64_t max_msg_bytes = kDefaultMaxMsgBytes;            // at least one entry is always sent
+  uint64_t max_uncommitted_bytes = kDefaultMaxUncommittedBytes;  // 0 = no limit
+  uint64_t max_committed_bytes_per_ready = kDefaultMaxCommittedBytesPerReady;
+  uint32_t quiesce_after_ticks = 0;  // 0 = never quiesce
+  uint64_t random_seed = 1;          // seeds the election-timeout generator (per replica!)
+
+  Status validate() const;
+};
+
+// Read access to the durable part of the log, owned by the driver (the WAL in the daemon, an
+// in-memory store in tests). The core reads through it, never writes: the driver appends Ready
+// entries, installs snapshots and compacts. Entries newer than what on_persisted has confirmed
+// are served by the core from memory, so the storage may lag behind them.
+//
+// Errors: kNotFound for an index below first_index() - 1 (compacted). Any other error is treated
+// as fatal (RAFTD_ASSERT): the core cannot make progress on a log it cannot read.
+class LogStorage {
+ public:
+  virtual ~LogStorage() = default;
+  // First index of a stored entry; snapshot index + 1 after compaction or snapshot install.
+  virtual LogIndex first_index() const = 0;
+  // Last stored index; first_index() - 1 when no entry is stored.
+  virtual LogIndex last_index() const = 0;
+  // Term of entry i, for i in [first_index() - 1, last_index()] (first_index()-1 is the snapshot).
+  virtual Result<Term> term(LogIndex i) const = 0;
+  // Entries [lo, hi) appended to *out, stopping once their size_bytes() total exceeds max_bytes
+  // but always returning at least one entry.
+  virtual Status entries(LogIndex lo, LogIndex hi, uint64_t max_bytes,
+                         std::vector<Entry>* out) const = 0;
+};
+
+// Everything a replica needs to (re)start, read from durable state by the driver. A brand-new
+// group starts from {hard_state = {}, snapshot = {index 0, term 0, conf_state = initial members},
+// applied = 0} with empty storage. A restart passes the persisted hard state, the latest snapshot
+// metadata and the index the application has durably applied (snapshot.index <= applied <=
+// hard_state.commit); committed entries after `applied` are handed out again.
+struct BootState {
+  HardState hard_state;
+  SnapshotMeta snapshot;
+  LogIndex applied;
+};
+
+// Output of one Ready cycle. See the contract at the top of this file.
+struct Ready {
+  std::optional<HardState> hard_state;  // persist if set (term/vote/commit changed)
+  std::vector<Entry> entries;           // persist (append, replacing any suffix from entries[0])
+  std::optional<Snapshot> snapshot;     // install + persist before entries, then report back
+  std::vector<Message> messages;        // may be sent immediately
+  std::vector<Message> messages_after_persist;  // only after THIS Ready's writes are durable
+  std::vector<Entry> committed_entries;         // apply in order; durable on this node already
+  std::vector<ReadState> read_states;
+  std::vector<NodeId> snapshot_requests;  // peers that need a snapshot: call send_snapshot()
+  std::optional<SoftState> soft_state;    // set when leader/role/quiesced changed
+
+  bool must_persist() const { return hard_state || !entries.empty() || snapshot; }
+  bool empty() const;
+};
+
+// Follower replication state as seen by the leader (tracker/progress in etcd terms).
+enum class ProgressState : uint8_t { kProbe = 0, kReplicate, kSnapshot };
+const char* progress_state_name(ProgressState s);
+
+struct ProgressView {
+  LogIndex match;
+  LogIndex next;
+  ProgressState state = ProgressState::kProbe;
+  uint32_t inflight_msgs = 0;
+  uint64_t inflight_bytes = 0;
+  bool recent_active = false;
+  bool learner = false;
+};
+
+class GroupImpl;
+
+class Group {
+ public:
+  // Asserts that `config` is valid (call Config::validate() first for a Status) and that the boot
+  // state is consistent with `storage` (commit <= last index etc.: subtle bug #16 must stop the
+  // node, never be papered over). `storage` must outlive the Group.
+  Group(const Config& config, const LogStorage& storage, const BootState& boot);
+  ~Group();
+  Group(Group&&) noexcept;
+  Group& operator=(Group&&) noexcept;
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  // --- inputs ---------------------------------------------------------------------------------
+  // One logical clock tick: election timeouts, heartbeats, CheckQuorum, transfer timeout, quiesce.
+  void tick();
+  // A message from a peer (or from this node to itself). Messages for another group or another
+  // node are a driver bug (asserted). Stale or unexpected messages are ignored (not errors).
+  void step(const Message& m);
+  // Appends `data` on the leader. Errors: kUnavailable (not leader, no leader, leader transfer in
+  // progress), kTooLarge (max_uncommitted_bytes reached). Returns the entry's index; the entry
+  // may still be lost (leader change): match applied entries by index AND term.
+  Result<LogIndex> propose(std::string data);
+  // Proposes a membership change. Errors as propose(), plus kUnavailable while another change is
+  // pending or before the leader committed an entry of its term, kInvalidArgument for a change
+  // that is invalid for the current configuration.
+  Result<LogIndex> propose_conf_change(const ConfChange& cc);
+  // Requests a linearizable read point. The answer arrives as a ReadState with this request_id
+  // (ids must be unique per replica among outstanding requests). Followers forward to the leader.
+  // Errors: kUnavailable when no leader is known (nothing is queued then).
+  Status read_index(uint64_t request_id);
+  // Asks the leader (this node, or forwarded to the known leader) to hand leadership to `to`.
+  Status transfer_leader(NodeId to);
+  // Entries up to `index` whose term at `index` is `term` are durable. A completion whose
+  // (index, term) no longer matches the log (the suffix was overwritten meanwhile: subtle bug
+  // #13, ABA) is ignored. Completions must be reported in Ready order.
+  void on_persisted(LogIndex index, Term term);
+  // The snapshot handed out in a Ready is installed and durable.
+  void on_snapshot_installed(const SnapshotMeta& meta);
+  // Answer to a Ready::snapshot_requests entry: send `snapshot` to `to`. Ignored if `to` no longer
+  // waits for one. The metadata must come from snapshot_meta_at().
+  void send_snapshot(NodeId to, Snapshot snapshot);
+  // The driver could not produce/deliver a snapshot for `to`, or delivered it (ok): the leader
+  // resumes probing `to`.
+  void report_snapshot(NodeId to, bool ok);
+  // The transport could not reach `to`: stop pipelining to it (back to probing).
+  void report_unreachable(NodeId to);
+  // Leaves the quiesced state (see the quiescing rule above). Cheap no-op otherwise.
+  void wake();
+  // The driver compacted its log storage up to `index` (<= applied). Returns the metadata of a
+  // snapshot at `index` (term and configuration as of `index`).
+  Result<SnapshotMeta> compact(LogIndex index);
+  // Metadata for a snapshot of the application at `index` (in [snapshot index, applied]).
+  Result<SnapshotMeta> snapshot_meta_at(LogIndex index) const;
+
+  // --- outputs --------------------------------------------------------------------------------
+  bool has_ready() const;
+  Ready ready();
+  // Hands back the Ready last returned by ready() (exactly once, in order).
+  void advance(const Ready& rd);
+
+  // --- inspection -----------------------------------------------------------------------------
+  // Checks the core's invariants (commit <= last index, applied <= commit, term never decreases,
+  // one vote per term, log terms non-decreasing, progress sane, ...). Returns kCorruption with a
+  // description on the first violation; never aborts.
+  Status check_invariants() const;
+
+  NodeId id() const;
+  GroupId group() const;
+  Role role() const;
+  NodeId leader() const;
+  Term term() const;
+  NodeId vote() const;
+  LogIndex commit_index() const;
+  LogIndex applied_index() const;
+  LogIndex last_index() const;
+  Term last_term() const;
+  LogIndex persisted_index() const;  // highest index known durable locally
+  HardState hard_state() const;
+  SoftState soft_state() const;
+  const ConfState& conf_state() const;  // the applied (active) configuration
+  bool quiesced() const;
+  bool transferring() const;
+  std::optional<ProgressView> progress(NodeId peer) const;  // leader only
+  // Term of entry `i`, if the core still knows it (unstable tail, storage or snapshot).
+  std::optional<Term> term_at(LogIndex i) const;
+
+ private:
+  std::unique_ptr<GroupImpl> impl_;
+};
+
+}  // namespace raftd::raft

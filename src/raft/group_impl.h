@@ -1,0 +1,159 @@
+// Internal: the state of one Raft replica and the transitions between roles. Split over
+// group.cc (construction, roles, elections, ticks, public inputs), group_step.cc (message
+// handling) and group_ready.cc (Ready, advance, invariants).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "conf_change.h"
+#include "progress.h"
+#include "raft_log.h"
+#include "raftd/raft/raft.h"
+
+namespace raftd::raft {
+
+class GroupImpl {
+ public:
+  GroupImpl(const Config& config, const LogStorage& storage, const BootState& boot);
+
+  // Public inputs (see raft.h).
+  void tick();
+  void step(const Message& m);
+  Result<LogIndex> propose(std::string data);
+  Result<LogIndex> propose_conf_change(const ConfChange& cc);
+  Status read_index(uint64_t request_id);
+  Status transfer_leader(NodeId to);
+  void on_persisted(LogIndex index, Term term);
+  void on_snapshot_installed(const SnapshotMeta& meta);
+  void send_snapshot(NodeId to, Snapshot snapshot);
+  void report_snapshot(NodeId to, bool ok);
+  void report_unreachable(NodeId to);
+  void wake();
+  Result<SnapshotMeta> compact(LogIndex index);
+  Result<SnapshotMeta> snapshot_meta_at(LogIndex index) const;
+
+  bool has_ready() const;
+  Ready ready();
+  void advance(const Ready& rd);
+  Status check_invariants() const;
+
+  // Inspection.
+  const Config& config() const { return cfg_; }
+  Role role() const { return role_; }
+  NodeId leader() const { return lead_; }
+  Term term() const { return term_; }
+  NodeId vote() const { return vote_; }
+  const RaftLog& log() const { return log_; }
+  HardState hard_state() const { return {term_, vote_, log_.committed()}; }
+  SoftState soft_state() const { return {lead_, role_, quiesced_}; }
+  const ConfState& conf_state() const { return conf_; }
+  bool quiesced() const { return quiesced_; }
+  bool transferring() const { return lead_transferee_ != kNoNode; }
+  const ProgressMap& progress() const { return progress_; }
+
+ private:
+  struct PendingRead {
+    uint64_t request_id;
+    NodeId from;  // this node for local requests
+    LogIndex index;
+    uint64_t round;
+  };
+
+  // Roles (group.cc).
+  void reset(Term term);
+  void become_follower(Term term, NodeId leader);
+  void become_pre_candidate();
+  void become_candidate();
+  void become_leader();
+  void campaign(bool pre_vote, bool transfer);
+  void poll(NodeId from, bool granted);
+  bool promotable() const;
+  void reset_randomized_timeout();
+  uint64_t next_random();
+  void tick_election();
+  void tick_heartbeat();
+  bool quorum_active();
+  void maybe_quiesce();
+  void unquiesce(bool lease_expired);
+  Result<LogIndex> append_proposal(EntryType type, std::string data);
+  void apply_conf_state(const ConfState& cs, LogIndex index);
+  void rebuild_progress();
+  void drop_pending_reads();
+  bool committed_in_current_term() const;
+
+  // Messages (group_step.cc).
+  void send(Message m);
+  bool step_term_check(const Message& m);
+  void step_vote_request(const Message& m);
+  void step_leader(const Message& m);
+  void step_candidate(const Message& m);
+  void step_follower(const Message& m);
+  void handle_append(const Message& m);
+  void handle_heartbeat(const Message& m);
+  void handle_snapshot(const Message& m);
+  void handle_quiesce(const Message& m);
+  void handle_append_resp(const Message& m);
+  void handle_heartbeat_resp(const Message& m);
+  void handle_read_request(uint64_t request_id, NodeId from);
+  void handle_transfer(NodeId to);
+  bool maybe_send_append(NodeId to, bool send_if_empty);
+  void bcast_append();
+  void send_heartbeat(NodeId to, uint64_t round);
+  void bcast_heartbeat();
+  void send_timeout_now(NodeId to);
+  bool maybe_commit();
+  void after_commit_advanced();
+  void release_confirmed_reads();
+  void answer_read(const PendingRead& r);
+
+  Config cfg_;
+  RaftLog log_;
+
+  // Persistent (HardState): term_ and vote_ reach the Ready before any message depending on them.
+  Term term_;
+  NodeId vote_ = kNoNode;
+
+  // Volatile.
+  Role role_ = Role::kFollower;
+  NodeId lead_ = kNoNode;
+  ConfState conf_;       // the applied configuration (apply-time semantics)
+  LogIndex conf_index_;  // index of the entry or snapshot conf_ comes from
+  std::vector<std::pair<LogIndex, ConfState>> conf_history_;  // for snapshot_meta_at()
+  ProgressMap progress_;  // leader only: every member, this node included
+  std::map<NodeId, bool> votes_;
+  uint32_t election_elapsed_ = 0;
+  uint32_t heartbeat_elapsed_ = 0;
+  uint32_t randomized_timeout_ = 0;
+  uint64_t rng_state_ = 0;
+  NodeId lead_transferee_ = kNoNode;
+  LogIndex pending_conf_index_;
+  uint64_t uncommitted_bytes_ = 0;
+  bool quiesced_ = false;
+  uint32_t idle_ticks_ = 0;
+
+  // ReadIndex (thesis §6.4): requests wait for a heartbeat round numbered >= their round.
+  std::vector<std::pair<uint64_t, NodeId>> reads_before_commit_;
+  std::vector<PendingRead> reads_;  // oldest first; few at a time (batched per round)
+  uint64_t read_round_sent_ = 0;
+  bool read_round_needed_ = false;
+  // Proposals since the last Ready are broadcast together at the next ready() (batching).
+  bool bcast_pending_ = false;
+
+  // Outputs waiting for the next Ready.
+  std::vector<Message> msgs_;
+  std::vector<Message> msgs_after_persist_;
+  std::vector<ReadState> read_states_;
+  std::vector<NodeId> snapshot_requests_;
+  HardState prev_hard_state_;
+  SoftState prev_soft_state_;
+  bool ready_outstanding_ = false;
+
+  // For check_invariants(): what was observed at the previous check.
+  mutable Term checked_term_;
+  mutable NodeId checked_vote_ = kNoNode;
+  mutable LogIndex checked_commit_;
+};
+
+}  // namespace raftd::raft

@@ -1,0 +1,492 @@
+// raft::Group: message handling. Term rules and the vote lease follow thesis §3.3, §4.2.3 and
+// §9.6; replication and flow control follow etcd-io/raft (stepLeader, handleAppendEntries,
+// tracker/progress.go).
+#include <algorithm>
+
+#include "bug_hooks.h"
+#include "group_impl.h"
+
+namespace raftd::raft {
+namespace {
+
+bool is_vote_request(MessageType t) {
+  return t == MessageType::kVote || t == MessageType::kPreVote;
+}
+
+bool from_leader(MessageType t) {
+  return t == MessageType::kAppend || t == MessageType::kHeartbeat || t == MessageType::kSnapshot ||
+         t == MessageType::kQuiesce;
+}
+
+}  // namespace
+
+void GroupImpl::send(Message m) {
+  m.group = cfg_.group;
+  m.from = cfg_.id;
+  // Votes and append acknowledgements promise durable state (term, vote, entries): they leave
+  // only after this Ready's writes are durable (thesis §3.8; subtle bugs #4 and #5).
+  bool after_persist = false;
+  switch (m.type) {
+    case MessageType::kVoteResp: after_persist = !RAFTD_BUG(kVoteBeforePersist); break;
+    case MessageType::kAppendResp: after_persist = !RAFTD_BUG(kAckBeforePersist); break;
+    default: break;
+  }
+  (after_persist ? msgs_after_persist_ : msgs_).push_back(std::move(m));
+}
+
+void GroupImpl::step(const Message& m) {
+  RAFTD_ASSERT(m.to == cfg_.id, "raft::Group::step: message for another node");
+  RAFTD_ASSERT(m.group == cfg_.group, "raft::Group::step: message for another group");
+  // Any traffic means the group is not idle any more, except the quiesce notice itself and the
+  // late answers to the last heartbeats (a lagging follower's answer carries reject = true).
+  bool idle_traffic =
+      m.type == MessageType::kQuiesce || (m.type == MessageType::kHeartbeatResp && !m.reject);
+  if (!idle_traffic) unquiesce(false);
+  if (!step_term_check(m)) return;
+  if (is_vote_request(m.type)) {
+    step_vote_request(m);
+    return;
+  }
+  switch (role_) {
+    case Role::kLeader: step_leader(m); break;
+    case Role::kCandidate:
+    case Role::kPreCandidate: step_candidate(m); break;
+    case Role::kFollower: step_follower(m); break;
+  }
+}
+
+// Returns false when the message is finished with (stale, or ignored under the lease).
+bool GroupImpl::step_term_check(const Message& m) {
+  if (m.term > term_) {
+    if (is_vote_request(m.type)) {
+      // Lease (thesis §4.2.3): while we hear from a leader, ignore disruptive candidates, unless
+      // the leader itself asked for the election (transfer).
+      bool in_lease =
+          cfg_.check_quorum && lead_ != kNoNode && election_elapsed_ < cfg_.election_tick;
+      if (!m.transfer && in_lease) return false;
+    }
+    if (m.type == MessageType::kPreVote) return true;  // pre-votes never change our term
+    if (m.type == MessageType::kPreVoteResp && !m.reject) return true;  // term is term_+1
+    become_follower(m.term, from_leader(m.type) ? m.from : kNoNode);
+    return true;
+  }
+  if (m.term < term_) {
+    if ((cfg_.check_quorum || cfg_.pre_vote) &&
+        (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat)) {
+      // A stale leader (or a node cut off under PreVote/CheckQuorum) learns our term this way;
+      // otherwise it could never be told it was replaced (thesis §9.6 interplay).
+      Message r;
+      r.type = MessageType::kAppendResp;
+      r.to = m.from;
+      r.term = term_;
+      msgs_.push_back(std::move(r));
+      msgs_.back().group = cfg_.group;
+      msgs_.back().from = cfg_.id;
+    } else if (m.type == MessageType::kPreVote) {
+      Message r;
+      r.type = MessageType::kPreVoteResp;
+      r.to = m.from;
+      r.term = term_;
+      r.reject = true;
+      send(std::move(r));
+    }
+    return false;
+  }
+  return true;
+}
+
+void GroupImpl::step_vote_request(const Message& m) {
+  bool pre = m.type == MessageType::kPreVote;
+  // We may vote for m.from if we already did in this term, or have no vote and know no leader;
+  // a pre-vote for a future term is always possible. Learners vote too when asked (bug #11).
+  bool can_vote =
+      vote_ == m.from || (vote_ == kNoNode && lead_ == kNoNode) || (pre && m.term > term_);
+  bool grant = can_vote && log_.is_up_to_date(m.index, m.log_term);
+  Message r;
+  r.type = pre ? MessageType::kPreVoteResp : MessageType::kVoteResp;
+  r.to = m.from;
+  r.term = grant ? m.term : term_;
+  r.reject = !grant;
+  if (grant && !pre) {
+    election_elapsed_ = 0;
+    vote_ = m.from;
+  }
+  send(std::move(r));
+}
+
+void GroupImpl::step_candidate(const Message& m) {
+  switch (m.type) {
+    case MessageType::kAppend:
+      become_follower(m.term, m.from);
+      handle_append(m);
+      break;
+    case MessageType::kHeartbeat:
+      become_follower(m.term, m.from);
+      handle_heartbeat(m);
+      break;
+    case MessageType::kSnapshot:
+      become_follower(m.term, m.from);
+      handle_snapshot(m);
+      break;
+    case MessageType::kQuiesce:
+      become_follower(m.term, m.from);
+      handle_quiesce(m);
+      break;
+    case MessageType::kTimeoutNow:
+      // A pre-candidate is still a follower of no one: the handover applies to it too.
+      if (role_ == Role::kPreCandidate && promotable()) campaign(false, true);
+      break;
+    case MessageType::kPreVoteResp:
+      if (role_ == Role::kPreCandidate) poll(m.from, !m.reject);
+      break;
+    case MessageType::kVoteResp:
+      if (role_ == Role::kCandidate) poll(m.from, !m.reject);
+      break;
+    default: break;  // proposals, reads and transfers wait for a leader
+  }
+}
+
+void GroupImpl::step_follower(const Message& m) {
+  switch (m.type) {
+    case MessageType::kAppend:
+      election_elapsed_ = 0;
+      lead_ = m.from;
+      handle_append(m);
+      break;
+    case MessageType::kHeartbeat:
+      election_elapsed_ = 0;
+      lead_ = m.from;
+      handle_heartbeat(m);
+      break;
+    case MessageType::kSnapshot:
+      election_elapsed_ = 0;
+      lead_ = m.from;
+      handle_snapshot(m);
+      break;
+    case MessageType::kQuiesce:
+      lead_ = m.from;
+      handle_quiesce(m);
+      break;
+    case MessageType::kTimeoutNow:
+      // The leader hands over: campaign now, skipping PreVote and bypassing the lease.
+      if (promotable()) campaign(false, true);
+      break;
+    case MessageType::kReadIndexResp:
+      read_states_.push_back({m.context, m.index, !m.reject});
+      break;
+    case MessageType::kTransferLeader:
+      if (lead_ != kNoNode) {
+        Message f = m;
+        f.to = lead_;
+        f.term = term_;
+        send(std::move(f));
+      }
+      break;
+    case MessageType::kReadIndex: {
+      Message r;  // we are not the leader: the requester retries elsewhere
+      r.type = MessageType::kReadIndexResp;
+      r.to = m.from;
+      r.term = term_;
+      r.context = m.context;
+      r.reject = true;
+      send(std::move(r));
+      break;
+    }
+    default: break;
+  }
+}
+
+void GroupImpl::handle_append(const Message& m) {
+  Message r;
+  r.type = MessageType::kAppendResp;
+  r.to = m.from;
+  r.term = term_;
+  if (m.index < log_.committed() && !RAFTD_BUG(kTruncateCommitted)) {
+    // Everything up to our commit index matches the leader already (it may even be compacted).
+    r.index = log_.committed();
+    send(std::move(r));
+    return;
+  }
+  std::optional<LogIndex> last_new = log_.maybe_append(m.index, m.log_term, m.commit, m.entries);
+  if (last_new) {
+    r.index = *last_new;
+    send(std::move(r));
+    return;
+  }
+  // Fast backtracking: tell the leader the last index that may match and its term.
+  LogIndex hint = log_.find_conflict_by_term(std::min(m.index, log_.last_index()), m.log_term);
+  r.index = m.index;
+  r.reject = true;
+  r.reject_hint = hint;
+  r.log_term = log_.term(hint).value_or(Term(0));
+  send(std::move(r));
+}
+
+void GroupImpl::handle_heartbeat(const Message& m) {
+  // The leader sends min(our match, its commit): never beyond what we verified (bug #2).
+  log_.commit_to(std::min(m.commit, log_.last_index()));
+  Message r;
+  r.type = MessageType::kHeartbeatResp;
+  r.to = m.from;
+  r.term = term_;
+  r.context = m.context;
+  send(std::move(r));
+}
+
+void GroupImpl::handle_quiesce(const Message& m) {
+  if (log_.last_index() == m.index && log_.match_term(m.index, m.log_term)) {
+    log_.commit_to(std::min(m.commit, log_.last_index()));
+    if (log_.committed() == m.commit) {
+      quiesced_ = true;
+      return;
+    }
+  }
+  // Not caught up: answer with reject = true, which wakes the leader so it resumes replicating.
+  Message r;
+  r.type = MessageType::kHeartbeatResp;
+  r.to = m.from;
+  r.term = term_;
+  r.reject = true;
+  send(std::move(r));
+}
+
+void GroupImpl::handle_snapshot(const Message& m) {
+  const SnapshotMeta& meta = m.snapshot->meta;
+  Message r;
+  r.type = MessageType::kAppendResp;
+  r.to = m.from;
+  r.term = term_;
+  if (meta.index <= log_.committed()) {
+    r.index = log_.committed();
+  } else if (log_.match_term(meta.index, meta.term)) {
+    // We already hold the snapshot's last entry: just fast-forward the commit index.
+    log_.commit_to(meta.index);
+    r.index = log_.committed();
+  } else {
+    // Replace the log; the configuration is the snapshot's (subtle bug #8).
+    log_.restore(*m.snapshot);
+    conf_ = meta.conf_state;
+    conf_index_ = meta.index;
+    conf_history_.clear();
+    r.index = meta.index;
+  }
+  send(std::move(r));
+}
+
+void GroupImpl::step_leader(const Message& m) {
+  auto it = progress_.find(m.from);
+  switch (m.type) {
+    case MessageType::kAppendResp:
+      if (it != progress_.end()) handle_append_resp(m);
+      break;
+    case MessageType::kHeartbeatResp:
+      if (it != progress_.end()) handle_heartbeat_resp(m);
+      break;
+    case MessageType::kReadIndex: handle_read_request(m.context, m.from); break;
+    case MessageType::kTransferLeader:
+      if (m.transfer_target == cfg_.id) {
+        lead_transferee_ = kNoNode;  // we already lead: the transfer is complete
+      } else {
+        handle_transfer(m.transfer_target);
+      }
+      break;
+    default: break;
+  }
+}
+
+void GroupImpl::handle_append_resp(const Message& m) {
+  Progress& pr = progress_.at(m.from);
+  pr.recent_active = true;
+  if (m.reject) {
+    LogIndex hint = m.reject_hint;
+    if (m.log_term > Term(0)) hint = log_.find_conflict_by_term(m.reject_hint, m.log_term);
+    if (pr.maybe_decrease_to(m.index, hint)) {
+      if (pr.state == ProgressState::kReplicate) pr.become_probe();
+      maybe_send_append(m.from, true);
+    }
+    return;
+  }
+  bool was_paused = pr.paused(cfg_.max_inflight_msgs, cfg_.max_inflight_bytes);
+  if (!pr.maybe_update(m.index)) {
+    if (was_paused && !pr.paused(cfg_.max_inflight_msgs, cfg_.max_inflight_bytes)) {
+      maybe_send_append(m.from, false);
+    }
+    return;
+  }
+  switch (pr.state) {
+    case ProgressState::kProbe: pr.become_replicate(); break;
+    case ProgressState::kSnapshot:
+      if (pr.match + 1 >= log_.first_index()) {
+        pr.become_probe();
+        pr.become_replicate();
+      }
+      break;
+    case ProgressState::kReplicate: pr.inflights.free_le(pr.match); break;
+  }
+  if (maybe_commit()) {
+    after_commit_advanced();
+  } else {
+    while (maybe_send_append(m.from, false)) {
+    }
+  }
+  if (m.from == lead_transferee_ && pr.match == log_.last_index()) send_timeout_now(m.from);
+}
+
+void GroupImpl::handle_heartbeat_resp(const Message& m) {
+  Progress& pr = progress_.at(m.from);
+  pr.recent_active = true;
+  pr.probe_sent = false;
+  if (pr.state == ProgressState::kReplicate &&
+      pr.inflights.full(cfg_.max_inflight_msgs, cfg_.max_inflight_bytes)) {
+    pr.inflights.free_first();
+  }
+  if (pr.match < log_.last_index()) maybe_send_append(m.from, true);
+  if (m.context > pr.read_ack) {
+    pr.read_ack = m.context;
+    release_confirmed_reads();
+  }
+}
+
+bool GroupImpl::maybe_send_append(NodeId to, bool send_if_empty) {
+  Progress& pr = progress_.at(to);
+  if (to == cfg_.id) return false;
+  if (pr.paused(cfg_.max_inflight_msgs, cfg_.max_inflight_bytes)) return false;
+  LogIndex prev = pr.next - 1;
+  std::optional<Term> prev_term = log_.term(prev);
+  std::optional<std::vector<Entry>> es;
+  if (prev_term) es = log_.slice(pr.next, log_.last_index() + 1, cfg_.max_msg_bytes);
+  if (!prev_term || !es) {
+    // The entries it needs are compacted: ask the driver for a snapshot (only for followers that
+    // answer; a dead follower would waste the effort).
+    if (!pr.recent_active) return false;
+    pr.become_snapshot();
+    snapshot_requests_.push_back(to);
+    return false;
+  }
+  // An empty append is still worth sending when it tells the follower a newer commit index.
+  bool commit_news = pr.sent_commit < std::min(log_.committed(), prev);
+  if (es->empty() && !send_if_empty && !commit_news) return false;
+  Message m;
+  m.type = MessageType::kAppend;
+  m.to = to;
+  m.term = term_;
+  m.index = prev;
+  m.log_term = *prev_term;
+  m.commit = log_.committed();
+  m.entries = std::move(*es);
+  pr.sent_commit = std::max(pr.sent_commit, std::min(m.commit, prev + m.entries.size()));
+  if (!m.entries.empty()) {
+    LogIndex last = m.entries.back().index;
+    if (pr.state == ProgressState::kReplicate) {
+      pr.next = last + 1;
+      pr.inflights.add(last, m.entries_bytes());
+    }
+  }
+  if (pr.state == ProgressState::kProbe) pr.probe_sent = true;
+  send(std::move(m));
+  return true;
+}
+
+void GroupImpl::bcast_append() {
+  for (auto& [id, pr] : progress_) {
+    if (id != cfg_.id) maybe_send_append(id, true);
+  }
+}
+
+void GroupImpl::send_heartbeat(NodeId to, uint64_t round) {
+  const Progress& pr = progress_.at(to);
+  Message m;
+  m.type = MessageType::kHeartbeat;
+  m.to = to;
+  m.term = term_;
+  // Never tell a follower to commit beyond what it is known to hold (subtle bug #2).
+  m.commit = std::min(pr.match, log_.committed());
+  m.context = round;
+  progress_.at(to).sent_commit = std::max(pr.sent_commit, m.commit);
+  send(std::move(m));
+}
+
+void GroupImpl::bcast_heartbeat() {
+  for (const auto& [id, pr] : progress_) {
+    if (id != cfg_.id) send_heartbeat(id, read_round_sent_);
+  }
+}
+
+void GroupImpl::send_timeout_now(NodeId to) {
+  Message m;
+  m.type = MessageType::kTimeoutNow;
+  m.to = to;
+  m.term = term_;
+  send(std::move(m));
+}
+
+bool GroupImpl::maybe_commit() {
+  auto match_of = [&](NodeId n) -> uint64_t {
+    auto it = progress_.find(n);
+    return it == progress_.end() ? 0 : it->second.match.value();
+  };
+  LogIndex index(joint_majority_value(conf_, match_of));
+  if (index <= log_.committed()) return false;
+  // Only entries of the current term commit by counting replicas (thesis §3.6.2, bug #1).
+  std::optional<Term> t = log_.term(index);
+  if (!RAFTD_BUG(kCommitPrevTerm) && (!t || *t != term_)) return false;
+  log_.commit_to(index);
+  return true;
+}
+
+void GroupImpl::after_commit_advanced() {
+  if (!reads_before_commit_.empty() && committed_in_current_term()) {
+    auto waiting = std::move(reads_before_commit_);
+    reads_before_commit_.clear();
+    for (const auto& [id, from] : waiting) handle_read_request(id, from);
+  }
+  bcast_append();
+}
+
+// --- ReadIndex ----------------------------------------------------------------------------------
+
+void GroupImpl::handle_read_request(uint64_t request_id, NodeId from) {
+  if (RAFTD_BUG(kReadWithoutQuorum)) {
+    // Mutation: answer from local state without confirming leadership.
+    answer_read({request_id, from, log_.committed(), 0});
+    return;
+  }
+  if (!committed_in_current_term()) {
+    // Our commit index may lag the true one until our no-op commits (thesis §6.4 step 1).
+    reads_before_commit_.emplace_back(request_id, from);
+    return;
+  }
+  PendingRead r{request_id, from, log_.committed(), read_round_sent_ + 1};
+  reads_.push_back(r);
+  read_round_needed_ = true;
+  release_confirmed_reads();  // a single-voter group confirms at once
+}
+
+void GroupImpl::release_confirmed_reads() {
+  auto ack_of = [&](NodeId n) -> uint64_t {
+    if (n == cfg_.id) return UINT64_MAX;
+    auto it = progress_.find(n);
+    return it == progress_.end() ? 0 : it->second.read_ack;
+  };
+  uint64_t confirmed = joint_majority_value(conf_, ack_of);
+  size_t done = 0;
+  while (done < reads_.size() && reads_[done].round <= confirmed) answer_read(reads_[done++]);
+  reads_.erase(reads_.begin(), reads_.begin() + static_cast<std::ptrdiff_t>(done));
+  if (reads_.empty()) read_round_needed_ = false;
+}
+
+void GroupImpl::answer_read(const PendingRead& r) {
+  if (r.from == cfg_.id) {
+    read_states_.push_back({r.request_id, r.index, true});
+    return;
+  }
+  Message m;
+  m.type = MessageType::kReadIndexResp;
+  m.to = r.from;
+  m.term = term_;
+  m.index = r.index;
+  m.context = r.request_id;
+  send(std::move(m));
+}
+
+}  // namespace raftd::raft
