@@ -1,0 +1,67 @@
+// Every bound of the HTTP layer, in one place, each with the reason for its value. Options
+// structs (ServerOptions, ClientOptions) default to these; a deployment may tighten or loosen
+// the configurable ones.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace raftd::http {
+
+// Request line + header fields + the blank line. raftd's own requests carry a few short
+// headers; 16 KiB is twice nginx's default large_client_header_buffers line and bounds what an
+// unauthenticated peer can make us hold. Exceeding it is answered 431.
+inline constexpr std::size_t kHeaderBytesMax = 16 * 1024;
+
+// Header fields per message. Bounds the vector a request builds; exceeding it is 431.
+inline constexpr std::size_t kHeaderCountMax = 100;
+
+// Default request body cap (answered 413). Bodies are streamed, so this bounds work, not memory;
+// raft proposals and app calls are far smaller. Streams that need more (the peer transport,
+// snapshots) raise ServerOptions::body_bytes_max.
+inline constexpr std::uint64_t kBodyBytesMaxDefault = 64ull * 1024 * 1024;
+
+// A client that opened a request must finish its header section within this time (slowloris).
+inline constexpr std::uint32_t kHeaderTimeoutMsDefault = 10'000;
+
+// A keep-alive connection with no request in progress is closed after this time.
+inline constexpr std::uint32_t kIdleTimeoutMsDefault = 60'000;
+
+// A request whose body stops arriving, or a response the peer stops reading, is dropped after
+// this much time without progress.
+inline constexpr std::uint32_t kProgressTimeoutMsDefault = 60'000;
+
+// Open server connections. Each costs a parser, a socket and up to kSendBytesMax of buffered
+// output; beyond this, new connections get a canned 503 and are closed.
+inline constexpr std::size_t kConnectionsMaxDefault = 4096;
+
+// Output bytes a connection buffers before ResponseWriter::write_body reports backpressure.
+// Large enough for one 64 KiB body chunk plus framing to be in flight while the next is produced.
+inline constexpr std::size_t kSendBytesMax = 256 * 1024;
+
+// Input bytes a connection holds that the parser could not consume yet (a pipelined request
+// waiting for the previous response, or a body the handler paused). Beyond it the connection
+// stops reading, so a fast sender cannot grow memory.
+inline constexpr std::size_t kPendingBytesMax = 256 * 1024;
+static_assert(kPendingBytesMax >= kHeaderBytesMax, "a whole header section must fit while paused");
+
+// After answering a bad request the server half-closes and keeps reading (and dropping) what
+// the client still sends for at most this long, so the kernel does not reset the connection
+// and destroy the answer before the client read it (a "lingering close").
+inline constexpr std::uint32_t kLingerMs = 2'000;
+
+// Client defaults.
+inline constexpr std::uint32_t kConnectTimeoutMsDefault = 5'000;
+inline constexpr std::uint32_t kResponseTimeoutMsDefault = 30'000;
+// Idle pooled connections kept per target (host:port); more are closed when released.
+inline constexpr std::size_t kPoolIdlePerTargetMax = 32;
+// Requests queued for a target whose connections are all busy; beyond it requests fail with
+// kUnavailable (bounded queue instead of unbounded memory).
+inline constexpr std::size_t kPoolQueueMax = 1024;
+// Connections one target may have open at once.
+inline constexpr std::size_t kPoolConnectionsPerTargetMax = 64;
+
+// Response header section accepted by the client (431-equivalent: the request fails).
+inline constexpr std::size_t kResponseHeaderBytesMax = 64 * 1024;
+
+}  // namespace raftd::http

@@ -1,0 +1,179 @@
+// HTTP/1.1 server on the io_uring reactor: keep-alive, pipelining (one request handled at a
+// time per connection, responses in order), request bodies streamed to the handler, responses
+// with Content-Length or streamed chunked, Expect: 100-continue, limits and timeouts
+// (doc/http.md lists the answers).
+//
+// Threading: a Server belongs to its reactor's thread; every call, and every Handler callback,
+// happens on that thread.
+//
+// Lifetime: close() stops accepting and closes every connection (open exchanges get
+// Handler::on_aborted); the Server may be destroyed once closed() is true (turn the reactor
+// until then), or after Reactor::shutdown(). The Handler must outlive the Server.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "raftd/base/status.h"
+#include "raftd/http/limits.h"
+#include "raftd/http/message.h"
+#include "raftd/http/serializer.h"
+#include "raftd/io/reactor.h"
+
+namespace raftd::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";  // IPv4 literal
+  std::uint16_t port = 0;          // 0: any free port (see Server::port())
+  std::size_t header_bytes_max = kHeaderBytesMax;
+  std::size_t header_count_max = kHeaderCountMax;
+  std::uint64_t body_bytes_max = kBodyBytesMaxDefault;
+  std::uint32_t header_timeout_ms = kHeaderTimeoutMsDefault;
+  std::uint32_t idle_timeout_ms = kIdleTimeoutMsDefault;
+  std::uint32_t progress_timeout_ms = kProgressTimeoutMsDefault;
+  std::size_t connections_max = kConnectionsMaxDefault;
+};
+
+struct ServerStats {
+  std::uint64_t connections_accepted = 0;
+  std::uint64_t connections_rejected = 0;  // over connections_max: 503 and closed
+  std::uint64_t requests = 0;
+  std::uint64_t bad_requests = 0;  // answered 400/413/431/505 and closed
+  std::uint64_t timeouts = 0;      // header, idle or progress timeout
+};
+
+class Exchange;
+
+// Per-exchange state a handler attaches (Exchange::set_context); destroyed with the exchange.
+class ExchangeContext {
+ public:
+  virtual ~ExchangeContext() = default;
+};
+
+// The application side of the server. One Handler serves all connections.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // The request head arrived. Answer now (a remaining body is then read and dropped, or the
+  // connection is closed if the client waits for 100 Continue), or wait for the body.
+  virtual void on_headers(Exchange& ex) = 0;
+  // A piece of the request body (never empty; valid during the call only). Return Flow::kPause
+  // to stop reading from the socket until Exchange::resume_body().
+  virtual Flow on_body(Exchange& ex, std::string_view chunk) {
+    (void)ex;
+    (void)chunk;
+    return Flow::kContinue;
+  }
+  // The request body ended (also called when the response was already finished).
+  virtual void on_end(Exchange& ex) = 0;
+  // After write_body() returned false: the buffered output was handed to the socket, so
+  // writing may go on (until write_body() returns false again).
+  virtual void on_drained(Exchange& ex) { (void)ex; }
+  // The connection closed before finish() (peer gone, timeout, bad request body, server
+  // closing). The exchange is destroyed right after this call; do not touch it later.
+  virtual void on_aborted(Exchange& ex) { (void)ex; }
+};
+
+class Connection;
+
+// One request and its response. Owned by the server; valid from Handler::on_headers until the
+// exchange is complete (request ended and finish() called) or aborted.
+class Exchange {
+ public:
+  const Request& request() const { return request_; }
+
+  // ---- response ----
+  // Before the first write_body()/finish(): status (default 200) and headers. Framing headers
+  // (Content-Length, Transfer-Encoding, Connection) are the server's: use set_content_length.
+  void set_status(int status) { status_ = status; }
+  void add_header(std::string name, std::string value);
+  // Declares the body length: the response is sent with Content-Length instead of chunked.
+  void set_content_length(std::uint64_t bytes);
+  // Appends body bytes (copied). Sends the head first if it is not out yet. Returns false when
+  // kSendBytesMax bytes wait in the send buffer: stop writing until Handler::on_drained. Data
+  // written anyway is still buffered (the limit is the handler's duty). After abort: ignored.
+  bool write_body(std::string_view chunk);
+  // Ends the response. A declared Content-Length not reached closes the connection after it.
+  void finish();
+  // Whole response in one call: status, Content-Type, body, finish().
+  void respond(int status, std::string_view body, std::string_view content_type = "text/plain");
+  bool response_started() const { return head_sent_; }
+  bool finished() const { return finished_; }
+
+  // ---- request body flow control ----
+  void resume_body();
+
+  void set_context(std::unique_ptr<ExchangeContext> context) { context_ = std::move(context); }
+  ExchangeContext* context() const { return context_.get(); }
+
+ private:
+  friend class Connection;
+  explicit Exchange(Connection& conn) : conn_(conn) {}
+  void reset();
+  void send_head(bool chunked);
+
+  Connection& conn_;
+  Request request_;
+  int status_ = 200;
+  Headers headers_;
+  bool length_set_ = false;
+  std::uint64_t content_length_ = 0;
+  bool head_sent_ = false;
+  bool finished_ = false;
+  bool request_ended_ = false;
+  bool active_ = false;
+  bool blocked_ = false;    // write_body returned false; on_drained is owed
+  bool keep_alive_ = true;  // decided when the head is written
+  std::unique_ptr<ExchangeContext> context_;
+  BodyEncoder encoder_;
+};
+
+class Server {
+ public:
+  // Binds, listens and starts accepting on `reactor`.
+  static Result<std::unique_ptr<Server>> start(io::Reactor& reactor, Handler& handler,
+                                               const ServerOptions& options = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  std::size_t connection_count() const { return connections_.size(); }
+  const ServerStats& stats() const { return stats_; }
+  const ServerOptions& options() const { return options_; }
+
+  // Stops accepting and closes every connection. Idempotent.
+  void close();
+  // close() was called and every operation of the server has ended.
+  bool closed() const;
+
+ private:
+  friend class Connection;
+  Server(io::Reactor& reactor, Handler& handler, const ServerOptions& options);
+  void on_accept(int32_t res);
+  void reject(int fd);
+  void sweep();
+  void on_turn_end();
+  void mark_dirty(Connection& conn);
+  void retire(Connection& conn);
+
+  io::Reactor& reactor_;
+  Handler& handler_;
+  ServerOptions options_;
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  bool closing_ = false;
+  io::AcceptOp accept_;
+  std::unique_ptr<io::RepeatingTimer> sweeper_;
+  io::Reactor::HookId hook_ = 0;
+  std::list<std::unique_ptr<Connection>> connections_;
+  std::vector<Connection*> dirty_;                    // output or input to process at turn end
+  std::vector<std::unique_ptr<Connection>> retired_;  // closed; freed at turn end
+  ServerStats stats_;
+};
+
+}  // namespace raftd::http

@@ -1,0 +1,302 @@
+// Client to server round trips on one reactor: sized and chunked bodies both ways, pooled
+// keep-alive connections, connect and response timeouts.
+#include "raftd/http/client.h"
+
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http_test_util.h"
+#include "raftd/http/server.h"
+#include "test_handler.h"
+
+namespace raftd::http {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Fixture {
+  explicit Fixture(const ClientOptions& co = {}, const ServerOptions& so = {}) {
+    auto s = Server::start(*reactor, handler, so);
+    REQUIRE(s.is_ok());
+    server = std::move(s).value();
+    client = std::make_unique<Client>(*reactor, co);
+  }
+  ~Fixture() {
+    client->close();
+    server->close();
+    testing::run_until(*reactor, [&] { return server->closed() && client->closed(); });
+    client.reset();
+    server.reset();
+    reactor->shutdown();
+  }
+
+  // Runs one fetch to completion.
+  Result<Response> fetch(ClientRequest req) {
+    std::optional<Result<Response>> out;
+    client->fetch("127.0.0.1", server->port(), std::move(req),
+                  [&](Result<Response> r) { out.emplace(std::move(r)); });
+    REQUIRE(testing::run_until(*reactor, [&] { return out.has_value(); }));
+    return std::move(*out);
+  }
+
+  std::unique_ptr<io::Reactor> reactor = testing::make_reactor();
+  testing::TestHandler handler;
+  std::unique_ptr<Server> server;
+  std::unique_ptr<Client> client;
+};
+
+ClientRequest make(std::string method, std::string target, std::string body = {}) {
+  ClientRequest r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.body = std::move(body);
+  return r;
+}
+
+// A source producing `total` bytes of a repeating pattern in pieces of at most `piece`.
+BodySource pattern_source(std::size_t total, std::size_t piece) {
+  auto sent = std::make_shared<std::size_t>(0);
+  return [=](std::string& out, std::size_t max_bytes, bool& done) {
+    const std::size_t n = std::min({piece, max_bytes, total - *sent});
+    for (std::size_t i = 0; i < n; ++i) out.push_back(static_cast<char>('a' + (*sent + i) % 26));
+    *sent += n;
+    done = *sent == total;
+    return Status::ok();
+  };
+}
+
+std::string pattern(std::size_t total) {
+  std::string s;
+  for (std::size_t i = 0; i < total; ++i) s.push_back(static_cast<char>('a' + i % 26));
+  return s;
+}
+
+}  // namespace
+
+TEST_SUITE("http") {
+  TEST_CASE("http::Client: sized request, sized and chunked responses") {
+    Fixture f;
+    auto r = f.fetch(make("POST", "/echo", "hello"));
+    REQUIRE(r.is_ok());
+    CHECK(r->head.status == 200);
+    CHECK(r->head.framing == Framing::kContentLength);
+    CHECK(r->body == "POST /echo hello");
+
+    r = f.fetch(make("GET", "/chunked"));
+    REQUIRE(r.is_ok());
+    CHECK(r->head.framing == Framing::kChunked);
+    CHECK(r->body == "first,second,third");
+  }
+
+  TEST_CASE("http::Client: request bodies streamed from a source, chunked and sized") {
+    Fixture f;
+    ClientRequest chunked = make("PUT", "/up");
+    chunked.source = pattern_source(300 * 1024 + 7, 10'000);
+    auto r = f.fetch(std::move(chunked));
+    REQUIRE(r.is_ok());
+    CHECK(r->body == "PUT /up " + pattern(300 * 1024 + 7));
+
+    ClientRequest sized = make("PUT", "/sized");
+    sized.source = pattern_source(70'000, 4096);
+    sized.source_bytes = 70'000;
+    r = f.fetch(std::move(sized));
+    REQUIRE(r.is_ok());
+    CHECK(r->body == "PUT /sized " + pattern(70'000));
+
+    ClientRequest lying = make("PUT", "/lie");  // the source ends early: a caller error
+    lying.source = pattern_source(10, 10);
+    lying.source_bytes = 20;
+    r = f.fetch(std::move(lying));
+    CHECK(r.status().code() == Code::kInvalidArgument);
+  }
+
+  TEST_CASE("http::Client: a paused response body waits for resume") {
+    Fixture f;
+    std::string body;
+    std::optional<Status> done;
+    ResponseCallbacks cb;
+    cb.on_body = [&](std::string_view chunk) {
+      body.append(chunk);
+      return Flow::kPause;  // one piece at a time
+    };
+    cb.on_done = [&](Status st) { done = std::move(st); };
+    const RequestId id =
+        f.client->request("127.0.0.1", f.server->port(), make("GET", "/chunked"), std::move(cb));
+    REQUIRE(testing::run_until(*f.reactor, [&] { return !body.empty(); }));
+    testing::run_for(*f.reactor, 50ms);
+    CHECK(body == "first,");
+    CHECK_FALSE(done.has_value());
+    for (int i = 0; i < 2; ++i) {
+      f.client->resume(id);
+      const std::size_t before = body.size();
+      REQUIRE(testing::run_until(*f.reactor, [&] { return body.size() > before; }));
+    }
+    f.client->resume(id);
+    REQUIRE(testing::run_until(*f.reactor, [&] { return done.has_value(); }));
+    CHECK(done->is_ok());
+    CHECK(body == "first,second,third");
+    CHECK(f.client->idle_connections("127.0.0.1", f.server->port()) == 1);
+  }
+
+  TEST_CASE("http::Client: a source with nothing to send waits for resume_source") {
+    Fixture f;
+    std::string queued = "part1,";
+    bool finished = false;
+    ClientRequest req = make("POST", "/stream");
+    req.source = [&](std::string& out, std::size_t, bool& done) {
+      out.append(queued);
+      queued.clear();
+      done = finished;
+      return Status::ok();
+    };
+    std::optional<Result<Response>> out;
+    const RequestId id = f.client->request(
+        "127.0.0.1", f.server->port(), std::move(req),
+        ResponseCallbacks{nullptr, nullptr, [&](Status st) {
+                            out.emplace(st.is_ok() ? Result<Response>(Response{})
+                                                   : Result<Response>(std::move(st)));
+                          }});
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.heads.size() == 1; }));
+    testing::run_for(*f.reactor, 50ms);
+    CHECK(f.handler.ended.empty());
+    queued = "part2";
+    finished = true;
+    f.client->resume_source(id);
+    REQUIRE(testing::run_until(*f.reactor, [&] { return out.has_value(); }));
+    CHECK(out->is_ok());
+    REQUIRE(f.handler.ended.size() == 1);
+    CHECK(f.handler.ended[0] == "POST /stream part1,part2");
+  }
+
+  TEST_CASE("http::Client: keep-alive connections are pooled and reused") {
+    Fixture f;
+    for (int i = 0; i < 5; ++i) {
+      auto r = f.fetch(make("GET", "/n" + std::to_string(i)));
+      REQUIRE(r.is_ok());
+      CHECK(r->body == "GET /n" + std::to_string(i) + " ");
+    }
+    CHECK(f.client->stats().connections_opened == 1);
+    CHECK(f.client->stats().connections_reused == 4);
+    CHECK(f.client->idle_connections("127.0.0.1", f.server->port()) == 1);
+    CHECK(f.server->stats().connections_accepted == 1);
+
+    // HEAD: the declared length is not read as a body, and the connection stays usable.
+    auto r = f.fetch(make("HEAD", "/head-len"));
+    REQUIRE(r.is_ok());
+    CHECK(r->head.content_length == 0);
+    CHECK(r->body.empty());
+    r = f.fetch(make("GET", "/after-head"));
+    REQUIRE(r.is_ok());
+    CHECK(r->body == "GET /after-head ");
+    CHECK(f.client->stats().connections_opened == 1);
+  }
+
+  TEST_CASE("http::Client: concurrent requests open parallel connections, then reuse them") {
+    Fixture f;
+    int done = 0;
+    for (int i = 0; i < 4; ++i) {
+      f.client->fetch("127.0.0.1", f.server->port(), make("GET", "/slow"), [&](Result<Response> r) {
+        CHECK(r.is_ok());
+        ++done;
+      });
+    }
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 4; }));
+    CHECK(f.client->stats().connections_opened == 4);
+    for (Exchange* ex : std::vector<Exchange*>(f.handler.held)) ex->respond(200, "ok");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return done == 4; }));
+    CHECK(f.client->idle_connections("127.0.0.1", f.server->port()) == 4);
+  }
+
+  TEST_CASE("http::Client: a pooled connection the server closed is replaced") {
+    ServerOptions so;
+    so.idle_timeout_ms = 200;
+    Fixture f({}, so);
+    REQUIRE(f.fetch(make("GET", "/first")).is_ok());
+    REQUIRE(testing::run_until(*f.reactor, [&] {
+      return f.client->idle_connections("127.0.0.1", f.server->port()) == 0;
+    }));
+    auto r = f.fetch(make("GET", "/second"));
+    REQUIRE(r.is_ok());
+    CHECK(r->body == "GET /second ");
+    CHECK(f.client->stats().connections_opened == 2);
+  }
+
+  TEST_CASE("http::Client: connecting to a port nobody listens on fails") {
+    Fixture f;
+    auto l = io::listen_tcp("127.0.0.1", 0);
+    REQUIRE(l.is_ok());
+    const std::uint16_t dead_port = l->port;
+    io::close_fd(l->fd);  // nobody listens there now
+    std::optional<Result<Response>> out;
+    f.client->fetch("127.0.0.1", dead_port, make("GET", "/"),
+                    [&](Result<Response> r) { out.emplace(std::move(r)); });
+    REQUIRE(testing::run_until(*f.reactor, [&] { return out.has_value(); }));
+    CHECK(out->status().code() == Code::kIoError);
+    CHECK(out->status().message().find("connect") != std::string::npos);
+  }
+
+  TEST_CASE("http::Client: the connect timeout ends a connect that gets no answer") {
+    ClientOptions co;
+    co.connect_timeout_ms = 300;
+    Fixture f(co);
+    // A listener that never accepts, with its backlog filled: the kernel drops further SYNs,
+    // so the next connect hangs until our timeout.
+    auto l = io::listen_tcp("127.0.0.1", 0, /*backlog=*/0);
+    REQUIRE(l.is_ok());
+    std::vector<std::unique_ptr<testing::RawClient>> fillers;
+    fillers.push_back(std::make_unique<testing::RawClient>(l->port));
+    std::optional<Result<Response>> out;
+    const auto started = io::Reactor::now();
+    f.client->fetch("127.0.0.1", l->port, make("GET", "/"),
+                    [&](Result<Response> r) { out.emplace(std::move(r)); });
+    REQUIRE(testing::run_until(*f.reactor, [&] { return out.has_value(); }));
+    CHECK(out->status().code() == Code::kTimeout);
+    CHECK(io::Reactor::now() - started >= 300ms);
+    fillers.clear();
+    io::close_fd(l->fd);
+  }
+
+  TEST_CASE("http::Client: the response timeout ends a request the server never answers") {
+    ClientOptions co;
+    co.response_timeout_ms = 300;
+    Fixture f(co);
+    auto r = f.fetch(make("GET", "/hang"));
+    CHECK(r.status().code() == Code::kTimeout);
+    // The client closed its connection; the server notices when it answers, and lets go.
+    REQUIRE(f.handler.held.size() == 1);
+    f.handler.held[0]->respond(200, "too late");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 0; }));
+  }
+
+  TEST_CASE("http::Client: an error answer to a bad request is delivered") {
+    ServerOptions so;
+    so.body_bytes_max = 10;
+    Fixture f({}, so);
+    auto r = f.fetch(make("POST", "/big", std::string(11, 'x')));
+    REQUIRE(r.is_ok());
+    CHECK(r->head.status == 413);
+    CHECK_FALSE(r->head.keep_alive);
+  }
+
+  TEST_CASE("http::Client: close() cancels queued and running requests") {
+    ClientOptions co;
+    co.connections_per_target_max = 1;
+    Fixture f(co);
+    std::vector<Code> codes;
+    for (int i = 0; i < 3; ++i) {
+      f.client->fetch("127.0.0.1", f.server->port(), make("GET", "/hang"),
+                      [&](Result<Response> r) { codes.push_back(r.status().code()); });
+    }
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    f.client->close();
+    REQUIRE(testing::run_until(*f.reactor, [&] { return codes.size() == 3; }));
+    for (Code c : codes) CHECK(c == Code::kCancelled);
+  }
+}
+
+}  // namespace raftd::http

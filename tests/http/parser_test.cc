@@ -1,0 +1,372 @@
+// The sans-I/O parsers: split invariance, pipelining, smuggling shapes, limits, body pause.
+#include "raftd/http/parser.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace raftd::http {
+namespace {
+
+std::string framing_name(Framing f) {
+  switch (f) {
+    case Framing::kNone: return "none";
+    case Framing::kContentLength: return "length";
+    case Framing::kChunked: return "chunked";
+    case Framing::kUntilClose: return "close";
+  }
+  return "?";
+}
+
+// Records everything a parser reports as text; consecutive body chunks are merged so the
+// transcript does not depend on how the input was split.
+struct Transcript {
+  std::string text;
+  bool in_body = false;
+  void head(const std::string& s) {
+    in_body = false;
+    text += s;
+  }
+  void body(std::string_view chunk) {
+    if (!in_body) text += "BODY ";
+    in_body = true;
+    text.append(chunk);
+  }
+  void end() {
+    in_body = false;
+    text += "\nEND\n";
+  }
+};
+
+struct RequestRecorder : RequestSink {
+  Transcript t;
+  int pause_every = 0;  // pause after every n-th body chunk (0: never)
+  int chunks = 0;
+  void on_request_head(Request& r) override {
+    std::string s = "HEAD " + r.method + " " + r.target + " 1." + std::to_string(r.version_minor) +
+                    " " + framing_name(r.framing) + " " + std::to_string(r.content_length) +
+                    (r.keep_alive ? " ka" : " close") + (r.expect_continue ? " expect" : "") + "\n";
+    for (const Header& h : r.headers) s += "  " + h.name + "=" + h.value + "\n";
+    t.head(s);
+  }
+  Flow on_request_body(std::string_view chunk) override {
+    CHECK(!chunk.empty());
+    t.body(chunk);
+    ++chunks;
+    return pause_every != 0 && chunks % pause_every == 0 ? Flow::kPause : Flow::kContinue;
+  }
+  void on_request_end() override { t.end(); }
+};
+
+// Feeds `input` cut at `cuts` (sorted offsets); returns the transcript plus the outcome.
+template <typename Parser, typename Recorder>
+std::string run_pieces(Parser& parser, Recorder& rec, std::string_view input,
+                       const std::vector<std::size_t>& cuts) {
+  std::size_t start = 0;
+  std::string outcome;
+  int messages = 0;
+  for (std::size_t i = 0; i <= cuts.size() && outcome.empty(); ++i) {
+    const std::size_t end = i < cuts.size() ? cuts[i] : input.size();
+    std::string_view piece = input.substr(start, end - start);
+    start = end;
+    while (true) {
+      const FeedResult r = parser.feed(piece);
+      REQUIRE(r.consumed <= piece.size());
+      piece.remove_prefix(r.consumed);
+      if (r.event == ParseEvent::kError) {
+        outcome = "ERROR " + std::to_string(parser.error_status());
+        break;
+      }
+      if (r.event == ParseEvent::kMessageEnd) ++messages;
+      if (r.event == ParseEvent::kNeedMore) {
+        CHECK(piece.empty());
+        break;
+      }
+    }
+  }
+  (void)rec;
+  if (outcome.empty()) outcome = parser.mid_message() ? "PARTIAL" : "OK";
+  return outcome + " messages=" + std::to_string(messages);
+}
+
+std::string parse_requests(std::string_view input, const std::vector<std::size_t>& cuts,
+                           ParserLimits limits = {}, int pause_every = 0) {
+  RequestRecorder rec;
+  rec.pause_every = pause_every;
+  RequestParser parser(rec, limits);
+  const std::string outcome = run_pieces(parser, rec, input, cuts);
+  return rec.t.text + outcome;
+}
+
+std::vector<std::size_t> byte_by_byte(std::size_t n) {
+  std::vector<std::size_t> cuts;
+  for (std::size_t i = 1; i < n; ++i) cuts.push_back(i);
+  return cuts;
+}
+
+std::vector<std::size_t> random_cuts(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::size_t> cuts;
+  if (n < 2) return cuts;
+  std::uniform_int_distribution<std::size_t> count(0, std::min<std::size_t>(n - 1, 40));
+  std::uniform_int_distribution<std::size_t> at(1, n - 1);
+  for (std::size_t k = count(rng); k > 0; --k) cuts.push_back(at(rng));
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  return cuts;
+}
+
+// The whole-buffer result, which every split must reproduce.
+std::string check_split_invariant(std::string_view input, ParserLimits limits = {}) {
+  const std::string whole = parse_requests(input, {}, limits);
+  CHECK(parse_requests(input, byte_by_byte(input.size()), limits) == whole);
+  CHECK(parse_requests(input, {}, limits, 1) == whole);  // pausing after every body chunk
+  for (std::uint32_t seed = 1; seed <= 200; ++seed) {
+    const auto cuts = random_cuts(input.size(), seed);
+    INFO("seed " << seed);
+    REQUIRE(parse_requests(input, cuts, limits, static_cast<int>(seed % 3)) == whole);
+  }
+  return whole;
+}
+
+const std::string kPipeline =
+    "GET /a?x=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n"
+    "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world"
+    "\r\n"  // an empty line between requests is skipped (RFC 9112 2.2)
+    "PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nX-Empty:\r\n\r\n"
+    "5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nTrailer-X: t\r\n\r\n"
+    "DELETE /d HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"
+    "GET /e HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+
+}  // namespace
+
+TEST_SUITE("http") {
+  TEST_CASE("http::RequestParser: a pipeline parses the same in every split") {
+    const std::string whole = check_split_invariant(kPipeline);
+    CHECK(whole ==
+          "HEAD GET /a?x=1 1.1 none 0 ka\n  Host=h\n  Accept=*/*\n"
+          "\nEND\n"
+          "HEAD POST /b 1.1 length 11 ka\n  Host=h\n  Content-Length=11\n"
+          "BODY hello world\nEND\n"
+          "HEAD PUT /c 1.1 chunked 0 ka\n  Host=h\n  Transfer-Encoding=chunked\n  X-Empty=\n"
+          "BODY hello world\nEND\n"
+          "HEAD DELETE /d 1.1 length 3 ka expect\n  Host=h\n  Expect=100-continue\n"
+          "  Content-Length=3\nBODY abc\nEND\n"
+          "HEAD GET /e 1.1 none 0 close\n  Host=h\n  Connection=close\n\nEND\n"
+          "OK messages=5");
+  }
+
+  TEST_CASE("http::RequestParser: HTTP/1.0 defaults to close, keep-alive header keeps it") {
+    CHECK(parse_requests("GET / HTTP/1.0\r\n\r\n", {}).find(" close\n") != std::string::npos);
+    CHECK(parse_requests("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", {}).find(" ka\n") !=
+          std::string::npos);
+  }
+
+  TEST_CASE("http::RequestParser: an incomplete message is reported as partial") {
+    CHECK(parse_requests("GET / HTTP/1.1\r\nHost:", {}).ends_with("PARTIAL messages=0"));
+    CHECK(parse_requests("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", {})
+              .ends_with("PARTIAL messages=0"));
+  }
+
+  TEST_CASE("http::RequestParser: each smuggling shape is a 400 in every split") {
+    const char* shapes[] = {
+        // bare CR inside a header value (CVE-2023-30589 shape)
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Abc: \rxTransfer-Encoding: chunked\r\n\r\n",
+        // obs-fold (CVE-2024-27982 shape): the folded line would hide a Content-Length
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Abc: y\r\n Content-Length: 5\r\n\r\nhello",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Abc: y\r\n\tContent-Length: 5\r\n\r\nhello",
+        // Content-Length together with Transfer-Encoding
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "0\r\n\r\n"),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+         "0\r\n\r\n"),
+        // duplicate Content-Length
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        // Transfer-Encoding whose final coding is not chunked
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
+        // invalid chunk sizes
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "fffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
+        // bare LF line endings, a space before the colon, CONNECT
+        "GET / HTTP/1.1\nHost: a\n\n",
+        "GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        // an empty field name (llhttp 8.1 accepts it; found by the fuzzer)
+        "GET / HTTP/1.1\r\n:Host: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n",
+    };
+    for (const char* shape : shapes) {
+      INFO(shape);
+      const std::string whole = check_split_invariant(shape);
+      CHECK((whole.ends_with("ERROR 400 messages=0") || whole.ends_with("ERROR 505 messages=0")));
+      CHECK(whole.find("\nEND\n") == std::string::npos);
+    }
+  }
+
+  TEST_CASE("http::RequestParser: an error after a good request still serves the first") {
+    const std::string input =
+        "GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n";
+    const std::string whole = check_split_invariant(input);
+    CHECK(whole.starts_with("HEAD GET /ok"));
+    CHECK(whole.ends_with("ERROR 400 messages=1"));
+  }
+
+  TEST_CASE("http::RequestParser: header bytes and count limits are 431") {
+    ParserLimits limits;
+    limits.header_bytes_max = 64;
+    const std::string small = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    CHECK(check_split_invariant(small, limits).ends_with("OK messages=1"));
+    const std::string big =
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + std::string(60, 'v') + "\r\n\r\n";
+    CHECK(check_split_invariant(big, limits).ends_with("ERROR 431 messages=0"));
+    // Never completing the header section must not grow without bound either.
+    CHECK(parse_requests("GET / HTTP/1.1\r\nX: " + std::string(1000, 'v'), {}, limits)
+              .ends_with("ERROR 431 messages=0"));
+    ParserLimits few;
+    few.header_count_max = 3;
+    std::string many = "GET / HTTP/1.1\r\n";
+    for (int i = 0; i < 4; ++i) many += "X" + std::to_string(i) + ": v\r\n";
+    CHECK(check_split_invariant(many + "\r\n", few).ends_with("ERROR 431 messages=0"));
+  }
+
+  TEST_CASE("http::RequestParser: body bytes limit is 413 for sized and chunked bodies") {
+    ParserLimits limits;
+    limits.body_bytes_max = 10;
+    CHECK(check_split_invariant("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789", limits)
+              .ends_with("OK messages=1"));
+    CHECK(check_split_invariant("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n0123456789a", limits)
+              .ends_with("ERROR 413 messages=0"));
+    const std::string chunked =
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n6\r\n012345\r\n"
+        "0\r\n\r\n";
+    const std::string whole = check_split_invariant(chunked, limits);
+    CHECK(whole.ends_with("ERROR 413 messages=0"));
+  }
+
+  TEST_CASE("http::RequestParser: a paused body resumes exactly where it stopped") {
+    RequestRecorder rec;
+    rec.pause_every = 1;
+    RequestParser parser(rec);
+    const std::string input = "POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc";
+    FeedResult r = parser.feed(input);
+    CHECK(r.event == ParseEvent::kBodyPaused);
+    CHECK(r.consumed == input.size());
+    CHECK(parser.head_done());
+    r = parser.feed("defGET / HTTP/1.1\r\n\r\n");
+    CHECK(r.event == ParseEvent::kBodyPaused);
+    CHECK(r.consumed == 3);
+    r = parser.feed("GET / HTTP/1.1\r\n\r\n");
+    CHECK(r.event == ParseEvent::kMessageEnd);
+    CHECK(r.consumed == 0);
+    r = parser.feed("GET / HTTP/1.1\r\n\r\n");
+    CHECK(r.event == ParseEvent::kMessageEnd);
+    CHECK(r.consumed == 18);
+    CHECK(rec.t.text.find("BODY abcdef\nEND\nHEAD GET / 1.1") != std::string::npos);
+  }
+}
+
+// ---- responses ----
+
+namespace {
+
+struct ResponseRecorder : ResponseSink {
+  Transcript t;
+  void on_response_head(ResponseHead& h) override {
+    t.head("HEAD " + std::to_string(h.status) + " " + h.reason + " " + framing_name(h.framing) +
+           " " + std::to_string(h.content_length) + (h.keep_alive ? " ka" : " close") + "\n");
+  }
+  Flow on_response_body(std::string_view chunk) override {
+    CHECK(!chunk.empty());
+    t.body(chunk);
+    return Flow::kContinue;
+  }
+  void on_response_end() override { t.end(); }
+};
+
+std::string parse_responses(std::string_view input, const std::vector<std::size_t>& cuts,
+                            bool head_request = false, bool eof = true) {
+  ResponseRecorder rec;
+  ResponseParser parser(rec);
+  parser.expect_no_body(head_request);
+  std::string outcome = run_pieces(parser, rec, input, cuts);
+  if (eof && !outcome.starts_with("ERROR")) {
+    const FeedResult r = parser.finish();
+    outcome += r.event == ParseEvent::kMessageEnd ? " eof-end"
+               : r.event == ParseEvent::kError    ? " eof-error"
+                                                  : " eof-clean";
+  }
+  return rec.t.text + outcome;
+}
+
+std::string check_response_splits(std::string_view input, bool head_request = false) {
+  const std::string whole = parse_responses(input, {}, head_request);
+  CHECK(parse_responses(input, byte_by_byte(input.size()), head_request) == whole);
+  for (std::uint32_t seed = 1; seed <= 100; ++seed) {
+    INFO("seed " << seed);
+    REQUIRE(parse_responses(input, random_cuts(input.size(), seed), head_request) == whole);
+  }
+  return whole;
+}
+
+}  // namespace
+
+TEST_SUITE("http") {
+  TEST_CASE("http::ResponseParser: sized, chunked, interim and no-body responses") {
+    const std::string input =
+        "HTTP/1.1 100 Continue\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+        "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        "HTTP/1.1 204 No Content\r\n\r\n"
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const std::string whole = check_response_splits(input);
+    CHECK(whole == ("HEAD 200 OK length 5 ka\nBODY hello\nEND\n"
+                    "HEAD 201 Created chunked 0 ka\nBODY abcde\nEND\n"
+                    "HEAD 204 No Content none 0 ka\n\nEND\n"
+                    "HEAD 304 Not Modified none 0 ka\n\nEND\n"
+                    "HEAD 404 Not Found none 0 close\n\nEND\n"
+                    "OK messages=5 eof-clean"));
+  }
+
+  TEST_CASE("http::ResponseParser: an EOF-delimited body ends at EOF") {
+    const std::string whole = check_response_splits("HTTP/1.1 200 OK\r\n\r\nuntil the end");
+    CHECK(whole ==
+          "HEAD 200 OK close 0 close\nBODY until the end\nEND\nPARTIAL messages=0 eof-end");
+  }
+
+  TEST_CASE("http::ResponseParser: a truncated body at EOF is an error") {
+    const std::string whole =
+        check_response_splits("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab");
+    CHECK(whole == "HEAD 200 OK length 9 ka\nBODY abPARTIAL messages=0 eof-error");
+  }
+
+  TEST_CASE("http::ResponseParser: a HEAD response has no body whatever its length says") {
+    const std::string input = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+    const std::string whole = check_response_splits(input, /*head_request=*/true);
+    CHECK(whole == "HEAD 200 OK none 0 ka\n\nEND\nOK messages=1 eof-clean");
+  }
+
+  TEST_CASE("http::ResponseParser: smuggling shapes and 101 are errors") {
+    CHECK(parse_responses("HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n", {})
+              .ends_with("ERROR 400 messages=0"));
+    CHECK(parse_responses("HTTP/1.1 200 OK\r\nX: a\rContent-Length: 0\r\n\r\n", {})
+              .ends_with("ERROR 400 messages=0"));
+    CHECK(parse_responses("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", {})
+              .ends_with("ERROR 400 messages=0"));
+    CHECK(parse_responses("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n"
+                          "Connection: upgrade\r\n\r\n",
+                          {})
+              .ends_with("ERROR 502 messages=0"));
+  }
+}
+
+}  // namespace raftd::http

@@ -1,0 +1,288 @@
+// The server on a real reactor, driven by hand-written bytes: keep-alive, pipelining,
+// smuggling shapes, limits, timeouts, 100-continue.
+#include "raftd/http/server.h"
+
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http_test_util.h"
+#include "test_handler.h"
+
+namespace raftd::http {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::count_of;
+using testing::RawClient;
+
+struct ServerFixture {
+  explicit ServerFixture(const ServerOptions& options = {}) {
+    auto s = Server::start(*reactor, handler, options);
+    REQUIRE(s.is_ok());
+    server = std::move(s).value();
+  }
+  ~ServerFixture() {
+    server->close();
+    testing::run_until(*reactor, [&] { return server->closed(); });
+    server.reset();
+    reactor->shutdown();
+  }
+  std::uint16_t port() const { return server->port(); }
+
+  std::unique_ptr<io::Reactor> reactor = testing::make_reactor();
+  testing::TestHandler handler;
+  std::unique_ptr<Server> server;
+};
+
+auto responses(std::size_t n) {
+  return [n](const std::string& s) { return count_of(s, "HTTP/1.1 ") >= n; };
+}
+
+// True once a full response with this body suffix has arrived.
+auto ends_with(std::string suffix) {
+  return [suffix](const std::string& s) { return s.ends_with(suffix); };
+}
+
+}  // namespace
+
+TEST_SUITE("http") {
+  TEST_CASE("http::Server: keep-alive serves several requests on one connection") {
+    ServerFixture f;
+    RawClient c(f.port());
+    c.send("GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(c.wait_for(*f.reactor, ends_with("GET /one ")));
+    c.send("POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    REQUIRE(c.wait_for(*f.reactor, ends_with("POST /two abc")));
+    CHECK(count_of(c.received, "HTTP/1.1 200 OK\r\n") == 2);
+    CHECK(count_of(c.received, "Content-Length: 9\r\n") == 1);
+    CHECK(c.received.find("Connection: close") == std::string::npos);
+    CHECK_FALSE(c.closed);
+    CHECK(f.server->stats().connections_accepted == 1);
+  }
+
+  TEST_CASE("http::Server: pipelined requests are answered in order, one at a time") {
+    ServerFixture f;
+    RawClient c(f.port());
+    c.send(
+        "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST /2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        "GET /3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    testing::run_for(*f.reactor, 100ms);
+    c.poll();
+    CHECK(c.received.empty());           // /slow is not answered yet, so nothing may be
+    CHECK(f.handler.heads.size() == 1);  // and the next request is not even parsed
+    f.handler.held[0]->respond(200, "slow done");
+    REQUIRE(c.wait_for(*f.reactor, responses(3)));
+    REQUIRE(c.wait_for(*f.reactor, ends_with("GET /3 ")));
+    const auto a = c.received.find("slow done");
+    const auto b = c.received.find("POST /2 abc");
+    const auto d = c.received.find("GET /3 ");
+    CHECK(a < b);
+    CHECK(b < d);
+    CHECK(f.server->stats().requests == 3);
+  }
+
+  TEST_CASE("http::Server: each smuggling shape gets 400 and close; others keep being served") {
+    const char* shapes[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Abc: \rxTransfer-Encoding: chunked\r\n\r\n",  // bare CR
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Abc: y\r\n Content-Length: 5\r\n\r\nhello",   // obs-fold
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "0\r\n\r\n"),  // CL + TE
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    };
+    ServerFixture f;
+    RawClient good(f.port());
+    int round = 0;
+    for (const char* shape : shapes) {
+      INFO(shape);
+      RawClient bad(f.port());
+      bad.send(shape);
+      REQUIRE(bad.wait_closed(*f.reactor));
+      CHECK(bad.received.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+      CHECK(bad.received.find("\r\nConnection: close\r\n") != std::string::npos);
+      ++round;
+      const std::string target = "/alive" + std::to_string(round);
+      good.send("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n");
+      REQUIRE(good.wait_for(*f.reactor, ends_with("GET " + target + " ")));
+    }
+    CHECK_FALSE(good.closed);
+    CHECK(f.server->stats().bad_requests == std::size(shapes));
+    CHECK(f.handler.ended.size() == std::size(shapes));  // only the good requests got through
+  }
+
+  TEST_CASE("http::Server: a header section over the limit gets 431") {
+    ServerOptions o;
+    o.header_bytes_max = 1024;
+    ServerFixture f(o);
+    RawClient c(f.port());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
+    REQUIRE(c.wait_closed(*f.reactor));
+    CHECK(c.received.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+    CHECK(f.handler.heads.empty());
+  }
+
+  TEST_CASE("http::Server: a body over the limit gets 413, sized or chunked") {
+    ServerOptions o;
+    o.body_bytes_max = 100;
+    ServerFixture f(o);
+    RawClient sized(f.port());
+    sized.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n");
+    REQUIRE(sized.wait_closed(*f.reactor));
+    CHECK(sized.received.starts_with("HTTP/1.1 413 Content Too Large\r\n"));
+    CHECK(f.handler.heads.empty());  // refused before the handler saw it
+
+    RawClient chunked(f.port());
+    chunked.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n" +
+                 std::string(80, 'a') + "\r\n50\r\n" + std::string(80, 'b') + "\r\n0\r\n\r\n");
+    REQUIRE(chunked.wait_closed(*f.reactor));
+    CHECK(chunked.received.starts_with("HTTP/1.1 413 Content Too Large\r\n"));
+    CHECK(f.handler.aborted == 1);  // the handler had the head; the exchange was aborted
+  }
+
+  TEST_CASE("http::Server: the header timeout drops slow and silent clients") {
+    ServerOptions o;
+    o.header_timeout_ms = 300;
+    ServerFixture f(o);
+    RawClient slow(f.port());
+    RawClient silent(f.port());
+    slow.send("GET / HTTP/1.1\r\nHo");
+    REQUIRE(slow.wait_closed(*f.reactor));
+    CHECK(slow.received.starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+    REQUIRE(silent.wait_closed(*f.reactor));
+    CHECK(silent.received.empty());
+    CHECK(f.server->stats().timeouts == 2);
+    // The 408 connection lingers (draining the client) for at most kLingerMs.
+    CHECK(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 0; }));
+  }
+
+  TEST_CASE("http::Server: the idle timeout closes a quiet keep-alive connection") {
+    ServerOptions o;
+    o.idle_timeout_ms = 300;
+    ServerFixture f(o);
+    RawClient c(f.port());
+    c.send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(c.wait_for(*f.reactor, ends_with("GET /x ")));
+    REQUIRE(c.wait_closed(*f.reactor));
+    CHECK(f.server->stats().timeouts == 1);
+  }
+
+  TEST_CASE("http::Server: the progress timeout drops a stalled body and a reader that stops") {
+    ServerOptions o;
+    o.progress_timeout_ms = 300;
+    ServerFixture f(o);
+    RawClient stalled(f.port());
+    stalled.send("POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
+    REQUIRE(stalled.wait_closed(*f.reactor));
+    CHECK(f.handler.aborted == 1);
+
+    RawClient deaf(f.port());  // asks for 64 MiB and never reads
+    deaf.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.aborted == 2; }));
+    CHECK(f.server->stats().timeouts == 2);
+    // Only what the socket buffers took was produced: the server did not buffer the rest.
+    CHECK(f.handler.big_pieces_written < 1024);
+    MESSAGE("pieces of 64 KiB written before the reader stalled: " << f.handler.big_pieces_written);
+  }
+
+  TEST_CASE("http::Server: connections beyond connections_max get 503 and close") {
+    ServerOptions o;
+    o.connections_max = 2;
+    ServerFixture f(o);
+    auto a = std::make_unique<RawClient>(f.port());
+    RawClient b(f.port());
+    a->send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    b.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(a->wait_for(*f.reactor, ends_with("GET /a ")));
+    REQUIRE(b.wait_for(*f.reactor, ends_with("GET /b ")));
+    RawClient third(f.port());
+    REQUIRE(third.wait_closed(*f.reactor));
+    CHECK(third.received.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+    CHECK(f.server->stats().connections_rejected == 1);
+    a.reset();  // frees a slot
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 1; }));
+    RawClient fourth(f.port());
+    fourth.send("GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(fourth.wait_for(*f.reactor, ends_with("GET /d ")));
+  }
+
+  TEST_CASE("http::Server: Expect 100-continue gets 100 before the body, or a final answer") {
+    ServerFixture f;
+    RawClient c(f.port());
+    c.send("PUT /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    REQUIRE(c.wait_for(*f.reactor, ends_with("HTTP/1.1 100 Continue\r\n\r\n")));
+    CHECK(f.handler.ended.empty());
+    c.send("hello");
+    REQUIRE(c.wait_for(*f.reactor, ends_with("PUT /e hello")));
+    CHECK(c.received.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+
+    // Answered from the head: no 100, and the connection closes since the client may never
+    // send the body it announced.
+    RawClient r(f.port());
+    r.send("PUT /reject HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    REQUIRE(r.wait_closed(*f.reactor));
+    CHECK(r.received.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+    CHECK(r.received.find("100 Continue") == std::string::npos);
+    CHECK(r.received.find("Connection: close\r\n") != std::string::npos);
+  }
+
+  TEST_CASE("http::Server: chunked responses, HEAD, and Connection: close") {
+    ServerFixture f;
+    RawClient c(f.port());
+    c.send("GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(c.wait_for(*f.reactor, ends_with("0\r\n\r\n")));
+    CHECK(c.received.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+    CHECK(c.received.ends_with("\r\n\r\n6\r\nfirst,\r\n7\r\nsecond,\r\n5\r\nthird\r\n0\r\n\r\n"));
+    c.received.clear();
+    c.send("HEAD /head-len HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(c.wait_for(*f.reactor, ends_with("\r\n\r\n")));
+    CHECK(c.received.find("Content-Length: 5\r\n") != std::string::npos);
+    c.received.clear();
+    c.send("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    REQUIRE(c.wait_closed(*f.reactor));
+    CHECK(c.received.find("Connection: close\r\n") != std::string::npos);
+    CHECK(c.received.ends_with("GET /last "));  // the HEAD response carried no body
+  }
+
+  TEST_CASE("http::Server: HTTP/1.0 clients get keep-alive only when they ask for it") {
+    ServerFixture f;
+    RawClient ka(f.port());
+    ka.send("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    REQUIRE(ka.wait_for(*f.reactor, ends_with("GET /a ")));
+    CHECK(ka.received.find("Connection: keep-alive\r\n") != std::string::npos);
+    ka.send("GET /b HTTP/1.0\r\n\r\n");
+    REQUIRE(ka.wait_closed(*f.reactor));
+    CHECK(ka.received.ends_with("GET /b "));
+    CHECK(count_of(ka.received, "Connection: close\r\n") == 1);
+  }
+
+  TEST_CASE("http::Server: a client that half-closes after its request still gets the answer") {
+    ServerFixture f;
+    RawClient c(f.port());
+    c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.shutdown_write();
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    testing::run_for(*f.reactor, 50ms);
+    f.handler.held[0]->respond(200, "late");
+    REQUIRE(c.wait_closed(*f.reactor));
+    CHECK(c.received.ends_with("late"));
+  }
+
+  TEST_CASE("http::Server: close() aborts open exchanges") {
+    ServerFixture f;
+    RawClient c(f.port());
+    c.send("GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    f.server->close();
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->closed(); }));
+    CHECK(f.handler.aborted == 1);
+    CHECK(c.wait_closed(*f.reactor));
+  }
+}
+
+}  // namespace raftd::http
