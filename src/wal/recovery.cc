@@ -56,10 +56,28 @@ uint64_t nonzero_end(std::span<const std::byte> buf, uint64_t from) {
   return from;
 }
 
-// A reusable, uninitialised byte buffer: a segment is read over it whole, so zero-initialising
-// it first (std::vector) would only add a memset of the segment size.
+// The segment being verified, read on demand: a reusable, uninitialised buffer of the file's
+// size (zero-initialising it would add a memset of the segment size) filled front to back with
+// large preads as the scan advances, so a scan reads only what it checks and checks each chunk
+// while it is still in the CPU cache. Bytes at or past filled() are not read yet: every access
+// is preceded by fill_to().
 class SegmentBuffer {
  public:
+  // A few times the L2 size would defeat the cache; far above a page so syscalls do not matter.
+  static constexpr uint64_t kReadChunkBytes = 1 << 20;
+
+  Status open(Env& env, const std::string& path, uint64_t* size) {
+    file_.reset();
+    size_ = 0;
+    filled_ = 0;
+    auto f = env.open(path, OpenMode::kRead);
+    if (!f) return f.status();
+    auto n = (*f)->size();
+    if (!n) return n.status();
+    *size = *n;
+    file_ = std::move(*f);
+    return Status::ok();
+  }
   void resize(uint64_t n) {
     if (n > capacity_) {
       bytes_.reset(new std::byte[n]);
@@ -67,15 +85,35 @@ class SegmentBuffer {
     }
     size_ = n;
   }
+  // Makes bytes [0, min(end, size())) readable, reading at least min_read bytes when it reads
+  // at all (kReadChunkBytes while scanning frames, exact for probes). *read_bytes grows by what
+  // was read.
+  Status fill_to(uint64_t end, uint64_t min_read, uint64_t* read_bytes) {
+    end = std::min(end, size_);
+    if (end <= filled_) return Status::ok();
+    uint64_t to = std::min(size_, std::max(end, filled_ + min_read));
+    if (Status s = read_exact(*file_, {bytes_.get() + filled_, to - filled_}, filled_); !s) {
+      return s;
+    }
+    *read_bytes += to - filled_;
+    filled_ = to;
+    return Status::ok();
+  }
   std::byte* data() { return bytes_.get(); }
   const std::byte* data() const { return bytes_.get(); }
   uint64_t size() const { return size_; }
-  std::span<std::byte> span() { return {bytes_.get(), size_}; }
-  operator std::span<const std::byte>() const { return {bytes_.get(), size_}; }  // NOLINT
+  uint64_t filled() const { return filled_; }
+  // The first n bytes (n <= filled()).
+  std::span<const std::byte> prefix(uint64_t n) const {
+    RAFTD_ASSERT(n <= filled_, "segment bytes used before they were read");
+    return {bytes_.get(), n};
+  }
 
  private:
+  std::unique_ptr<File> file_;
   std::unique_ptr<std::byte[]> bytes_;
   uint64_t size_ = 0;
+  uint64_t filled_ = 0;
   uint64_t capacity_ = 0;
 };
 
@@ -213,8 +251,14 @@ class Recovery {
   Status list_segments(std::vector<Name>* names);
   Status sync_all(const std::vector<Name>& names);
   Status load(const Name& n);
-  Status scan_written(SegmentSummary& s, FrameScan* scan);
-  Result<bool> later_written(const std::vector<Name>& names, size_t i);
+  Status fill(uint64_t end) { return buf_.fill_to(end, 0, &out_.bytes_scanned); }
+  Status fill_ahead(uint64_t end) {
+    return buf_.fill_to(end, SegmentBuffer::kReadChunkBytes, &out_.bytes_scanned);
+  }
+  Status scan_written(SegmentSummary& s, bool last_written, FrameScan* scan);
+  Status check_zero_tail(const SegmentSummary& s, bool last_written, uint64_t off, FrameScan* scan);
+  Status find_last_written(const std::vector<Name>& names);
+  bool written_after(size_t i) const { return last_written_ != SIZE_MAX && last_written_ > i; }
   Status check_header_chain(const SegmentSummary& s);
   Status apply_frame(SegmentSummary& s, uint64_t off, const FrameHeader& h);
   Status check_checkpoint_complete(const SegmentSummary& s);
@@ -231,9 +275,11 @@ class Recovery {
   FrameObserver* observer_;
   RecoveredLog out_;
   Rebuilder rebuild_;
-  SegmentBuffer buf_;  // the whole current segment
+  SegmentBuffer buf_;  // the current segment, read on demand
   bool in_checkpoint_head_ = false;
   size_t loaded_ = SIZE_MAX;  // index (in the sorted names) of the segment held in buf_
+  // Index of the last segment whose header is valid and written (not prepared); SIZE_MAX: none.
+  size_t last_written_ = SIZE_MAX;
 };
 
 Status Recovery::list_segments(std::vector<Name>* names) {
@@ -276,19 +322,17 @@ Status Recovery::sync_all(const std::vector<Name>& names) {
   return env_.sync_dir(dir_);
 }
 
+// Opens a segment and reads its header and first frame slot: enough to classify a prepared
+// segment (see classify_tail_segments); scanning reads the rest on demand.
 Status Recovery::load(const Name& n) {
   loaded_ = SIZE_MAX;
-  auto f = env_.open(n.path, OpenMode::kRead);
-  if (!f) return f.status();
-  auto size = (*f)->size();
-  if (!size) return size.status();
-  if (*size < kSegmentHeaderBytes || *size > kSegmentBytesMax) {
-    return corrupt(n.path, 0, fmt::format("file size {} is not a segment size", *size));
+  uint64_t size = 0;
+  if (Status s = buf_.open(env_, n.path, &size); !s) return s;
+  if (size < kSegmentHeaderBytes || size > kSegmentBytesMax) {
+    return corrupt(n.path, 0, fmt::format("file size {} is not a segment size", size));
   }
-  buf_.resize(*size);
-  if (Status s = read_exact(**f, buf_.span(), 0); !s) return s;
-  out_.bytes_scanned += *size;
-  return Status::ok();
+  buf_.resize(size);
+  return fill(kSegmentHeaderBytes + kFrameHeaderBytes);
 }
 
 Status Recovery::check_header_chain(const SegmentSummary& s) {
@@ -349,10 +393,32 @@ Status Recovery::apply_frame(SegmentSummary& s, uint64_t off, const FrameHeader&
   return Status::ok();
 }
 
+// After the last valid frame of a segment, an all-zero frame header at `off`: the rest must be
+// zeros. In an older segment that is checked to the end of the file (usually a short tail: the
+// writer rolls over when a batch does not fit, or after a restart, see Wal::open). In the last
+// written segment only the bytes a crash could have torn are checked: one write of at most
+// write_bytes_max bytes, which starts at the start of the last batch (doc/wal-format.md, "Recovery
+// rules", rule 2).
+Status Recovery::check_zero_tail(const SegmentSummary& s, bool last_written, uint64_t off,
+                                 FrameScan* scan) {
+  uint64_t limit = buf_.size();
+  if (last_written && s.header.write_bytes_max != 0) {
+    limit = std::min(limit, std::max(off, scan->batch_start + s.header.write_bytes_max));
+  }
+  if (Status st = fill(limit); !st) return st;
+  uint64_t nz = nonzero_end(buf_.prefix(limit), off);
+  if (nz > off) {
+    scan->damaged = true;
+    scan->bad_offset = off;
+    scan->what = fmt::format("zero frame header followed by data up to {}", nz);
+  }
+  return Status::ok();
+}
+
 // Walks the frames of a written segment, applying each valid one. Stops at the end of the
 // written data or at the first bad frame (scan->damaged); a frame that passes its checksums but
 // breaks the format's rules is corruption right away.
-Status Recovery::scan_written(SegmentSummary& s, FrameScan* scan) {
+Status Recovery::scan_written(SegmentSummary& s, bool last_written, FrameScan* scan) {
   const uint64_t salt = s.header.salt;
   uint64_t off = kSegmentHeaderBytes;
   uint64_t expect = s.header.first_frame;
@@ -366,10 +432,10 @@ Status Recovery::scan_written(SegmentSummary& s, FrameScan* scan) {
     return Status::ok();
   };
   while (off + kFrameHeaderBytes <= buf_.size()) {
+    if (Status st = fill_ahead(off + kFrameHeaderBytes); !st) return st;
     const std::byte* p = buf_.data() + off;
     if (is_zero_header(p)) {
-      uint64_t nz = nonzero_end(buf_, off);
-      if (nz > off) return fail(fmt::format("zero frame header followed by data up to {}", nz));
+      if (Status st = check_zero_tail(s, last_written, off, scan); !st) return st;
       break;
     }
     FrameHeader h;
@@ -385,6 +451,8 @@ Status Recovery::scan_written(SegmentSummary& s, FrameScan* scan) {
         off + frame_bytes(h.length) > buf_.size()) {
       return fail(fmt::format("frame length {} runs past the end of the segment", h.length));
     }
+    if (Status st = fill_ahead(off + frame_bytes(h.length)); !st) return st;
+    p = buf_.data() + off;
     if (checksum({p + kFrameHeaderBytes, h.length}, salt) != h.body_checksum) {
       return fail("frame body checksum mismatch");
     }
@@ -409,14 +477,27 @@ Status Recovery::scan_written(SegmentSummary& s, FrameScan* scan) {
 Status Recovery::analyze_torn(const std::string& path, uint64_t salt, uint64_t bad_offset,
                               uint64_t batch_start, uint64_t last_number, uint64_t write_bytes_max,
                               uint64_t* nz_end) {
-  *nz_end = nonzero_end(buf_, bad_offset);
-  // Look for valid frames after the damage: if one of a later batch exists, the damaged frame
-  // was acknowledged (its batch was synced before the later one was written): corruption.
+  // The last write started at batch_start and was at most write_bytes_max long (0: unknown, the
+  // whole file): a torn write can only have left bytes before window_end.
+  const uint64_t window_end =
+      write_bytes_max == 0 ? buf_.size() : std::min(buf_.size(), batch_start + write_bytes_max);
+  if (bad_offset >= window_end) {
+    return corrupt(
+        path, bad_offset,
+        fmt::format("damage past the reach of the last write ({}..{})", batch_start, window_end));
+  }
+  // Damage was found: this rare path reads and checks the whole rest of the file.
+  if (Status s = fill(buf_.size()); !s) return s;
+  *nz_end = nonzero_end(buf_.prefix(window_end), bad_offset);
+  const uint64_t file_nz_end = nonzero_end(buf_.prefix(buf_.size()), bad_offset);
+  // Look for valid frames after the damage. One of a later batch means the damaged frame was
+  // acknowledged (its batch was synced before the later one was written); one past the window
+  // cannot belong to the last write. Either way the damage is in acknowledged data.
   uint64_t first_batch_end = UINT64_MAX;
   uint64_t first_batch_end_off = 0;
   uint64_t max_number = 0;
   uint64_t max_off = 0;
-  for (uint64_t y = bad_offset + 8; y + kFrameHeaderBytes <= *nz_end; y += 8) {
+  for (uint64_t y = bad_offset + 8; y + kFrameHeaderBytes <= file_nz_end; y += 8) {
     const std::byte* p = buf_.data() + y;
     if (get_u64(p) == 0 || frame_header_checksum(p, salt) != get_u64(p)) continue;
     FrameHeader h;
@@ -430,17 +511,18 @@ Status Recovery::analyze_torn(const std::string& path, uint64_t salt, uint64_t b
       max_number = h.frame_number;
       max_off = y;
     }
+    if (y + kFrameHeaderBytes > window_end) {
+      return corrupt(path, bad_offset,
+                     fmt::format("damaged frame followed by valid frame {} at offset {}, past the "
+                                 "reach of the last write ({}..{})",
+                                 h.frame_number, y, batch_start, window_end));
+    }
   }
   if (first_batch_end != UINT64_MAX && max_number > first_batch_end) {
     return corrupt(path, bad_offset,
                    fmt::format("damaged frame followed by valid frames of a later batch (frame "
                                "{} at offset {} ends a batch, frame {} at offset {} follows)",
                                first_batch_end, first_batch_end_off, max_number, max_off));
-  }
-  if (write_bytes_max != 0 && *nz_end - batch_start > write_bytes_max) {
-    return corrupt(path, bad_offset,
-                   fmt::format("damaged region {}..{} is longer than one write ({} bytes)",
-                               batch_start, *nz_end, write_bytes_max));
   }
   return Status::ok();
 }
@@ -466,6 +548,15 @@ Status Recovery::cut(const std::string& path, uint64_t from, uint64_t to,
 
 // Segments after the last written one must be prepared spares; the first of them may instead
 // hold a torn first batch (its header rewrite did not complete), which is cut.
+//
+// A spare is recognised from its header and its first frame slot alone (4144 bytes, not the
+// whole file): the writer's first write into a segment is one contiguous write starting at
+// offset 0 ([header][checkpoint][batch]), so any completed first write changed both, and no
+// later write happens before it is durable. Bytes further in could only be left by a torn
+// first write whose header and first slot both failed to reach the disk: unacknowledged, never
+// reachable by a scan (it follows the hash chain from offset 4096 and stops at the first zero
+// slot), overwritten front to back by the next writes, and inside the torn-tail window of
+// whatever is written there next, where recovery cuts them (doc/wal-format.md, rules 3 and 4).
 Status Recovery::classify_tail_segments(const std::vector<Name>& names, size_t first,
                                         bool allow_torn) {
   for (size_t i = first; i < names.size(); ++i) {
@@ -476,11 +567,12 @@ Status Recovery::classify_tail_segments(const std::vector<Name>& names, size_t f
     SegmentSummary sp;
     sp.sequence = n.sequence;
     sp.path = n.path;
-    HeaderError he = decode_segment_header(buf_, &sp.header);
-    uint64_t nz = nonzero_end(buf_, kSegmentHeaderBytes);
+    HeaderError he = decode_segment_header(buf_.prefix(kSegmentHeaderBytes), &sp.header);
     bool header_ok = he == HeaderError::kOk && sp.header.is_prepared() &&
                      sp.header.sequence == n.sequence && sp.header.capacity == buf_.size();
-    if (header_ok && nz == kSegmentHeaderBytes) {
+    bool first_slot_zero = buf_.size() < kSegmentHeaderBytes + kFrameHeaderBytes ||
+                           is_zero_header(buf_.data() + kSegmentHeaderBytes);
+    if (header_ok && first_slot_zero) {
       out_.spares.push_back(sp);
       if (observer_ != nullptr) observer_->on_segment(sp, true);
       continue;
@@ -491,7 +583,7 @@ Status Recovery::classify_tail_segments(const std::vector<Name>& names, size_t f
       return corrupt(n.path, header_ok ? kSegmentHeaderBytes : 0,
                      "segment after the last written one is not a clean prepared segment");
     }
-    uint64_t salt = raw_salt(buf_);
+    uint64_t salt = raw_salt(buf_.prefix(kSegmentHeaderBytes));
     uint64_t nz_end = 0;
     if (Status s = analyze_torn(n.path, salt, kSegmentHeaderBytes - 8, 0, 0, 0, &nz_end); !s) {
       return s;
@@ -527,17 +619,25 @@ Status Recovery::finish_groups() {
   return Status::ok();
 }
 
-// True when a segment at or after index `from` has a valid, written (not prepared) header.
-Result<bool> Recovery::later_written(const std::vector<Name>& names, size_t from) {
-  for (size_t k = from; k < names.size(); ++k) {
+// Finds the last segment with a valid, written (not prepared) header, reading headers only,
+// from the newest file back: only the spares at the end are passed over.
+Status Recovery::find_last_written(const std::vector<Name>& names) {
+  last_written_ = SIZE_MAX;
+  for (size_t k = names.size(); k-- > 0;) {
     auto f = env_.open(names[k].path, OpenMode::kRead);
     if (!f) return f.status();
     std::array<std::byte, kSegmentHeaderBytes> hb;
-    if (Status s = read_exact(**f, hb, 0); !s) return s;
+    if (Status s = read_exact(**f, hb, 0); !s) {
+      if (s.code() == Code::kCorruption) continue;  // shorter than a header: load() reports it
+      return s;
+    }
     SegmentHeader h;
-    if (decode_segment_header(hb, &h) == HeaderError::kOk && !h.is_prepared()) return true;
+    if (decode_segment_header(hb, &h) == HeaderError::kOk && !h.is_prepared()) {
+      last_written_ = k;
+      return Status::ok();
+    }
   }
-  return false;
+  return Status::ok();
 }
 
 Result<RecoveredLog> Recovery::run() {
@@ -546,6 +646,7 @@ Result<RecoveredLog> Recovery::run() {
   if (mode_ == RecoveryMode::kRepair) {
     if (Status s = sync_all(names); !s) return s;
   }
+  if (Status s = find_last_written(names); !s) return s;
   size_t i = 0;
   for (; i < names.size(); ++i) {
     if (Status s = load(names[i]); !s) return s;
@@ -553,27 +654,23 @@ Result<RecoveredLog> Recovery::run() {
     SegmentSummary seg;
     seg.sequence = names[i].sequence;
     seg.path = names[i].path;
-    HeaderError he = decode_segment_header(buf_, &seg.header);
+    HeaderError he = decode_segment_header(buf_.prefix(kSegmentHeaderBytes), &seg.header);
     if (he != HeaderError::kOk) {
-      auto later = later_written(names, i + 1);
-      if (!later) return later.status();
       // A damaged header on the segment after the last written one may be a torn header
       // rewrite (classify_tail_segments decides); anywhere else it is corruption.
-      if (he == HeaderError::kChecksum && !*later) break;
+      if (he == HeaderError::kChecksum && !written_after(i)) break;
       return corrupt(seg.path, 0, std::string(header_error_name(he)));
     }
     if (seg.header.is_prepared()) break;
     if (Status s = check_header_chain(seg); !s) return s;
+    const bool last_written = !written_after(i);
     FrameScan scan;
-    if (Status s = scan_written(seg, &scan); !s) return s;
+    if (Status s = scan_written(seg, last_written, &scan); !s) return s;
     seg.end_offset = scan.end;
-    bool last_written = true;
+    seg.batch_end_offset = scan.batch_start;
     if (scan.damaged) {
       // Only the last written segment may end in a torn batch; if a later one holds frames,
       // this damage is in acknowledged data.
-      auto later = later_written(names, i + 1);
-      if (!later) return later.status();
-      last_written = !*later;
       if (!last_written) return corrupt(seg.path, scan.bad_offset, scan.what);
       uint64_t nz_end = 0;
       uint64_t last_number = seg.frames ? seg.last_frame : seg.header.first_frame - 1;

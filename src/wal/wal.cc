@@ -167,9 +167,12 @@ Status Wal::adopt(RecoveredLog&& log) {
     const SegmentSummary& last = log.written.back();
     write_offset_ = last.end_offset;
     active_needs_head_ = last.frames == 0;
-    // Recovery's torn-tail window for this segment is the largest write its header records; a
-    // larger batch limit now would write past it, so continue in a fresh segment instead.
-    if (last.header.write_bytes_max < options_.batch_bytes_max) {
+    // Recovery's torn-tail window for this segment is the largest write its header records,
+    // measured from the end of the last complete batch; a larger batch limit now, or valid
+    // frames of an unfinished batch after that end, would put the next write past it, so
+    // continue in a fresh segment instead.
+    if (last.header.write_bytes_max < options_.batch_bytes_max ||
+        last.batch_end_offset != last.end_offset) {
       write_offset_ = last.header.capacity;
       active_needs_head_ = false;
     }

@@ -8,6 +8,7 @@
 
 #include "harness.h"
 #include "model.h"
+#include "raftd/wal/recovery.h"
 
 namespace raftd::wal {
 namespace {
@@ -171,6 +172,90 @@ TEST_CASE("wal::Wal: a bit flip in the last batch is cut as a torn tail") {
   REQUIRE(h.wal->recovered_torn_tail().has_value());
   CHECK(h.wal->recovered_torn_tail()->offset == start);
   CHECK(h.wal->group(GroupId(1))->last_index == info->last_index);
+}
+
+TEST_CASE("wal::Wal: recovery reads only a spare's header and first frame slot") {
+  Harness h;
+  REQUIRE(h.open().is_ok());
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(1), Term(1), "a").is_ok());
+  h.settle();
+  REQUIRE(h.wal->ready_segment_count() == 2);
+  h.wal.reset();
+  auto log = recover_log(h.env, Harness::kDir, RecoveryMode::kReadOnly);
+  REQUIRE(log.is_ok());
+  REQUIRE(log->written.size() == 1);
+  REQUIRE(log->spares.size() == 2);
+  // At most the written segment, then 4096 + 48 bytes of each spare.
+  CHECK(log->bytes_scanned <= h.segment_bytes + 2 * (kSegmentHeaderBytes + kFrameHeaderBytes));
+  // A byte past a spare's first frame slot is never read (the writer's first write into a
+  // segment starts at offset 0, so it always changes the header or the first slot)...
+  h.env.write_raw(h.segment_path(3), kSegmentHeaderBytes + 8192, {std::byte{1}});
+  REQUIRE(h.open().is_ok());
+  h.wal.reset();
+  // ...but a frame header in the first slot of a spare that is not the next to be written is.
+  h.env.write_raw(h.segment_path(3), kSegmentHeaderBytes, {std::byte{1}});
+  Status s = h.open();
+  REQUIRE(s.code() == Code::kCorruption);
+  CHECK(s.message().find(h.segment_path(3)) != std::string::npos);
+}
+
+TEST_CASE("wal::Wal: the zero tail of the last segment is checked within one write's reach") {
+  Harness h;
+  REQUIRE(h.open().is_ok());
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(1), Term(1), "a").is_ok());
+  h.settle();
+  h.wal.reset();
+  auto log = recover_log(h.env, Harness::kDir, RecoveryMode::kReadOnly);
+  REQUIRE(log.is_ok());
+  const uint64_t end = log->written.back().end_offset;
+  const uint64_t window_end = kSegmentHeaderBytes + log->written.back().header.write_bytes_max;
+  REQUIRE(window_end + 4096 < h.segment_bytes);
+  const std::string path = h.segment_path(1);
+  // Past the window no write of the writer can have reached: not read, the log is clean.
+  h.env.write_raw(path, window_end + 1024, {std::byte{7}});
+  Status clean = h.open();
+  REQUIRE_MESSAGE(clean.is_ok(), clean.to_string());
+  CHECK_FALSE(h.wal->recovered_torn_tail().has_value());
+  h.wal.reset();
+  // Inside the window: what a torn last write leaves, cut with a warning.
+  h.env.write_raw(path, end + 100, {std::byte{7}});
+  REQUIRE(h.open().is_ok());
+  REQUIRE(h.wal->recovered_torn_tail().has_value());
+  CHECK(h.wal->recovered_torn_tail()->offset == end);
+  CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(1));
+}
+
+TEST_CASE(
+    "wal::Wal: after a batch torn behind some of its frames, writing goes on in a new segment") {
+  Harness h;
+  REQUIRE(h.open().is_ok());
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(1), Term(1), "a").is_ok());
+  h.settle();
+  const std::string path = h.segment_path(1);
+  std::vector<std::byte> before = h.env.read_raw(path);
+  // One batch of two frames: ENTRIES, then HARD_STATE (the BATCH_END frame).
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(2), Term(1), "b").is_ok());
+  REQUIRE(h.wal->set_hard_state(GroupId(1), HardState{Term(1), NodeId(1), LogIndex(1)}).is_ok());
+  h.settle();
+  std::vector<std::byte> after = h.env.read_raw(path);
+  uint64_t start = 0;
+  while (start < after.size() && before[start] == after[start]) ++start;
+  REQUIRE(start < after.size());
+  h.wal.reset();
+  const uint64_t second_frame = start + frame_bytes(kEntriesBlockBytes + kEntryHeaderBytes + 1);
+  h.env.flip_bit(path, second_frame + 60, 0);
+  REQUIRE(h.open().is_ok());
+  REQUIRE(h.wal->recovered_torn_tail().has_value());
+  CHECK(h.wal->recovered_torn_tail()->offset == second_frame);
+  CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(2));  // the first frame survived
+  // The next write would start after the unfinished batch, outside the torn-tail window that
+  // recovery measures from the last complete batch: it goes to the next segment instead.
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(3), Term(1), "c").is_ok());
+  h.settle();
+  CHECK(h.wal->segment_sequences().back() == 2);
+  REQUIRE(h.open().is_ok());
+  CHECK_FALSE(h.wal->recovered_torn_tail().has_value());
+  CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(3));
 }
 
 TEST_CASE("wal::Wal: a stale segment with the wrong salt is corruption") {

@@ -20,6 +20,8 @@ namespace {
 
 // Generous: the machine is shared by several builds; this only guards against a hang.
 constexpr auto kDeadline = std::chrono::seconds(120);
+// Upper bound of one blocking wait; a completion or a posted function ends it at once.
+constexpr auto kTurnWait = std::chrono::seconds(1);
 
 struct TempDir {
   TempDir() {
@@ -55,14 +57,24 @@ struct UringWal {
     wal.reset();
     reactor.reset();
   }
-  // Turns the reactor until pred() holds.
+  // Turns the reactor (blocking waits) until pred() holds.
   template <typename Pred>
   void turn_until(Pred pred) {
     auto deadline = std::chrono::steady_clock::now() + kDeadline;
-    while (!pred() && std::chrono::steady_clock::now() < deadline) {
-      reactor->run_once(std::chrono::milliseconds(10));
-    }
+    while (!pred() && std::chrono::steady_clock::now() < deadline) reactor->run_once(kTurnWait);
     REQUIRE(pred());
+  }
+  // Runs fn inside a reactor turn, as the daemon's callbacks do, so the turn-end hook flushes
+  // what fn staged at the end of that same turn. (Staging between turns would wait for the next
+  // turn's end, i.e. for a whole blocking wait with nothing in flight.)
+  template <typename Fn>
+  void in_turn(Fn fn) {
+    bool ran = false;
+    REQUIRE(reactor->post([&] {
+      fn();
+      ran = true;
+    }));
+    turn_until([&] { return ran; });
   }
 
   std::unique_ptr<io::Reactor> reactor;
@@ -82,10 +94,12 @@ TEST_CASE("wal::UringSyncWriter: appends of many groups in one turn are one writ
     UringWal u(dir.path);
     u.turn_until([&] { return u.wal->ready_segment_count() == 2; });
     const uint64_t syncs = u.writer->syncs();
-    for (uint64_t g = 1; g <= kGroups; ++g) {
-      EntryView e[2] = {{Term(2), 0, payload}, {Term(3), 0, payload}};
-      REQUIRE(u.wal->append(GroupId(g), LogIndex(1), e).is_ok());
-    }
+    u.in_turn([&] {
+      for (uint64_t g = 1; g <= kGroups; ++g) {
+        EntryView e[2] = {{Term(2), 0, payload}, {Term(3), 0, payload}};
+        CHECK(u.wal->append(GroupId(g), LogIndex(1), e).is_ok());
+      }
+    });
     u.turn_until([&] { return u.durable.size() == kGroups; });
     CHECK(u.writer->syncs() == syncs + 1);
     CHECK(u.writer->submissions() == u.writer->syncs());
@@ -96,11 +110,13 @@ TEST_CASE("wal::UringSyncWriter: appends of many groups in one turn are one writ
     }
     // Enough batches to roll over several segments prepared by the compaction thread.
     for (uint64_t i = 3; i < 400; ++i) {
-      for (uint64_t g = 1; g <= 10; ++g) {
-        EntryView e{Term(3), 0, payload};
-        REQUIRE(u.wal->append(GroupId(g), LogIndex(i), std::span(&e, 1)).is_ok());
-      }
       size_t want = u.durable.size() + 10;
+      u.in_turn([&] {
+        for (uint64_t g = 1; g <= 10; ++g) {
+          EntryView e{Term(3), 0, payload};
+          CHECK(u.wal->append(GroupId(g), LogIndex(i), std::span(&e, 1)).is_ok());
+        }
+      });
       u.turn_until([&] { return u.durable.size() == want; });
     }
     CHECK(u.wal->segment_sequences().size() >= 3);

@@ -32,6 +32,11 @@ struct SegmentSummary {
   std::string path;
   SegmentHeader header;
   uint64_t end_offset = kSegmentHeaderBytes;  // end of the last valid frame
+  // End of the last valid BATCH_END frame (kSegmentHeaderBytes: none). Less than end_offset
+  // when the last batch was torn after some of its frames: the writer must not continue that
+  // segment then, or its next write would start outside the torn-tail window (doc/wal-format.md,
+  // recovery rule 2).
+  uint64_t batch_end_offset = kSegmentHeaderBytes;
   uint64_t frames = 0;
   uint64_t last_frame = 0;     // frame number of the last frame (0: none)
   uint64_t last_checksum = 0;  // header checksum of the last frame (chain into the next)
@@ -51,7 +56,7 @@ struct RecoveredLog {
   uint64_t next_frame = 1;     // frame number of the next frame to write
   uint64_t last_checksum = 0;  // header checksum of the last valid frame
   std::optional<TornTail> torn;
-  uint64_t bytes_scanned = 0;
+  uint64_t bytes_scanned = 0;  // bytes read from segment files
   uint64_t frames = 0;
 };
 

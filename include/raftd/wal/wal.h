@@ -4,6 +4,9 @@
 // compact() only stage records; flush(), called at the end of every reactor turn, turns
 // everything staged since the last batch into ONE write chained to ONE fdatasync (group
 // commit). One batch is in flight at a time; records staged meanwhile wait for the next flush.
+// Stage from inside a turn (a completion callback or a function given to Reactor::post()): a
+// record staged between turns is flushed only at the end of the next turn, which first blocks
+// in io_uring for as long as nothing completes.
 // When a batch is durable, on_durable reports, per group touched, the (index, term) and hard
 // state now on disk: only then may Raft acknowledge, vote or count itself.
 //
