@@ -23,6 +23,11 @@ std::atomic<int64_t> g_live_bytes{0};
 constexpr size_t kHeader = 16;  // keeps the returned pointer 16-byte aligned
 }  // namespace
 
+// GCC inlines this replacement operator new into callers and then mistakes the std::free in the
+// matching operator delete for a free() of new'd memory; the pair below is consistent.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 void* operator new(size_t n) {
   void* p = std::malloc(n + kHeader);
   if (p == nullptr) throw std::bad_alloc();
