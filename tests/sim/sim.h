@@ -14,9 +14,11 @@
 // Checks (the first violation ends the run): after every event, the touched group's
 // check_invariants(), at most one leader per (group, term), every newly committed index agrees
 // with the record of everything ever committed, and replicas apply the same entry at each
-// index; periodically, every replica's committed log prefix against that record; at the end,
-// the client histories are linearizable (lincheck.h) and, after all faults heal, every group
-// elects a leader and commits a fresh entry within kLivenessTicks.
+// index, and log matching for every entry a Ready hands out (same index and term on two
+// replicas: same data, same term before it); periodically, every replica's committed log
+// prefix against that record; at the end, the client histories are linearizable (lincheck.h)
+// and, after all faults heal, every group elects a leader and commits a fresh entry within
+// kLivenessTicks.
 //
 // Threading: single-threaded. The selected raft mutation (raftd/raft/bugs.h) is process-wide.
 #pragma once
@@ -40,6 +42,10 @@ enum Faults : uint32_t {
 bool parse_faults(const std::string& text, uint32_t* out);
 std::string faults_name(uint32_t faults);
 
+// Checker self-test: the log-matching checker sees node 2's entry at SimOptions::diverge_index
+// with other data, or after an entry of another term, as if that replica's log had diverged.
+enum class Diverge : uint8_t { kNone, kData, kPrevTerm };
+
 struct SimOptions {
   uint64_t seed = 1;
   int nodes = 3;
@@ -48,8 +54,10 @@ struct SimOptions {
   uint32_t faults = kFaultAll;
   int clients_per_group = 3;
   int keys_per_group = 2;
-  std::string bug = "none";  // a raftd::raft::Bug name (raft_sim_dep mutation)
-  bool trace = false;        // print every event to stdout
+  std::string bug = "none";          // a raftd::raft::Bug name (raft_sim_dep mutation)
+  bool trace = false;                // print every event to stdout
+  Diverge diverge = Diverge::kNone;  // tests only; not part of replay_command()
+  uint64_t diverge_index = 0;
 };
 
 struct SimStats {

@@ -87,6 +87,21 @@ TEST_CASE("sim: every fault class alone and together, correct core, no violation
   }
 }
 
+TEST_CASE("sim: the log-matching checker sees a diverged entry or predecessor at once") {
+  for (Diverge d : {Diverge::kData, Diverge::kPrevTerm}) {
+    CAPTURE(static_cast<int>(d));
+    SimOptions o = small(3, kFaultNone);
+    o.diverge = d;
+    o.diverge_index = 20;
+    const SimResult r = run_simulation(o);
+    CHECK_FALSE(r.ok);
+    CHECK(r.violation.find("log matching: nodes ") != std::string::npos);
+    CHECK(r.violation.find("index 20 of term") != std::string::npos);
+    CHECK(r.violation.find(d == Diverge::kData ? "different entries"
+                                               : "entries at 19 have terms") != std::string::npos);
+  }
+}
+
 TEST_CASE("sim: faults parse and print") {
   uint32_t f = 0;
   CHECK(parse_faults("none", &f));
