@@ -24,9 +24,13 @@ void GroupImpl::send(Message m) {
   m.group = cfg_.group;
   m.from = cfg_.id;
   // Votes and append acknowledgements promise durable state (term, vote, entries): they leave
-  // only after this Ready's writes are durable (thesis §3.8; subtle bugs #4 and #5).
+  // only after this Ready's writes are durable (thesis §3.8; subtle bugs #4 and #5). A vote
+  // request too: a candidate that could win before its term and self-vote are durable could
+  // crash, forget the term, win the same term again and write a second, different entry at an
+  // index it already replicated in that term (two entries with one (index, term)).
   bool after_persist = false;
   switch (m.type) {
+    case MessageType::kVote: after_persist = true; break;
     case MessageType::kVoteResp: after_persist = !RAFTD_BUG(kVoteBeforePersist); break;
     case MessageType::kAppendResp: after_persist = !RAFTD_BUG(kAckBeforePersist); break;
     default: break;

@@ -63,6 +63,31 @@ TEST_CASE("raft election: a candidate counts its own vote only after persisting 
   CHECK(c.g(1).role() == Role::kLeader);
 }
 
+TEST_CASE(
+    "raft election: vote requests leave only after the candidate's term and vote are durable") {
+  // Otherwise two other voters can elect it before its term is durable; it crashes, forgets the
+  // term, wins the same term again and writes a second entry at an (index, term) it already
+  // replicated (found by raftd-sim --seed 1059 --nodes 3 --groups 4 --steps 4000).
+  MemoryLogStorage st(
+      SnapshotMeta{LogIndex(0), Term(0), ConfState{{NodeId(1), NodeId(2), NodeId(3)}}});
+  Config cfg;
+  cfg.id = NodeId(1);
+  cfg.pre_vote = false;
+  Group g(cfg, st, BootState{{}, st.snapshot(), LogIndex(0)});
+  while (g.role() == Role::kFollower) g.tick();
+  REQUIRE(g.role() == Role::kCandidate);
+  Ready rd = g.ready();
+  REQUIRE(rd.hard_state.has_value());
+  CHECK(rd.hard_state->term == Term(1));
+  CHECK(rd.hard_state->vote == NodeId(1));
+  for (const Message& m : rd.messages) CHECK(m.type != MessageType::kVote);
+  int requests = 0;
+  for (const Message& m : rd.messages_after_persist) {
+    if (m.type == MessageType::kVote) ++requests;
+  }
+  CHECK(requests == 2);
+}
+
 TEST_CASE("raft election: vote responses leave only after the vote is durable") {
   Cluster c(3);
   c.set_manual_persist(2, true);
