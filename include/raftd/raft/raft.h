@@ -14,7 +14,7 @@
 //     write rd.entries (an entry at index i replaces every stored entry >= i) and rd.hard_state
 //     g.advance(rd);                          // hands back the Ready; nothing is durable yet
 //     ... later, when that write is durable (fdatasync returned), in Ready order:
-//     send(rd.messages_after_persist)         // votes, append responses; to==self: step() them
+//     send(rd.messages_after_persist)         // vote requests/responses, append acks
 //     g.on_persisted(last entry index, term)  // if rd.entries was non-empty
 //     g.on_snapshot_installed(rd.snapshot->meta)  // if rd.snapshot
 //     apply rd.committed_entries (any time after advance; they are already durable locally)
