@@ -335,7 +335,9 @@ class Sim {
   bool partitioned_ = false;
   std::vector<std::vector<Record>> record_;                 // [group][index]
   std::vector<std::vector<std::vector<EntryFact>>> facts_;  // [group][index] -> one per term
-  std::map<std::pair<int, uint64_t>, uint64_t> leaders_;    // (group, term) -> node id
+  // (group, term) -> (node id, incarnation): one leadership per term, so the same node leading
+  // a term again after a crash is a violation too (it would have forgotten its term).
+  std::map<std::pair<int, uint64_t>, std::pair<uint64_t, uint64_t>> leaders_;
   std::vector<lincheck::Event> history_;
   uint64_t next_value_ = 1;
   uint64_t next_read_id_ = 1;
@@ -1070,7 +1072,8 @@ void Sim::check_replica(int n, int g) {
     return;
   }
   if (grp.role() == raft::Role::kLeader) {
-    auto [it, inserted] = leaders_.emplace(std::make_pair(g, grp.term().value()), node(n).id);
+    auto [it, inserted] = leaders_.emplace(std::make_pair(g, grp.term().value()),
+                                           std::make_pair(node(n).id, node(n).incarnation));
     if (inserted) {
       if (!healed_ && rng_.chance(swarm_.fresh_leader_crash_ppm)) {
         schedule(Event{.t = now_ + static_cast<int64_t>(rng_.below(kFreshLeaderCrashUs)),
@@ -1079,9 +1082,12 @@ void Sim::check_replica(int n, int g) {
                        .a = node(n).incarnation});
       }
       trace(fmt::format("n{} g{} becomes leader in term {}", n + 1, g + 1, grp.term().value()));
-    } else if (it->second != node(n).id) {
-      violate(fmt::format("group {} term {}: two leaders, nodes {} and {}", g + 1,
-                          grp.term().value(), it->second, n + 1));
+    } else if (it->second != std::make_pair(node(n).id, node(n).incarnation)) {
+      violate(
+          fmt::format("group {} term {}: two leaders, node {} (incarnation {}) and node {} "
+                      "(incarnation {})",
+                      g + 1, grp.term().value(), it->second.first, it->second.second, n + 1,
+                      node(n).incarnation));
       return;
     }
   }
