@@ -44,9 +44,10 @@ fi
 echo "   not linearizable (exit 1), as it should be"
 
 echo "== 4. The WAL: 1 KiB appends from 100 groups via io_uring group commit, then verify/inspect"
-"$build/bench/wal/wal_bench" "$tmp/wal" 100 64 1024 16 1
+"$build/bench/wal/wal_bench" "$tmp/wal" 100 64 1024 16 4
 "$build/src/cli/raftd" wal verify "$tmp/wal"
-"$build/src/cli/raftd" wal inspect "$tmp/wal" | head -n 12
+"$build/src/cli/raftd" wal inspect "$tmp/wal" > "$tmp/inspect.txt"
+head -n 12 "$tmp/inspect.txt"
 
 echo "== 5. The HTTP layer: raftd-bench-http on 127.0.0.1 under wrk (64 keep-alive connections)"
 "$build/bench/http/raftd-bench-http" --host 127.0.0.1 --port 18090 &
