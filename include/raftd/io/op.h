@@ -91,24 +91,36 @@ class Op {
   Op* active_next_ = nullptr;
 };
 
+// The callback of an op, set once: at construction or with set_callback() before the op is
+// started.
+template <typename Cb>
+class CallbackOp : public Op {
+ public:
+  CallbackOp() = default;
+  explicit CallbackOp(Cb cb) : cb_(std::move(cb)) {}
+  void set_callback(Cb cb) { cb_ = std::move(cb); }
+
+ protected:
+  Cb cb_;
+};
+
+// Callback of RecvOp: (res, data); see RecvOp.
+using RecvCallback = std::function<void(int32_t res, std::string_view data)>;
+
 // Multishot accept on a listening socket. Callback res: a new connected socket fd (>= 0,
 // blocking, close-on-exec; the callback owns it) or -errno. Re-armed automatically; transient
 // errors (-ECONNABORTED, -EAGAIN, -EINTR) are swallowed. Final on cancel (-ECANCELED) and on
 // any other error (-EMFILE, -ENFILE, -EBADF, -EINVAL, ...): restart it later, e.g. from a timer,
 // when the cause is fd exhaustion.
-class AcceptOp final : public Op {
+class AcceptOp final : public CallbackOp<Callback> {
  public:
-  AcceptOp() = default;
-  explicit AcceptOp(Callback cb) : cb_(std::move(cb)) {}
-  ~AcceptOp() override = default;
-  void set_callback(Callback cb) { cb_ = std::move(cb); }
+  using CallbackOp::CallbackOp;
 
  private:
   friend class Reactor;
   void prep(io_uring_sqe** sqes) override;
   void on_cqe(int32_t res, uint32_t cqe_flags, unsigned link) override;
   void on_abort(int32_t res) override;
-  Callback cb_;
   int fd_ = -1;
 };
 
@@ -120,39 +132,30 @@ class AcceptOp final : public Op {
 //  - res < 0: -ECANCELED after cancel, or another error (-ECONNRESET, ...). Final.
 // Buffer-ring exhaustion (-ENOBUFS), CQ overflow, -EAGAIN and -EINTR re-arm internally and are
 // never delivered. Backpressure: cancel the recv when the consumer is full; start it again later.
-class RecvOp final : public Op {
+class RecvOp final : public CallbackOp<RecvCallback> {
  public:
-  using RecvCallback = std::function<void(int32_t res, std::string_view data)>;
-  RecvOp() = default;
-  explicit RecvOp(RecvCallback cb) : cb_(std::move(cb)) {}
-  ~RecvOp() override = default;
-  void set_callback(RecvCallback cb) { cb_ = std::move(cb); }
+  using CallbackOp::CallbackOp;
 
  private:
   friend class Reactor;
   void prep(io_uring_sqe** sqes) override;
   void on_cqe(int32_t res, uint32_t cqe_flags, unsigned link) override;
   void on_abort(int32_t res) override;
-  RecvCallback cb_;
   int fd_ = -1;
 };
 
 // connect(2) through the ring. Callback res: 0 (connected) or -errno (-ECONNREFUSED, ...).
 // The address is copied into the op. For a deadline, run a TimerOp beside it and cancel the
 // connect when the timer fires.
-class ConnectOp final : public Op {
+class ConnectOp final : public CallbackOp<Callback> {
  public:
-  ConnectOp() = default;
-  explicit ConnectOp(Callback cb) : cb_(std::move(cb)) {}
-  ~ConnectOp() override = default;
-  void set_callback(Callback cb) { cb_ = std::move(cb); }
+  using CallbackOp::CallbackOp;
 
  private:
   friend class Reactor;
   void prep(io_uring_sqe** sqes) override;
   void on_cqe(int32_t res, uint32_t cqe_flags, unsigned link) override;
   void on_abort(int32_t res) override;
-  Callback cb_;
   int fd_ = -1;
   sockaddr_storage addr_{};
   socklen_t addr_len_ = 0;
@@ -163,13 +166,10 @@ class ConnectOp final : public Op {
 // many bytes went out before the error). MSG_NOSIGNAL is always set. The caller's data (and, for
 // sendv, the iovec array is copied but not the bytes it points at) must stay valid until the
 // callback.
-class SendOp final : public Op {
+class SendOp final : public CallbackOp<Callback> {
  public:
   static constexpr size_t kIovMax = 8;  // enough for header + body pieces of one HTTP message
-  SendOp() = default;
-  explicit SendOp(Callback cb) : cb_(std::move(cb)) {}
-  ~SendOp() override = default;
-  void set_callback(Callback cb) { cb_ = std::move(cb); }
+  using CallbackOp::CallbackOp;
   // Bytes sent so far in the current (or last) run.
   size_t bytes_done() const { return done_; }
 
@@ -178,7 +178,6 @@ class SendOp final : public Op {
   void prep(io_uring_sqe** sqes) override;
   void on_cqe(int32_t res, uint32_t cqe_flags, unsigned link) override;
   void on_abort(int32_t res) override;
-  Callback cb_;
   int fd_ = -1;
   std::array<iovec, kIovMax> iov_{};
   size_t iov_count_ = 0;
@@ -191,12 +190,9 @@ class SendOp final : public Op {
 // One-shot timer on CLOCK_MONOTONIC (an io_uring timeout SQE with an absolute deadline).
 // Callback res: 0 when it fired, -ECANCELED when cancelled first. Timers due in the same turn
 // fire in deadline order.
-class TimerOp final : public Op {
+class TimerOp final : public CallbackOp<Callback> {
  public:
-  TimerOp() = default;
-  explicit TimerOp(Callback cb) : cb_(std::move(cb)) {}
-  ~TimerOp() override = default;
-  void set_callback(Callback cb) { cb_ = std::move(cb); }
+  using CallbackOp::CallbackOp;
   // Absolute CLOCK_MONOTONIC deadline of the current (or last) run, in nanoseconds.
   int64_t deadline_ns() const { return deadline_ns_; }
 
@@ -205,7 +201,6 @@ class TimerOp final : public Op {
   void prep(io_uring_sqe** sqes) override;
   void on_cqe(int32_t res, uint32_t cqe_flags, unsigned link) override;
   void on_abort(int32_t res) override;
-  Callback cb_;
   int64_t deadline_ns_ = 0;
   struct KernelTimespec {  // layout of __kernel_timespec; the kernel reads it at submission
     int64_t tv_sec;
@@ -216,12 +211,9 @@ class TimerOp final : public Op {
 // pwrite of a whole buffer at `offset`: a short write is resubmitted for the remainder. Callback
 // res: total bytes written, or -errno (bytes_done() says how far it got). A write that makes no
 // progress (res 0) is reported as -EIO rather than retried forever.
-class WriteOp final : public Op {
+class WriteOp final : public CallbackOp<Callback> {
  public:
-  WriteOp() = default;
-  explicit WriteOp(Callback cb) : cb_(std::move(cb)) {}
-  ~WriteOp() override = default;
-  void set_callback(Callback cb) { cb_ = std::move(cb); }
+  using CallbackOp::CallbackOp;
   size_t bytes_done() const { return done_; }
 
  private:
@@ -229,7 +221,6 @@ class WriteOp final : public Op {
   void prep(io_uring_sqe** sqes) override;
   void on_cqe(int32_t res, uint32_t cqe_flags, unsigned link) override;
   void on_abort(int32_t res) override;
-  Callback cb_;
   int fd_ = -1;
   const char* data_ = nullptr;
   size_t len_ = 0;
@@ -239,19 +230,15 @@ class WriteOp final : public Op {
 
 // fdatasync(2) through the ring. Callback res: 0 or -errno. An fsync error is never retried here
 // (Linux may drop the dirty pages after reporting it): the WAL treats it as fatal.
-class SyncOp final : public Op {
+class SyncOp final : public CallbackOp<Callback> {
  public:
-  SyncOp() = default;
-  explicit SyncOp(Callback cb) : cb_(std::move(cb)) {}
-  ~SyncOp() override = default;
-  void set_callback(Callback cb) { cb_ = std::move(cb); }
+  using CallbackOp::CallbackOp;
 
  private:
   friend class Reactor;
   void prep(io_uring_sqe** sqes) override;
   void on_cqe(int32_t res, uint32_t cqe_flags, unsigned link) override;
   void on_abort(int32_t res) override;
-  Callback cb_;
   int fd_ = -1;
 };
 
@@ -263,12 +250,9 @@ class SyncOp final : public Op {
 // error, fdatasync error, -ECANCELED after cancel, -EIO for a write that made no progress).
 // The caller must treat any error as durability-ambiguous (fail-stop); this op never retries a
 // failed fdatasync. Cancel reaches only a write not yet started; a running fdatasync finishes.
-class WriteSyncOp final : public Op {
+class WriteSyncOp final : public CallbackOp<Callback> {
  public:
-  WriteSyncOp() = default;
-  explicit WriteSyncOp(Callback cb) : cb_(std::move(cb)) {}
-  ~WriteSyncOp() override = default;
-  void set_callback(Callback cb) { cb_ = std::move(cb); }
+  using CallbackOp::CallbackOp;
   // Bytes written so far in the current (or last) run; not yet known durable until the callback.
   size_t bytes_done() const { return done_; }
   // Number of write->fdatasync submissions in the current (or last) run (> 1 after short writes).
@@ -281,7 +265,6 @@ class WriteSyncOp final : public Op {
   void on_cqe(int32_t res, uint32_t cqe_flags, unsigned link) override;
   void on_abort(int32_t res) override;
   void on_chain_done();
-  Callback cb_;
   int fd_ = -1;
   const char* data_ = nullptr;
   size_t len_ = 0;
