@@ -225,13 +225,7 @@ void Reactor::submit_or_queue(Op& op) {
     return;
   }
   op.state_ = Op::State::kQueued;
-  op.queue_next_ = nullptr;
-  if (unqueued_.tail != nullptr) {
-    unqueued_.tail->queue_next_ = &op;
-  } else {
-    unqueued_.head = &op;
-  }
-  unqueued_.tail = &op;
+  push_back(unqueued_, op, &Op::queue_next_);
   ++stats_.sq_full_queued;
 }
 
@@ -270,13 +264,17 @@ void Reactor::defer_final(Op& op, int32_t res) {
   remove_from_cancels(op);
   op.state_ = Op::State::kDeferred;
   op.deferred_res_ = res;
-  op.queue_next_ = nullptr;
-  if (deferred_.tail != nullptr) {
-    deferred_.tail->queue_next_ = &op;
+  push_back(deferred_, op, &Op::queue_next_);
+}
+
+void Reactor::push_back(OpList& list, Op& op, Op* Op::*next) {
+  op.*next = nullptr;
+  if (list.tail != nullptr) {
+    list.tail->*next = &op;
   } else {
-    deferred_.head = &op;
+    list.head = &op;
   }
-  deferred_.tail = &op;
+  list.tail = &op;
 }
 
 // ---------------------------------------------------------------- public op starters
@@ -388,13 +386,7 @@ void Reactor::cancel(Op& op) {
   // Cancels wait in their own queue, flushed before new work, when the SQ is full.
   if (cancels_.head == nullptr && prep_cancel(op)) return;
   op.in_cancel_list_ = true;
-  op.cancel_next_ = nullptr;
-  if (cancels_.tail != nullptr) {
-    cancels_.tail->cancel_next_ = &op;
-  } else {
-    cancels_.head = &op;
-  }
-  cancels_.tail = &op;
+  push_back(cancels_, op, &Op::cancel_next_);
 }
 
 bool Reactor::prep_cancel(Op& op) {

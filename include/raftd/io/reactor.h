@@ -236,6 +236,8 @@ class Reactor {
     Op* head = nullptr;
     Op* tail = nullptr;
   };
+  // Appends `op` to `list`, linking through the member `next` (queue_next_ or cancel_next_).
+  static void push_back(OpList& list, Op& op, Op* Op::*next);
   OpList unqueued_;  // waiting for SQEs (queue_next_)
   OpList deferred_;  // final callbacks decided without the kernel (queue_next_)
   OpList cancels_;   // cancel SQEs waiting for SQ space (cancel_next_)
