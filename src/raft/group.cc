@@ -392,15 +392,10 @@ Status GroupImpl::read_index(uint64_t request_id) {
     handle_read_request(request_id, cfg_.id);
     return Status::ok();
   }
-  if (lead_ == kNoNode) return Status(Code::kUnavailable, "raft: no leader known");
-  unquiesce(false);
   Message m;
   m.type = MessageType::kReadIndex;
-  m.to = lead_;
-  m.term = term_;
   m.context = request_id;
-  send(std::move(m));
-  return Status::ok();
+  return forward_to_leader(std::move(m));
 }
 
 Status GroupImpl::transfer_leader(NodeId to) {
@@ -412,13 +407,17 @@ Status GroupImpl::transfer_leader(NodeId to) {
     handle_transfer(to);
     return Status::ok();
   }
-  if (lead_ == kNoNode) return Status(Code::kUnavailable, "raft: no leader known");
-  unquiesce(false);
   Message m;
   m.type = MessageType::kTransferLeader;
+  m.transfer_target = to;
+  return forward_to_leader(std::move(m));
+}
+
+Status GroupImpl::forward_to_leader(Message m) {
+  if (lead_ == kNoNode) return Status(Code::kUnavailable, "raft: no leader known");
+  unquiesce(false);
   m.to = lead_;
   m.term = term_;
-  m.transfer_target = to;
   send(std::move(m));
   return Status::ok();
 }

@@ -25,6 +25,8 @@ class GroupImpl {
   Result<LogIndex> propose_conf_change(const ConfChange& cc);
   Status read_index(uint64_t request_id);
   Status transfer_leader(NodeId to);
+  // A follower's read_index / transfer_leader: `m` goes to the known leader in this term.
+  Status forward_to_leader(Message m);
   void on_persisted(LogIndex index, Term term);
   void on_snapshot_installed(const SnapshotMeta& meta);
   void send_snapshot(NodeId to, Snapshot snapshot);
