@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# smoke.sh - runs one benchmark binary or script of bench/ for a moment, with tiny sizes, and
+# checks that it produced its result lines. It is part of the default test suite so that no
+# benchmark can rot unnoticed (a benchmark nothing runs is a benchmark that aborts the day it is
+# needed). It measures nothing: the numbers of a sanitized build on a loaded machine are
+# meaningless, and no time limit is asserted.
+#
+# usage: bench/smoke.sh KIND BUILD_DIR
+#   KIND: gbench BINARY   a Google Benchmark binary, every benchmark once at minimal time
+#         wal             wal_bench on a small log, then bench/wal/run.sh with 2 MiB beside fio
+#         http            bench/http/run.sh, 1 round of 1 s at 4 connections beside nginx
+# Exit status: 0 when the benchmark ran and printed what it must, 1 otherwise, 77 (skipped) when
+# a kernel feature or a peer tool it needs is missing.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+kind=$1
+shift
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/raftd-bench-smoke.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+fail() { echo "bench smoke: $*" >&2; exit 1; }
+
+# expect FILE REGEX WHAT: FILE must have a line matching REGEX.
+expect() { grep -Eq "$2" "$1" || { cat "$1" >&2; fail "no $3 in the output"; }; }
+
+need() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || {
+  echo "bench smoke: $1 is missing (scripts/setup.sh installs it); skipped" >&2; exit 77; }; }
+
+case "$kind" in
+  gbench)
+    bin=$1
+    # Every registered benchmark runs once; JSON output proves each produced a measurement.
+    "$bin" --benchmark_min_time=0.001 --benchmark_format=json > "$tmp/out.json"
+    python3 - "$tmp/out.json" <<'PY'
+import json, sys
+runs = json.load(open(sys.argv[1]))["benchmarks"]
+if not runs:
+    sys.exit("bench smoke: no benchmark ran")
+bad = [r["name"] for r in runs if r.get("error_occurred") or r.get("iterations", 0) < 1]
+if bad:
+    sys.exit("bench smoke: failed: " + ", ".join(bad))
+print(f"{len(runs)} benchmarks ran")
+PY
+    ;;
+  wal)
+    build=$1
+    rc=0
+    "$build/bench/wal/wal_bench" "$tmp/wal" 10 8 1024 2 4 > "$tmp/out.txt" || rc=$?
+    [ "$rc" -eq 77 ] && { echo "bench smoke: no io_uring; skipped" >&2; exit 77; }
+    [ "$rc" -eq 0 ] || { cat "$tmp/out.txt" >&2; fail "wal_bench exited $rc"; }
+    expect "$tmp/out.txt" 'fdatasyncs_per_batch=1\.000 ' "one fdatasync per batch"
+    expect "$tmp/out.txt" '^recovery_scan run=3 ' "recovery scan"
+    need fio
+    need jq
+    BENCH_DIR=$tmp "$root/bench/wal/run.sh" "$build" 2 1 > "$tmp/run.txt"
+    expect "$tmp/run.txt" '^MEDIAN groups=10000 payload/fio=[0-9]' "WAL/fio ratio"
+    ;;
+  http)
+    build=$1
+    need wrk
+    need nginx
+    # Ports of their own, so that the smoke can run beside the HTTP tests.
+    CONNS=4 THREADS=1 DURATION=1s ROUNDS=1 PORT_OURS=18380 PORT_NGINX=18381 \
+      "$root/bench/http/run.sh" "$build" > "$tmp/run.txt"
+    expect "$tmp/run.txt" '^ratio raftd/nginx: [0-9]' "raftd/nginx ratio"
+    ;;
+  *)
+    fail "unknown kind $kind"
+    ;;
+esac
+echo "bench smoke $kind: ok"
