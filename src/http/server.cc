@@ -39,7 +39,7 @@ class Connection final : public RequestSink {
         ex_(*this) {
     recv_.set_callback([this](int32_t res, std::string_view data) { on_recv(res, data); });
     send_.set_callback([this](int32_t res) { on_sent(res); });
-    accepted_at_ = last_progress_ = Clock::now();
+    accepted_at_ = last_progress_ = send_progress_ = idle_since_ = Clock::now();
   }
   ~Connection() override { io::close_fd(fd_); }
 
@@ -53,6 +53,9 @@ class Connection final : public RequestSink {
   void sweep(TimePoint now);
   void on_turn_end();
   bool retired() const { return retired_; }
+  std::size_t buffered_bytes() const {
+    return pending_.capacity() + out_.capacity() + inflight_.capacity();
+  }
 
   std::list<std::unique_ptr<Connection>>::iterator self_;
   bool dirty_ = false;
@@ -68,10 +71,13 @@ class Connection final : public RequestSink {
   void on_recv(int32_t res, std::string_view data);
   void on_sent(int32_t res);
   void process(std::string_view fresh);
+  // Parsing stops while the answers already queued reach kSendBytesMax: a client that
+  // pipelines and never reads would otherwise make us hold every answer it does not read.
   bool can_parse() const {
-    return !closing_ && !close_after_flush_ && !body_paused_ &&
+    return !closing_ && !close_after_flush_ && !body_paused_ && !output_full() &&
            !(ex_.active_ && ex_.request_ended_);
   }
+  bool output_full() const { return out_.size() + inflight_.size() >= kSendBytesMax; }
   void on_bad_request();
   void on_peer_eof();
   void check_eof();
@@ -83,6 +89,9 @@ class Connection final : public RequestSink {
   void maybe_finalize();
   void timeout_close(bool answer_408);
   bool output_pending() const { return !out_.empty() || send_.active(); }
+  bool reading_should_pause() const {
+    return pending_.size() > kPendingBytesMax || (output_full() && !pending_.empty());
+  }
   bool keep_alive_for_response() const;
 
   Server& server_;
@@ -97,6 +106,8 @@ class Connection final : public RequestSink {
   std::string inflight_;  // being sent by send_
   TimePoint accepted_at_;
   TimePoint last_progress_;  // last byte received or sent
+  TimePoint send_progress_;  // last send started or completed (a peer that stops reading)
+  TimePoint idle_since_;     // last exchange completed (bytes between requests do not count)
   TimePoint request_start_;  // first byte of the request being parsed
   TimePoint linger_until_;
   int callback_depth_ = 0;  // > 0 while a handler callback runs
@@ -244,6 +255,7 @@ void Connection::on_request_end() {
 void Connection::maybe_complete() {
   if (callback_depth_ > 0 || !ex_.active_ || !ex_.finished_ || !ex_.request_ended_) return;
   ex_.reset();
+  idle_since_ = Clock::now();
   if (!pending_.empty() || peer_eof_) {
     needs_process_ = true;
     mark_dirty();
@@ -305,8 +317,10 @@ void Connection::process(std::string_view fresh) {
   }
   in_process_ = false;
   if (closing_) return;
-  if (pending_.size() > kPendingBytesMax && recv_.active() && !recv_.cancel_requested()) {
-    reading_paused_ = true;  // a fast sender: stop reading until the backlog is parsed
+  // A fast sender, or a peer that does not read its answers: stop receiving until the backlog
+  // is parsed and the answers are sent, so the kernel's socket buffers push back on the peer.
+  if (reading_should_pause() && recv_.active() && !recv_.cancel_requested()) {
+    reading_paused_ = true;
     server_.reactor_.cancel(recv_);
   }
   maybe_resume_reading();
@@ -314,7 +328,8 @@ void Connection::process(std::string_view fresh) {
 }
 
 void Connection::maybe_resume_reading() {
-  if (!reading_paused_ || recv_.active() || closing_ || pending_.size() > kPendingBytesMax / 2) {
+  if (!reading_paused_ || recv_.active() || closing_ || pending_.size() > kPendingBytesMax / 2 ||
+      output_full()) {
     return;
   }
   reading_paused_ = false;
@@ -346,7 +361,8 @@ void Connection::on_peer_eof() {
 void Connection::check_eof() {
   if (!peer_eof_ || closing_ || recv_.active()) return;
   if (ex_.active_ && ex_.request_ended_) return;  // the response is still owed
-  if (!pending_.empty() && can_parse()) return;   // a pipelined request is still to be served
+  // A pipelined request is still to be served (once the answers before it are sent).
+  if (!pending_.empty() && (can_parse() || output_full())) return;
   if (parser_.mid_message() || (ex_.active_ && !ex_.request_ended_)) {
     begin_close(false);
     return;
@@ -360,6 +376,7 @@ void Connection::flush() {
   if (!send_.active() && !out_.empty()) {
     inflight_.swap(out_);
     out_.clear();
+    send_progress_ = Clock::now();
     server_.reactor_.send(send_, fd_, inflight_.data(), inflight_.size());
     if (ex_.blocked_ && ex_.active_) {
       ex_.blocked_ = false;
@@ -379,10 +396,16 @@ void Connection::on_sent(int32_t res) {
     maybe_finalize();
     return;
   }
-  last_progress_ = Clock::now();
+  last_progress_ = send_progress_ = Clock::now();
   if (closing_) {
     maybe_finalize();
     return;
+  }
+  // Room in the output again: parse what waits (parsing stopped at kSendBytesMax) and resume
+  // receiving.
+  if (!pending_.empty() || reading_paused_) {
+    needs_process_ = true;
+    mark_dirty();
   }
   flush();
 }
@@ -442,8 +465,10 @@ void Connection::sweep(TimePoint now) {
     }
     return;
   }
-  // Output that does not drain: a client that stopped reading (also after the exchange).
-  if (output_pending() && now - last_progress_ > ms(o.progress_timeout_ms)) {
+  // Output that does not drain: a client that stopped reading (also after the exchange). Timed
+  // from the last send, not the last byte received: a peer that keeps sending but never reads
+  // must not keep the connection.
+  if (output_pending() && now - send_progress_ > ms(o.progress_timeout_ms)) {
     timeout_close(false);
     return;
   }
@@ -454,7 +479,8 @@ void Connection::sweep(TimePoint now) {
     } else if (!output_pending()) {
       // A connection that never sent a request gets the header timeout (slowloris).
       const auto limit = served_any_ ? ms(o.idle_timeout_ms) : ms(o.header_timeout_ms);
-      if (now - (served_any_ ? last_progress_ : accepted_at_) > limit) timeout_close(false);
+      // Timed from the last exchange: empty lines between requests do not reset it.
+      if (now - (served_any_ ? idle_since_ : accepted_at_) > limit) timeout_close(false);
     }
     return;
   }
@@ -569,6 +595,12 @@ void Server::close() {
   std::vector<Connection*> all;
   for (auto& conn : connections_) all.push_back(conn.get());
   for (Connection* conn : all) conn->force_close();
+}
+
+std::size_t Server::buffered_bytes() const {
+  std::size_t total = 0;
+  for (const auto& conn : connections_) total += conn->buffered_bytes();
+  return total;
 }
 
 bool Server::closed() const {

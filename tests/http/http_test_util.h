@@ -78,6 +78,12 @@ class RawClient {
     }
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  // Sends what the socket takes without blocking; returns the bytes taken (0 when full, or
+  // after the peer closed).
+  std::size_t try_send(std::string_view bytes) {
+    const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
 
   // Reads whatever is available; returns false once the peer closed (EOF or reset).
   bool poll() {

@@ -190,6 +190,51 @@ TEST_SUITE("http") {
     MESSAGE("pieces of 64 KiB written before the reader stalled: " << f.handler.big_pieces_written);
   }
 
+  TEST_CASE("http::Server: a client that pipelines and never reads is bounded, then dropped") {
+    ServerOptions o;
+    o.progress_timeout_ms = 1000;
+    ServerFixture f(o);
+    RawClient deaf(f.port());
+    std::string burst;
+    for (int i = 0; i < 512; ++i) burst += "GET /p HTTP/1.1\r\nHost: x\r\n\r\n";
+    std::size_t sent = 0;
+    std::size_t held_max = 0;
+    std::size_t at = 0;
+    // Pipelines as fast as the socket takes it, for a while, reading nothing.
+    const auto until = io::Reactor::now() + 1500ms;
+    while (io::Reactor::now() < until) {
+      const std::size_t n = deaf.try_send(std::string_view(burst).substr(at));
+      sent += n;
+      at = (at + n) % burst.size();
+      f.reactor->run_once(1ms);
+      held_max = std::max(held_max, f.server->buffered_bytes());
+    }
+    MESSAGE("bytes pipelined: " << sent << ", most held by the server: " << held_max);
+    // Input waiting to be parsed, the answers being filled and the ones being sent, plus the
+    // allocator's rounding: without the bound this grows with every request sent.
+    CHECK(held_max <= kPendingBytesMax + 2 * kSendBytesMax + 128 * 1024);
+    CHECK(f.server->connection_count() == 1);
+
+    // Another client is served promptly meanwhile.
+    RawClient other(f.port());
+    const auto asked = io::Reactor::now();
+    other.send("GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(other.wait_for(*f.reactor, ends_with("GET /other ")));
+    CHECK(io::Reactor::now() - asked < 500ms);
+
+    // The deaf client keeps trying to send; the send-progress timeout drops it anyway.
+    bool dropped = false;
+    const auto give_up = io::Reactor::now() + testing::kWaitMax;
+    while (!dropped && io::Reactor::now() < give_up) {
+      const std::size_t n = deaf.try_send(std::string_view(burst).substr(at));
+      at = (at + n) % burst.size();
+      f.reactor->run_once(5ms);
+      dropped = f.server->connection_count() == 1;  // only `other` is left
+    }
+    CHECK(dropped);
+    CHECK(f.server->stats().timeouts >= 1);
+  }
+
   TEST_CASE("http::Server: connections beyond connections_max get 503 and close") {
     ServerOptions o;
     o.connections_max = 2;

@@ -145,6 +145,9 @@ class Server {
   std::size_t connection_count() const { return connections_.size(); }
   const ServerStats& stats() const { return stats_; }
   const ServerOptions& options() const { return options_; }
+  // Memory the open connections hold in their buffers (input not parsed yet, output not sent
+  // yet). Bounded per connection by about kPendingBytesMax + 2 * kSendBytesMax.
+  std::size_t buffered_bytes() const;
 
   // Stops accepting and closes every connection. Idempotent.
   void close();
