@@ -1,0 +1,255 @@
+// Fault injection and the simulated clients (sim_impl.h).
+#include "sim_impl.h"
+
+namespace raftd::sim::detail {
+// ---------------------------------------------------------------------------------------------
+// Faults
+
+void Sim::inject_faults() {
+  const auto n_nodes = static_cast<uint64_t>(o_.nodes);
+  if (rng_.chance(swarm_.crash_ppm)) {
+    const int victim = static_cast<int>(rng_.below(n_nodes));
+    if (node(victim).up) crash(victim);
+  }
+  if (rng_.chance(swarm_.crash_all_ppm)) {
+    trace("power loss: every node crashes");
+    for (int i = 0; i < o_.nodes; ++i) {
+      if (node(i).up) crash(i);
+    }
+  }
+  if (!partitioned_ && rng_.chance(swarm_.partition_ppm)) start_partition();
+  for (int g = 0; g < o_.groups; ++g) {
+    if (!rng_.chance(swarm_.transfer_ppm)) continue;
+    for (int i = 0; i < o_.nodes; ++i) {
+      Replica& r = rep(i, g);
+      if (!node(i).up || r.group->role() != raft::Role::kLeader) continue;
+      const uint64_t to = rng_.range(1, n_nodes);
+      trace(fmt::format("n{} g{} transfers leadership to n{}", i + 1, g + 1, to));
+      (void)r.group->transfer_leader(NodeId(to));
+      drain(i, g);
+      break;
+    }
+  }
+}
+
+// The transport notices a peer crash, restart or unreachability and wakes quiesced groups.
+void Sim::wake_all() {
+  if (swarm_.quiesce_after_ticks == 0) return;
+  for (int n = 0; n < o_.nodes && result_.ok; ++n) {
+    if (!node(n).up) continue;
+    for (int g = 0; g < o_.groups && result_.ok; ++g) {
+      rep(n, g).group->wake();
+      drain(n, g);
+    }
+  }
+}
+
+void Sim::crash(int n) {
+  Node& nd = node(n);
+  ++result_.stats.crashes;
+  // The batch in flight may have reached the disk whole, its completion never reported;
+  // otherwise it is lost whole (recovery discards a torn batch), like everything queued.
+  if (!nd.writing.empty() && rng_.chance(swarm_.landed_ppm)) {
+    for (const DiskWrite& w : nd.writing) make_durable(n, w);
+    trace(fmt::format("n{} crashes; the batch in flight landed, {} queued writes lost", n + 1,
+                      nd.disk.size()));
+  } else {
+    trace(fmt::format("n{} crashes; {} unsynced writes lost", n + 1,
+                      nd.disk.size() + nd.writing.size()));
+  }
+  nd.disk.clear();
+  nd.writing.clear();
+  // Messages still in the node's socket buffers die with it.
+  std::erase_if(in_flight_, [&](const auto& kv) { return kv.second.from.value() == nd.id; });
+  nd.up = false;
+  ++nd.incarnation;
+  for (auto& r : nd.replicas) r->group.reset();
+  for (Client& c : clients_) {
+    if (c.busy && c.node == n) client_complete(c, lincheck::EventType::kInfo);
+  }
+  const int64_t after = static_cast<int64_t>(rng_.range(
+      static_cast<uint64_t>(swarm_.restart_min_us), static_cast<uint64_t>(swarm_.restart_max_us)));
+  schedule(Event{.t = now_ + after, .kind = Ev::kRestart, .node = n, .a = nd.incarnation});
+  wake_all();
+}
+
+void Sim::restart(int n) {
+  Node& nd = node(n);
+  nd.up = true;
+  boot(nd);
+  trace(fmt::format("n{} restarts", n + 1));
+  for (int g = 0; g < o_.groups && result_.ok; ++g) drain(n, g);
+  wake_all();
+}
+
+void Sim::start_partition() {
+  const auto n = static_cast<size_t>(o_.nodes);
+  partitioned_ = true;
+  ++result_.stats.partitions;
+  const uint64_t kind = swarm_.leader_churn ? 3 : rng_.below(4);
+  std::string desc;
+  if (kind == 0 || kind == 3) {  // isolate one node (kind 3: a leader), both directions
+    size_t victim = rng_.below(n);
+    const int g = static_cast<int>(rng_.below(static_cast<uint64_t>(o_.groups)));
+    for (size_t i = 0; kind == 3 && i < n; ++i) {
+      const int ni = static_cast<int>(i);
+      if (node(ni).up && rep(ni, g).group->role() == raft::Role::kLeader) victim = i;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (i != victim) blocked_[i][victim] = blocked_[victim][i] = true;
+    }
+    desc = fmt::format("n{} isolated", victim + 1);
+  } else if (kind == 1) {  // random split into two sides
+    std::vector<int> side(n);
+    for (size_t i = 0; i < n; ++i) side[i] = static_cast<int>(rng_.below(2));
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < n; ++j) blocked_[i][j] = side[i] != side[j];
+    }
+    desc = "split";
+    for (size_t i = 0; i < n; ++i) desc += fmt::format(" n{}:{}", i + 1, side[i]);
+  } else {  // one-way cuts
+    desc = "one-way cuts";
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < n; ++j) {
+        if (i != j && rng_.below(3) == 0) {
+          blocked_[i][j] = true;
+          desc += fmt::format(" n{}->n{}", i + 1, j + 1);
+        }
+      }
+    }
+  }
+  trace("partition: " + desc);
+  wake_all();
+  const int64_t length =
+      static_cast<int64_t>(swarm_.leader_churn ? rng_.range(30, 300) : rng_.range(50, 2000)) *
+      kUsPerMs;
+  schedule(Event{.t = now_ + length, .kind = Ev::kHealPartition, .a = ++partition_gen_});
+}
+
+void Sim::heal() {
+  healed_ = true;
+  heal_time_ = now_;
+  trace("faults end: restart every node, heal the network");
+  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  partitioned_ = false;
+  swarm_.loss_ppm = swarm_.dup_ppm = swarm_.spike_ppm = 0;
+  for (int i = 0; i < o_.nodes; ++i) {
+    if (!node(i).up) restart(i);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients: sequential, each bound to one group; reads through ReadIndex on any node, writes
+// and cas proposed on the leader (a follower forwards, as the daemon will).
+
+void Sim::client_record(const Client& c, lincheck::EventType type, const nlohmann::json& value) {
+  lincheck::Event e{.process = c.id, .type = type, .value = value, .time = now_};
+  if (type == lincheck::EventType::kInvoke) {
+    e.f = c.f;
+    e.key = c.key;
+  }
+  history_.push_back(std::move(e));
+  hash(static_cast<uint64_t>(type) << 32 | static_cast<uint64_t>(c.id));
+}
+
+void Sim::client_start(int id) {
+  Client& c = clients_[static_cast<size_t>(id)];
+  if (healed_ || c.busy) return;
+  const int g = c.group;
+  const int n = static_cast<int>(rng_.below(static_cast<uint64_t>(o_.nodes)));
+  c.busy = true;
+  ++c.serial;
+  c.key = fmt::format("g{}/k{}", g + 1, rng_.below(static_cast<uint64_t>(o_.keys_per_group)));
+  const std::string app_key = c.key.substr(c.key.find('/') + 1);
+  const uint64_t dice = rng_.below(10);
+  c.f = dice < 4   ? lincheck::OpKind::kRead
+        : dice < 8 ? lincheck::OpKind::kWrite
+                   : lincheck::OpKind::kCas;
+  c.read_index.reset();
+  schedule(
+      Event{.t = now_ + kClientTimeoutUs, .kind = Ev::kClientTimeout, .node = id, .a = c.serial});
+  int target = n;
+  if (node(n).up && c.f != lincheck::OpKind::kRead) {
+    const NodeId leader = rep(n, g).group->leader();
+    if (leader.value() != 0 && node(static_cast<int>(leader.value()) - 1).up) {
+      target = static_cast<int>(leader.value()) - 1;
+    }
+  }
+  c.node = target;
+  std::string data;
+  if (c.f == lincheck::OpKind::kWrite) {
+    c.value = next_value_;
+    data = fmt::format("w {} {}", app_key, next_value_++);
+  } else if (c.f == lincheck::OpKind::kCas) {
+    const std::string expected = node(target).up ? rep(target, g).app.get(app_key) : "n";
+    c.value = nlohmann::json::array({value_json(expected), next_value_});
+    data = fmt::format("c {} {} {}", app_key, expected, next_value_++);
+  } else {
+    c.value = nullptr;
+  }
+  client_record(c, lincheck::EventType::kInvoke, c.value);
+  if (!node(target).up) {
+    client_complete(c, lincheck::EventType::kFail);  // connection refused: never sent
+    return;
+  }
+  Replica& r = rep(target, g);
+  if (c.f == lincheck::OpKind::kRead) {
+    c.read_id = next_read_id_++;
+    if (!r.group->read_index(c.read_id).is_ok()) {
+      client_complete(c, lincheck::EventType::kFail);
+      return;
+    }
+    r.reads[c.read_id] = id;
+  } else {
+    auto index = r.group->propose(data);
+    if (!index) {
+      client_complete(c, lincheck::EventType::kFail);
+      return;
+    }
+    c.index = *index;
+    c.term = r.group->term();
+    r.proposals[*index] = id;
+  }
+  drain(target, g);
+}
+
+void Sim::client_complete(Client& c, lincheck::EventType type, nlohmann::json value) {
+  if (!c.busy) return;
+  c.busy = false;
+  if (c.f != lincheck::OpKind::kRead) value = c.value;
+  client_record(c, type, value);
+  switch (type) {
+    case lincheck::EventType::kOk: ++result_.stats.ops_ok; break;
+    case lincheck::EventType::kFail: ++result_.stats.ops_fail; break;
+    default: ++result_.stats.ops_info; break;
+  }
+  // Forget where it waited (a later apply or read state for it is ignored).
+  if (c.node >= 0 && node(c.node).up) {
+    Replica& r = rep(c.node, c.group);
+    if (c.f == lincheck::OpKind::kRead) {
+      r.reads.erase(c.read_id);
+    } else if (auto it = r.proposals.find(c.index); it != r.proposals.end() && it->second == c.id) {
+      r.proposals.erase(it);
+    }
+  }
+  c.read_index.reset();
+  // After a refusal (no leader, node down) back off like a real client instead of spinning.
+  const bool refused = type == lincheck::EventType::kFail && c.f != lincheck::OpKind::kCas;
+  const int64_t think =
+      refused ? static_cast<int64_t>(rng_.range(20, 100)) * kUsPerMs
+              : static_cast<int64_t>(rng_.below(static_cast<uint64_t>(swarm_.think_max_us)));
+  schedule(Event{.t = now_ + think, .kind = Ev::kClientStart, .node = c.id});
+}
+
+// Reads whose read index this replica has now applied complete with the local value.
+void Sim::check_reads(int n, int g) {
+  Replica& r = rep(n, g);
+  for (Client& c : clients_) {
+    if (!c.busy || c.group != g || c.node != n || c.f != lincheck::OpKind::kRead) continue;
+    if (!c.read_index || r.app.applied < *c.read_index) continue;
+    const std::string app_key = c.key.substr(c.key.find('/') + 1);
+    client_complete(c, lincheck::EventType::kOk, value_json(r.app.get(app_key)));
+  }
+}
+
+}  // namespace raftd::sim::detail

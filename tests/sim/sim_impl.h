@@ -1,0 +1,328 @@
+// Internals of the simulator (sim.h), shared by sim.cc, sim_faults.cc, sim_checks.cc and
+// sim_membership.cc: the world's state and the Sim class that drives it. Not a public API.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+
+#include "lincheck.h"
+#include "prng.h"
+#include "raftd/raft/bugs.h"
+#include "raftd/raft/memory_storage.h"
+#include "raftd/raft/raft.h"
+#include "sim.h"
+
+namespace raftd::sim::detail {
+
+using raft::Entry;
+using raft::Message;
+using raft::MessageType;
+
+inline constexpr int64_t kUsPerMs = 1000;
+inline constexpr int64_t kTickUs = 10 * kUsPerMs;  // one raft tick of simulated time
+inline constexpr uint32_t kElectionTicks = 10;
+// After the faults heal, every group must elect a leader and commit a fresh entry within this
+// many ticks: several randomized election rounds (10-20 ticks each) plus snapshot catch-up.
+inline constexpr uint32_t kLivenessTicks = 600;
+// A client gives up on an operation after this long; its outcome is then unknown (info).
+inline constexpr int64_t kClientTimeoutUs = 2000 * kUsPerMs;
+inline constexpr uint64_t kCompactAfterEntries =
+    64;  // compact a replica's log this far behind apply
+inline constexpr uint32_t kLogCheckEveryTicks = 25;  // committed-prefix check period
+inline constexpr uint64_t kLogCheckDepth = 256;  // entries below commit each prefix check covers
+// Log-matching facts: the term of an entry whose predecessor the core no longer knows (it sits
+// at a compaction boundary; the committed-prefix check covers it).
+inline constexpr uint64_t kUnknownTerm = UINT64_MAX;
+inline constexpr size_t kTraceTail = 48;  // events printed with a violation
+// Guard against a livelocked run (the simulator must terminate whatever the core does).
+inline constexpr uint64_t kEventsMax = 20'000'000;
+
+// ---------------------------------------------------------------------------------------------
+// Per-seed fault mix ("swarm testing", as TigerBeetle's VOPR does): each seed draws its own
+// rates, so some runs are calm and others brutal, and different bugs surface in different mixes.
+struct Swarm {
+  uint32_t loss_ppm = 0;
+  uint32_t dup_ppm = 0;
+  int64_t delay_min_us = 500;
+  int64_t delay_max_us = 5 * kUsPerMs;
+  uint32_t spike_ppm = 0;  // chance a message is delayed by up to kSpikeUs
+  int64_t disk_min_us = 200;
+  int64_t disk_max_us = 4 * kUsPerMs;
+  uint32_t crash_ppm = 0;      // per world tick: crash one node
+  uint32_t crash_all_ppm = 0;  // per world tick: crash every node at once (power loss)
+  // Targeted at leaders, where the subtle bugs live: a new leader crashes within
+  // kFreshLeaderCrashUs of its election, and partitions isolate a leader.
+  uint32_t fresh_leader_crash_ppm = 0;
+  // Failpoints as in etcd's robustness tests: a leader crashes right after its commit index
+  // advanced, before the news reaches its followers; more likely after its first commit in its
+  // term, the moment a new leader's view of the log is settled (thesis §3.6.2, §6.4).
+  uint32_t after_commit_crash_ppm = 0;
+  uint32_t after_first_commit_crash_ppm = 0;
+  // Flow control: small messages and windows make a new leader replicate its predecessors'
+  // entries over several round trips (commit_prev_term needs that).
+  uint32_t max_msg_bytes = 512;
+  uint32_t max_inflight_msgs = 16;
+  // Quiescing (raft.h): idle groups stop heartbeating; the driver wakes every replica when a
+  // node crashes or restarts or the network changes, as the daemon's transport will. 0 = off.
+  uint32_t quiesce_after_ticks = 0;
+  int64_t restart_min_us = 20 * kUsPerMs;
+  int64_t restart_max_us = 800 * kUsPerMs;
+  uint32_t landed_ppm = 0;     // chance the write in flight at a crash became durable
+  uint32_t partition_ppm = 0;  // per world tick, when no partition is active
+  // Leader churn (a Jepsen nemesis): every partition isolates some group's leader, briefly, so
+  // leaders keep changing while stale leaders hold uncommitted entries.
+  bool leader_churn = false;
+  uint32_t transfer_ppm = 0;  // per world tick per group
+  int64_t think_max_us = 30 * kUsPerMs;
+};
+inline constexpr int64_t kSpikeUs = 150 * kUsPerMs;
+inline constexpr int64_t kFreshLeaderCrashUs = 30 * kUsPerMs;
+
+Swarm draw_swarm(Prng& rng, uint64_t seed, uint32_t faults);
+// ---------------------------------------------------------------------------------------------
+// The application: a key/value map. Entry data: "w <key> <value>", "c <key> <expected> <new>",
+// "m <n>" (liveness marker); values are decimal integers, "n" is null.
+struct App {
+  std::map<std::string, std::string> kv;
+  LogIndex applied;
+
+  std::string encode() const {
+    std::string s;
+    for (const auto& [k, v] : kv) s += k + "=" + v + "\n";
+    return s;
+  }
+  static App decode(const std::string& data, LogIndex applied) {
+    App a;
+    a.applied = applied;
+    std::istringstream in(data);
+    std::string line;
+    while (std::getline(in, line)) {
+      const size_t eq = line.find('=');
+      RAFTD_ASSERT(eq != std::string::npos, "sim: bad snapshot data");
+      a.kv[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    return a;
+  }
+  std::string get(const std::string& key) const {
+    auto it = kv.find(key);
+    return it == kv.end() ? "n" : it->second;
+  }
+  // Applies one command; returns whether a cas succeeded (true for everything else).
+  bool apply(const std::string& data) {
+    std::istringstream in(data);
+    std::string op, key, a, b;
+    in >> op >> key >> a >> b;
+    if (op == "w") kv[key] = a;
+    if (op != "c") return true;
+    if (get(key) != a) return false;
+    kv[key] = b;
+    return true;
+  }
+};
+
+inline nlohmann::json value_json(const std::string& v) {
+  return v == "n" ? nlohmann::json() : nlohmann::json(std::stoll(v));
+}
+
+// ---------------------------------------------------------------------------------------------
+struct DiskWrite {
+  int group = 0;
+  std::optional<raft::Snapshot> snapshot;
+  std::vector<Entry> entries;
+  std::optional<raft::HardState> hard_state;
+  std::vector<Message> after_persist;
+};
+
+// One group's replica on one node: durable state (survives crashes) and volatile state.
+struct Replica {
+  raft::MemoryLogStorage storage;  // entries and snapshot metadata the disk made durable
+  raft::HardState hard_state;      // durable
+  std::string snapshot_data;       // durable: App at storage.snapshot().index
+
+  std::unique_ptr<raft::Group> group;  // null while the node is down
+  App app;
+  LogIndex checked_commit;            // commit indexes up to here are in the record
+  Term first_commit_term;             // last term in which this replica committed as leader
+  std::map<uint64_t, int> reads;      // read request id -> client
+  std::map<LogIndex, int> proposals;  // log index -> client waiting for it
+};
+
+struct Node {
+  uint64_t id = 0;
+  bool up = true;
+  uint64_t incarnation = 0;
+  int64_t tick_period_us = kTickUs;
+  std::vector<std::unique_ptr<Replica>> replicas;
+  std::vector<DiskWrite> disk;     // waiting for the next batch, in Ready order
+  std::vector<DiskWrite> writing;  // the batch in flight (one write + one fsync)
+};
+
+struct Client {
+  int id = 0;
+  int group = 0;
+  bool busy = false;
+  uint64_t serial = 0;  // operation number, to match timeouts
+  lincheck::OpKind f = lincheck::OpKind::kRead;
+  std::string key;
+  nlohmann::json value;
+  int node = -1;  // where the pending operation waits
+  LogIndex index;
+  Term term;
+  uint64_t read_id = 0;
+  std::optional<LogIndex> read_index;
+};
+
+enum class Ev : uint8_t {
+  kTick,
+  kWorld,
+  kDeliver,
+  kDiskDone,
+  kRestart,
+  kCrash,
+  kHealPartition,
+  kClientStart,
+  kClientTimeout,
+  kSnapshotReport,
+};
+
+struct Event {
+  int64_t t = 0;
+  uint64_t seq = 0;
+  Ev kind = Ev::kTick;
+  int node = 0;
+  int group = 0;
+  uint64_t a = 0, b = 0;
+  bool operator>(const Event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
+};
+
+struct TraceRec {
+  int64_t t;
+  std::string what;
+};
+
+// The committed log as the checkers know it, per group: the term of every committed index and
+// the data some replica applied there.
+struct Record {
+  uint64_t term = 0;  // 0: nothing known yet
+  bool applied = false;
+  std::string data;
+};
+
+// Log matching, per entry: what the first replica to hold an entry at (index, term) held there.
+// Every replica's entry at the same (index, term) must carry the same type and data and follow
+// an entry of the same term; by induction over the index, two logs that share an (index, term)
+// are identical up to it (thesis Fig. 3.2).
+struct EntryFact {
+  uint64_t term = 0;
+  uint64_t prev_term = kUnknownTerm;  // term of the entry at index - 1
+  uint64_t data_hash = 0;             // type and data (FNV-1a)
+  int node = 0;                       // first holder, for the report
+};
+
+inline uint64_t entry_hash(const Entry& e) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ static_cast<uint64_t>(e.type);
+  h *= 0x100000001b3ULL;
+  for (const char ch : e.data) {
+    h ^= static_cast<unsigned char>(ch);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+class Sim {
+ public:
+  explicit Sim(const SimOptions& o) : o_(o), rng_(o.seed) {}
+  SimResult run();
+
+ private:
+  // setup
+  void init();
+  raft::Config make_config(uint64_t node, int group);
+  void boot(Node& n);
+  // event loop
+  void schedule(Event e);
+  void dispatch(const Event& e);
+  void world_tick();
+  // raft driving
+  void drain(int node, int group);
+  void process_ready(int node, int group, raft::Ready& rd);
+  void apply(int node, int group, const Entry& e);
+  void send(int from, const Message& m);
+  void deliver(const Event& e);
+  void disk_enqueue(int node, DiskWrite w);
+  void disk_start(int node);
+  void disk_done(const Event& e);
+  void make_durable(int node, const DiskWrite& w);
+  void maybe_compact(int node, int group);
+  // faults
+  void inject_faults();
+  void crash(int node);
+  void restart(int node);
+  void start_partition();
+  void heal();
+  void wake_all();
+  // clients
+  void client_start(int c);
+  void client_complete(Client& c, lincheck::EventType type, nlohmann::json value = {});
+  void client_record(const Client& c, lincheck::EventType type, const nlohmann::json& value);
+  void check_reads(int node, int group);
+  // checks
+  void check_replica(int node, int group);
+  void record_commit(int group, LogIndex i, Term t, int node);
+  void check_logs();
+  void check_new_entries(int node, int group, const std::vector<Entry>& entries);
+  void check_entry_fact(int node, int group, const Entry& e, uint64_t data_hash,
+                        uint64_t prev_term);
+  void liveness_tick();
+  std::string describe_group(int group);
+  void violate(std::string what);
+  void trace(std::string what);
+  void hash(uint64_t x) {
+    hash_ ^= x;
+    hash_ *= 0x100000001b3ULL;
+  }
+
+  Replica& rep(int node, int group) {
+    return *nodes_[static_cast<size_t>(node)].replicas[static_cast<size_t>(group)];
+  }
+  Node& node(int n) { return nodes_[static_cast<size_t>(n)]; }
+
+  SimOptions o_;
+  Prng rng_;
+  Swarm swarm_;
+  int64_t now_ = 0;
+  uint64_t seq_ = 0;
+  std::vector<Event> heap_;
+  std::map<uint64_t, Message> in_flight_;  // message id -> message
+  std::deque<Node> nodes_;                 // a deque: Node is not copyable and never moves
+  std::vector<Client> clients_;
+  std::vector<std::vector<bool>> blocked_;  // blocked_[from][to]
+  uint64_t partition_gen_ = 0;
+  bool partitioned_ = false;
+  std::vector<std::vector<Record>> record_;                 // [group][index]
+  std::vector<std::vector<std::vector<EntryFact>>> facts_;  // [group][index] -> one per term
+  // (group, term) -> (node id, incarnation): one leadership per term, so the same node leading
+  // a term again after a crash is a violation too (it would have forgotten its term).
+  std::map<std::pair<int, uint64_t>, std::pair<uint64_t, uint64_t>> leaders_;
+  std::vector<lincheck::Event> history_;
+  uint64_t next_value_ = 1;
+  uint64_t next_read_id_ = 1;
+  uint64_t world_ticks_ = 0;
+  bool healed_ = false;
+  int64_t heal_time_ = 0;
+  std::vector<bool> live_;                                       // per group, after heal
+  std::vector<std::optional<std::pair<int, LogIndex>>> marker_;  // per group: (node, index)
+  std::vector<Term> marker_term_;
+  int64_t live_time_ = -1;
+  std::deque<TraceRec> trace_;
+  uint64_t hash_ = 0xcbf29ce484222325ULL;
+  SimResult result_;
+};
+
+}  // namespace raftd::sim::detail
