@@ -6,6 +6,16 @@ std::size_t HeaderGuard::feed(std::string_view data) {
   std::size_t i = 0;
   for (; i < data.size() && state_ != State::kDone && state_ != State::kBad; ++i) {
     const char c = data[i];
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t' && c != '\r' && c != '\n') || u == 0x7f) {
+      state_ = State::kBad;
+      break;
+    }
+    if (request_ && first_line_ && c == ' ' && (prev_ == ' ' || state_ == State::kLeading)) {
+      state_ = State::kBad;
+      break;
+    }
+    prev_ = c;
     if (state_ != State::kLeading && state_ != State::kLeadingCr) ++section_bytes_;
     switch (state_) {
       case State::kLeading:
@@ -35,7 +45,10 @@ std::size_t HeaderGuard::feed(std::string_view data) {
           state_ = State::kBad;
         }
         break;
-      case State::kCr: state_ = c == '\n' ? State::kLineStart : State::kBad; break;
+      case State::kCr:
+        state_ = c == '\n' ? State::kLineStart : State::kBad;
+        first_line_ = false;
+        break;
       case State::kCrAtLineStart: state_ = c == '\n' ? State::kDone : State::kBad; break;
       case State::kDone:
       case State::kBad: break;

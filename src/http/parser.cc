@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <vector>
 
 namespace raftd::http {
 
@@ -45,6 +46,128 @@ void trim_trailing_ows(std::string& s) {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
 }
 
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+struct FieldError {
+  int status = 0;
+  std::string_view reason;
+};
+
+// Transfer-Encoding, all its fields joined as one list (RFC 9110 5.3). Only a single, final
+// "chunked" is accepted: an empty element, a repeated or non-final chunked, or parameters make
+// the body length ambiguous (400, RFC 9112 6.3); another coding is one we do not implement
+// (501 for a request, RFC 9112 6.1).
+FieldError check_transfer_encoding(const Headers& headers, bool request) {
+  std::vector<std::string_view> codings;
+  for (const Header& h : headers) {
+    if (!iequals(h.name, "Transfer-Encoding")) continue;
+    std::string_view v = h.value;
+    for (;;) {
+      const std::size_t comma = v.find(',');
+      codings.push_back(trim_ows(v.substr(0, comma)));
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  for (std::size_t i = 0; i < codings.size(); ++i) {
+    const bool last = i + 1 == codings.size();
+    if (codings[i].empty()) return {400, "empty Transfer-Encoding element"};
+    if (iequals(codings[i], "chunked")) {
+      if (!last) return {400, "chunked is not the final transfer coding"};
+    } else if (last) {
+      return {400, "the final transfer coding is not chunked"};
+    } else {
+      return {request ? 501 : 400, "transfer coding not implemented"};
+    }
+  }
+  return {};
+}
+
+// uri-host [ ":" port ] (RFC 9110 4.2.3, 7.2); empty is allowed (RFC 9112 3.2).
+bool valid_host(std::string_view v) {
+  std::string_view host = v;
+  std::string_view port;
+  if (!v.empty() && v.front() == '[') {
+    const std::size_t close = v.find(']');
+    if (close == std::string_view::npos) return false;
+    for (char c : v.substr(1, close - 1)) {
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+    }
+    host = {};
+    const std::string_view rest = v.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      port = rest.substr(1);
+    }
+  } else if (const std::size_t colon = v.find(':'); colon != std::string_view::npos) {
+    host = v.substr(0, colon);
+    port = v.substr(colon + 1);
+    if (host.empty()) return false;
+  }
+  // reg-name / IPv4address: unreserved, pct-encoded, sub-delims.
+  for (std::size_t i = 0; i < host.size(); ++i) {
+    const char c = host[i];
+    if (std::isalnum(static_cast<unsigned char>(c)) ||
+        std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos) {
+      continue;
+    }
+    if (c == '%' && i + 2 < host.size() && std::isxdigit(static_cast<unsigned char>(host[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(host[i + 2]))) {
+      i += 2;
+      continue;
+    }
+    return false;
+  }
+  for (char c : port) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return port.size() <= 5;
+}
+
+// The fields that decide where a message ends, checked by us whatever llhttp accepted, so a
+// front-end reading them strictly cannot find a different end.
+FieldError check_fields(const llhttp_t* p, const Headers& headers) {
+  const bool request = p->type == HTTP_REQUEST;
+  bool has_te = false;
+  std::size_t lengths = 0;
+  std::size_t hosts = 0;
+  std::string_view host;
+  for (const Header& h : headers) {
+    if (iequals(h.name, "Transfer-Encoding")) {
+      has_te = true;
+    } else if (iequals(h.name, "Content-Length")) {
+      ++lengths;
+      // 1*DIGIT only: no sign, no list ("5, 5"), no spaces inside; 19 digits fit a uint64_t.
+      const std::string_view v = h.value;
+      if (v.empty() || v.size() > 19 ||
+          !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        return {400, "invalid Content-Length"};
+      }
+    } else if (iequals(h.name, "Host")) {
+      ++hosts;
+      host = h.value;
+    }
+  }
+  if (lengths > 1) return {400, "more than one Content-Length"};
+  if (has_te) {
+    // RFC 9112 6.1: Transfer-Encoding is HTTP/1.1; in a 1.0 message its framing is unreliable.
+    if (p->http_major == 1 && p->http_minor == 0) return {400, "Transfer-Encoding in HTTP/1.0"};
+    if (lengths > 0) return {400, "Content-Length with Transfer-Encoding"};
+    if (FieldError e = check_transfer_encoding(headers, request); e.status != 0) return e;
+  }
+  if (request) {
+    // RFC 9112 3.2: no Host in HTTP/1.1, more than one, or an invalid one is a 400.
+    if (hosts == 0 && p->http_major == 1 && p->http_minor >= 1) return {400, "missing Host"};
+    if (hosts > 1) return {400, "more than one Host"};
+    if (hosts == 1 && !valid_host(host)) return {400, "invalid Host"};
+  }
+  return {};
+}
+
 }  // namespace
 
 const llhttp_settings_t MessageParser::kSettings = make_settings(
@@ -53,7 +176,8 @@ const llhttp_settings_t MessageParser::kSettings = make_settings(
     &MessageParser::cb_header_value, &MessageParser::cb_headers_complete,
     &MessageParser::cb_chunk_header, &MessageParser::cb_body, &MessageParser::cb_message_complete);
 
-MessageParser::MessageParser(llhttp_type_t type, const ParserLimits& limits) : limits_(limits) {
+MessageParser::MessageParser(llhttp_type_t type, const ParserLimits& limits)
+    : guard_(type == HTTP_REQUEST), limits_(limits) {
   llhttp_init(&parser_, type, &kSettings);
   parser_.data = this;
 }
@@ -129,7 +253,17 @@ int MessageParser::cb_headers_complete(llhttp_t* p) {
   m.head_done_ = true;
   for (Header& h : m.headers_) trim_trailing_ows(h.value);
   if (p->http_major != 1) return m.fail(505, "only HTTP/1.x is supported");
-  return m.head_complete();
+  if (const FieldError e = check_fields(p, m.headers_); e.status != 0) {
+    // A response the client cannot frame is the server's fault: 502 towards our caller.
+    return m.fail(p->type == HTTP_REQUEST ? e.status : 502, e.reason);
+  }
+  const int r = m.head_complete();
+  if (r == 0 && (p->flags & F_CHUNKED) && !(p->flags & F_SKIPBODY)) {
+    m.chunk_guard_.reset();
+    m.chunk_guard_on_ = true;
+    m.guarded_ = 0;
+  }
+  return r;
 }
 
 // The chunk's size is known before its data: refusing here keeps the body a sink sees within
@@ -173,8 +307,14 @@ Framing MessageParser::framing_after_head() {
 FeedResult MessageParser::feed(std::string_view data) {
   std::size_t total = 0;
   for (;;) {
-    FeedResult r = feed_once(data.substr(total));
+    const FeedResult r = feed_once(data.substr(total));
     total += r.consumed;
+    if (r.event == ParseEvent::kNeedMore && total < data.size()) {
+      // A stage ended inside `data` (the head, or what the chunk guard passed): go on.
+      if (r.consumed > 0) continue;
+      fail(400, "parser made no progress");
+      return {total, ParseEvent::kError};
+    }
     // A message the subclass chose not to report (a 1xx interim response): keep going.
     if (r.event == ParseEvent::kMessageEnd && !message_reported_) {
       if (total < data.size()) continue;
@@ -184,29 +324,70 @@ FeedResult MessageParser::feed(std::string_view data) {
   }
 }
 
+void MessageParser::end_message() {
+  message_done_ = false;
+  in_message_ = false;
+  head_done_ = false;
+  guard_.reset();
+  chunk_guard_on_ = false;
+  guarded_ = 0;
+}
+
+// llhttp sees only bytes the guards passed: the head alone first (so the body's framing is
+// known), then, for a chunked body, no more than the chunk guard has scanned.
 FeedResult MessageParser::feed_once(std::string_view data) {
   if (error_status_ != 0) return {0, ParseEvent::kError};
+  std::size_t limit = data.size();
+  const bool guarding = chunk_guard_on_;
   if (guard_.verdict() != HeaderGuard::Verdict::kDone) {
-    guard_.feed(data);
+    const std::size_t scanned = guard_.feed(data);
     if (guard_.verdict() == HeaderGuard::Verdict::kBad) {
-      fail(400, "malformed header section (obs-fold, bare CR or bare LF)");
+      fail(400, "malformed header section (obs-fold, bare CR or LF, CTL, or request line)");
       return {0, ParseEvent::kError};
     }
     if (guard_.section_bytes() > limits_.header_bytes_max) {
       fail(431, "header section too large");
       return {0, ParseEvent::kError};
     }
+    if (guard_.verdict() == HeaderGuard::Verdict::kDone) limit = scanned;
+  } else if (guarding) {
+    if (guarded_ < data.size() && chunk_guard_.verdict() == ChunkGuard::Verdict::kMore) {
+      guarded_ += chunk_guard_.feed(data.substr(guarded_));
+    }
+    if (chunk_guard_.verdict() == ChunkGuard::Verdict::kBad && guarded_ == 0) {
+      fail(chunk_guard_.error_status(), chunk_guard_.error_reason());
+      return {0, ParseEvent::kError};
+    }
+    limit = std::min(guarded_, data.size());
   }
-  const llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
-  if (err == HPE_OK) return {data.size(), ParseEvent::kNeedMore};
+  const llhttp_errno_t err = llhttp_execute(&parser_, data.data(), limit);
+  std::size_t consumed = limit;
   if (err == HPE_PAUSED) {
-    const auto consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data.data());
+  }
+  if (guarding && err != HPE_OK && err != HPE_PAUSED) {
+    consumed = 0;
+  } else if (guarding) {
+    guarded_ -= consumed;
+  }
+  const bool guard_ended =
+      guarding && chunk_guard_.verdict() == ChunkGuard::Verdict::kDone && guarded_ == 0;
+  if (err == HPE_OK) {
+    // The chunk guard saw the body end here; llhttp must have seen it end too.
+    if (guard_ended) {
+      fail(400, "chunked body framing is ambiguous");
+      return {0, ParseEvent::kError};
+    }
+    return {limit, ParseEvent::kNeedMore};
+  }
+  if (err == HPE_PAUSED) {
     llhttp_resume(&parser_);
     if (!message_done_) return {consumed, ParseEvent::kBodyPaused};
-    message_done_ = false;
-    in_message_ = false;
-    head_done_ = false;
-    guard_.reset();
+    if (guarding && !guard_ended) {
+      fail(400, "chunked body framing is ambiguous");
+      return {0, ParseEvent::kError};
+    }
+    end_message();
     return {consumed, ParseEvent::kMessageEnd};
   }
   fail(400, llhttp_get_error_reason(&parser_));
@@ -218,10 +399,7 @@ FeedResult MessageParser::finish_at_eof() {
   if (!mid_message()) return {0, ParseEvent::kNeedMore};
   const llhttp_errno_t err = llhttp_finish(&parser_);
   if ((err == HPE_OK || err == HPE_PAUSED) && message_done_) {
-    message_done_ = false;
-    in_message_ = false;
-    head_done_ = false;
-    guard_.reset();
+    end_message();
     return {0, ParseEvent::kMessageEnd};
   }
   fail(400, "connection closed before the message ended");
@@ -271,9 +449,11 @@ int ResponseParser::head_complete() {
   const int status = p->status_code;
   if (status == 101) return fail(502, "unexpected 101 Switching Protocols");
   p->upgrade = 0;
-  if (status >= 100 && status < 200) {
+  // RFC 9112 4: three digits; 1xx..5xx are the classes RFC 9110 15 defines.
+  if (status < 100 || status > 599) return fail(502, "invalid status code");
+  if (status < 200) {
     interim_ = true;  // 100 Continue and friends: skipped, the final response follows
-    return 0;
+    return 1;         // and never have a body (RFC 9110 15.2)
   }
   head_.status = status;
   head_.reason = std::move(status_reason());

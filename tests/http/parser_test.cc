@@ -167,7 +167,7 @@ TEST_SUITE("http") {
 
   TEST_CASE("http::RequestParser: an incomplete message is reported as partial") {
     CHECK(parse_requests("GET / HTTP/1.1\r\nHost:", {}).ends_with("PARTIAL messages=0"));
-    CHECK(parse_requests("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", {})
+    CHECK(parse_requests("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab", {})
               .ends_with("PARTIAL messages=0"));
   }
 
@@ -212,6 +212,143 @@ TEST_SUITE("http") {
     }
   }
 
+  TEST_CASE("http::RequestParser: a chunked body must end strictly, or it is a 400") {
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::string next = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+    const std::string bodies[] = {
+        "0\r\n\n",                  // bare LF ends the last chunk (llhttp 8.1 accepts it)
+        "0\r\nX: y\r\n\n",          // bare LF ends the trailer section (accepted too)
+        "0\r\nX: y\n\r\n",          // bare LF ends a trailer line
+        "0\r\nX: y\r\n z\r\n\r\n",  // obs-fold in the trailers (folded by llhttp)
+        "0\r\nX : y\r\n\r\n",       // whitespace before the colon
+        "0\r\n: y\r\n\r\n",         // empty trailer name
+        std::string("0\r\nX: a\0b\r\n\r\n", 13),  // NUL in a trailer value
+        "0\r\nX: a\001b\r\n\r\n",                 // CTL in a trailer value
+        "0\n\r\n",                                // bare LF after the size
+        "3\r\nabc\n0\r\n\r\n",                    // bare LF after the data
+        "3\r\nabc\r0\r\n\r\n",                    // bare CR after the data
+        "3\r\nabcd\r\n0\r\n\r\n",                 // more data than the size says
+        "3 \r\nabc\r\n0\r\n\r\n",                 // whitespace after the size
+        " 3\r\nabc\r\n0\r\n\r\n",                 // whitespace before the size
+        "+3\r\nabc\r\n0\r\n\r\n",                 // sign
+        "0x3\r\nabc\r\n0\r\n\r\n",                // hex prefix
+        "\r\n3\r\nabc\r\n0\r\n\r\n",              // empty size line
+        "00000000000000003\r\nabc\r\n0\r\n\r\n",  // 17 digits (leading zeros)
+        "10000000000000000\r\nabc\r\n0\r\n\r\n",  // overflows 64 bits
+        "3;a\nb\r\nabc\r\n0\r\n\r\n",             // bare LF in an extension
+        "3;a\rb\r\nabc\r\n0\r\n\r\n",             // bare CR in an extension
+        "3;a\x01\r\nabc\r\n0\r\n\r\n",            // CTL in an extension
+        "3;a\r\nabc\r\n0;b\n\r\n",                // bare LF in the last chunk's extension
+    };
+    for (const std::string& body : bodies) {
+      INFO(body);
+      const std::string whole = check_split_invariant(head + body + next);
+      CHECK(whole.ends_with("ERROR 400 messages=0"));
+      CHECK(whole.find("smuggled") == std::string::npos);
+    }
+    // The strict forms parse, extensions and trailers included, and the next request follows.
+    const std::string ok = check_split_invariant(
+        head + "00003;a=b\r\nabc\r\n0;c=\"d e\"\r\nX: y\r\nZ:\r\n\r\n" + next);
+    INFO(ok);
+    CHECK(ok.find("BODY abc\nEND\nHEAD GET /smuggled") != std::string::npos);
+    CHECK(ok.ends_with("OK messages=2"));
+  }
+
+  TEST_CASE("http::RequestParser: framing fields a strict reader could read differently") {
+    const std::string head400[] = {
+        // an empty Transfer-Encoding, alone or with Content-Length (llhttp 8.1 ignores it)
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding:\r\n\r\nabc",
+        // Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1)
+        "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        // chunked not once and final
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;a=b\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+        // Content-Length that is not 1*DIGIT
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3,3\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x3\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\nabc",
+        // Host missing in 1.1, repeated (even equal), or invalid (RFC 9112 3.2)
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a@b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+        // NUL, CTL and DEL in a field value; extra spaces in the request line
+        std::string("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 33),
+        "GET / HTTP/1.1\r\nHost: a\r\nX: a\001b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: a\177b\r\n\r\n",
+        "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /  HTTP/1.1\r\nHost: a\r\n\r\n",
+        " GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+    for (const std::string& shape : head400) {
+      INFO(shape);
+      const std::string whole = check_split_invariant(shape);
+      CHECK(whole.ends_with("ERROR 400 messages=0"));
+    }
+    // A transfer coding other than chunked, before a final chunked: not implemented.
+    CHECK(check_split_invariant(
+              "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+              .ends_with("ERROR 501 messages=0"));
+    CHECK(check_split_invariant("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+              .ends_with("ERROR 501 messages=0"));
+    // What stays accepted.
+    const char* good[] = {
+        "GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: 10.0.0.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: \r\n\r\n",  // empty: the target has no authority
+        "GET / HTTP/1.0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 003\r\n\r\nabc",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\t!\r\n\r\n",  // obs-text and HTAB in values
+    };
+    for (const char* shape : good) {
+      INFO(shape);
+      CHECK(check_split_invariant(shape).ends_with("OK messages=1"));
+    }
+  }
+
+  TEST_CASE("http::RequestParser: trailer and chunk extension limits") {
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    auto trailers = [](std::size_t count, std::size_t value_bytes) {
+      std::string t;
+      for (std::size_t i = 0; i < count; ++i) {
+        t += "T" + std::to_string(i) + ": " + std::string(value_bytes, 'v') + "\r\n";
+      }
+      return t;
+    };
+    CHECK(check_split_invariant(head + "0\r\n" + trailers(kTrailerCountMax, 1) + "\r\n")
+              .ends_with("OK messages=1"));
+    CHECK(check_split_invariant(head + "0\r\n" + trailers(kTrailerCountMax + 1, 1) + "\r\n")
+              .ends_with("ERROR 431 messages=0"));
+    CHECK(check_split_invariant(head + "0\r\n" + trailers(1, kTrailerBytesMax) + "\r\n")
+              .ends_with("ERROR 431 messages=0"));
+    // Extension bytes count across the whole body, not per chunk.
+    const std::string ext(kChunkExtBytesMax / 4, 'e');
+    std::string body;
+    for (int i = 0; i < 4; ++i) body += "1;" + ext + "\r\nx\r\n";
+    CHECK(check_split_invariant(head + body + "0\r\n\r\n").ends_with("OK messages=1"));
+    CHECK(check_split_invariant(head + body + "0;e\r\n\r\n").ends_with("ERROR 400 messages=0"));
+  }
+
   TEST_CASE("http::RequestParser: an error after a good request still serves the first") {
     const std::string input =
         "GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n";
@@ -241,12 +378,15 @@ TEST_SUITE("http") {
   TEST_CASE("http::RequestParser: body bytes limit is 413 for sized and chunked bodies") {
     ParserLimits limits;
     limits.body_bytes_max = 10;
-    CHECK(check_split_invariant("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789", limits)
+    CHECK(check_split_invariant(
+              "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789", limits)
               .ends_with("OK messages=1"));
-    CHECK(check_split_invariant("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n0123456789a", limits)
+    CHECK(check_split_invariant(
+              "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n0123456789a", limits)
               .ends_with("ERROR 413 messages=0"));
     const std::string chunked =
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n6\r\n012345\r\n"
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n6\r\n012345\r\n6\r\n012345\r\n"
         "0\r\n\r\n";
     const std::string whole = check_split_invariant(chunked, limits);
     CHECK(whole.ends_with("ERROR 413 messages=0"));
@@ -256,20 +396,20 @@ TEST_SUITE("http") {
     RequestRecorder rec;
     rec.pause_every = 1;
     RequestParser parser(rec);
-    const std::string input = "POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc";
+    const std::string input = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc";
     FeedResult r = parser.feed(input);
     CHECK(r.event == ParseEvent::kBodyPaused);
     CHECK(r.consumed == input.size());
     CHECK(parser.head_done());
-    r = parser.feed("defGET / HTTP/1.1\r\n\r\n");
+    r = parser.feed("defGET / HTTP/1.1\r\nHost: a\r\n\r\n");
     CHECK(r.event == ParseEvent::kBodyPaused);
     CHECK(r.consumed == 3);
-    r = parser.feed("GET / HTTP/1.1\r\n\r\n");
+    r = parser.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     CHECK(r.event == ParseEvent::kMessageEnd);
     CHECK(r.consumed == 0);
-    r = parser.feed("GET / HTTP/1.1\r\n\r\n");
+    r = parser.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     CHECK(r.event == ParseEvent::kMessageEnd);
-    CHECK(r.consumed == 18);
+    CHECK(r.consumed == 27);
     CHECK(rec.t.text.find("BODY abcdef\nEND\nHEAD GET / 1.1") != std::string::npos);
   }
 }
@@ -353,6 +493,36 @@ TEST_SUITE("http") {
     const std::string input = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
     const std::string whole = check_response_splits(input, /*head_request=*/true);
     CHECK(whole == "HEAD 200 OK none 0 ka\n\nEND\nOK messages=1 eof-clean");
+  }
+
+  TEST_CASE("http::ResponseParser: framing the client could read differently is an error") {
+    const char* shapes[] = {
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nHTTP/1.1 200 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: y\r\n z\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nabc",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc",
+        "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+        "HTTP/1.1 0999 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 99 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: a\001b\r\nContent-Length: 0\r\n\r\n",
+        // a 1xx never has a body, whatever its fields say
+        "HTTP/1.1 103 Early Hints\r\nTransfer-Encoding: chunked\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+    };
+    for (const char* shape : shapes) {
+      INFO(shape);
+      const std::string whole = parse_responses(shape, {}, false, false);
+      CHECK(parse_responses(shape, byte_by_byte(std::string_view(shape).size()), false, false) ==
+            whole);
+      if (std::string_view(shape).starts_with("HTTP/1.1 103")) {
+        CHECK(whole == "HEAD 200 OK close 0 close\nPARTIAL messages=0");
+        continue;
+      }
+      CHECK((whole.ends_with("ERROR 502 messages=0") || whole.ends_with("ERROR 400 messages=0")));
+      CHECK(whole.find("END") == std::string::npos);
+    }
   }
 
   TEST_CASE("http::ResponseParser: smuggling shapes and 101 are errors") {

@@ -5,6 +5,8 @@
 // mode is needed for a bare CR (CVE-2023-30589). This guard rejects, independently of llhttp:
 //   - obs-fold: a header line starting with SP or HTAB,
 //   - a CR not followed by LF, and an LF not preceded by CR,
+//   - a CTL (other than HTAB, CR, LF) or DEL anywhere in the section (RFC 9110 5.5),
+//   - in a request line, a leading space or two spaces in a row (RFC 9112 3: single SPs),
 // which RFC 9112 (sections 2.2 and 5.2) lets a server reject with 400.
 // Empty lines before the request line are skipped, as RFC 9112 2.2 recommends.
 //
@@ -19,6 +21,9 @@ namespace raftd::http {
 
 class HeaderGuard {
  public:
+  // `request`: the first line is a request line (its spaces are checked).
+  explicit HeaderGuard(bool request = true) : request_(request) {}
+
   enum class Verdict : std::uint8_t { kMore, kDone, kBad };
 
   // Scans `data` up to the end of the header section. Returns how many bytes were scanned
@@ -31,7 +36,7 @@ class HeaderGuard {
   }
   // Bytes of the header section scanned so far (excluding leading empty lines).
   std::size_t section_bytes() const { return section_bytes_; }
-  void reset() { *this = HeaderGuard(); }
+  void reset() { *this = HeaderGuard(request_); }
 
  private:
   enum class State : std::uint8_t {
@@ -44,6 +49,9 @@ class HeaderGuard {
     kDone,
     kBad,
   };
+  bool request_ = true;
+  bool first_line_ = true;
+  char prev_ = '\0';
   State state_ = State::kLeading;
   std::size_t section_bytes_ = 0;
 };

@@ -16,6 +16,16 @@ inline constexpr std::size_t kHeaderBytesMax = 16 * 1024;
 // Header fields per message. Bounds the vector a request builds; exceeding it is 431.
 inline constexpr std::size_t kHeaderCountMax = 100;
 
+// Chunk extensions across one chunked body. raftd defines none and skips them; 4 KiB bounds the
+// bytes a peer can make us parse for nothing. Exceeding it is answered 400.
+inline constexpr std::size_t kChunkExtBytesMax = 4 * 1024;
+
+// Trailer section of a chunked body (the field lines after the last chunk). Trailers are parsed
+// for framing and dropped, so they get a far smaller budget than the head. Exceeding either is
+// answered 431.
+inline constexpr std::size_t kTrailerBytesMax = 4 * 1024;
+inline constexpr std::size_t kTrailerCountMax = 16;
+
 // Default request body cap (answered 413). Bodies are streamed, so this bounds work, not memory;
 // raft proposals and app calls are far smaller. Streams that need more (the peer transport,
 // snapshots) raise ServerOptions::body_bytes_max.

@@ -3,10 +3,11 @@
 // gets events back; the result does not depend on how the bytes were split.
 //
 // Defenses against request smuggling (see doc/http.md): llhttp built with LLHTTP_STRICT_MODE
-// (bare CR), a HeaderGuard pre-scan of every header section (obs-fold, bare CR, bare LF), all
-// lenient flags off (so Content-Length together with Transfer-Encoding, duplicate
-// Content-Length, a Transfer-Encoding whose last coding is not chunked, and invalid chunk sizes
-// are errors). Any error is final: the owner answers error_status() and closes.
+// (bare CR), a HeaderGuard pre-scan of every header section (obs-fold, bare CR, bare LF, CTLs,
+// extra spaces in the request line), a ChunkGuard pre-scan of every chunked body (bare LF,
+// obs-fold in trailers, limits) whose end llhttp must agree with, our own checks of the
+// framing fields (Transfer-Encoding, Content-Length, Host; check_fields in parser.cc) and all
+// lenient flags off. Any error is final: the owner answers error_status() and closes.
 //
 // Threading: one parser per connection, used by one thread. Not movable (llhttp keeps a
 // pointer to it). Callbacks into the sink run inside feed().
@@ -19,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "raftd/http/chunk_guard.h"
 #include "raftd/http/header_guard.h"
 #include "raftd/http/limits.h"
 #include "raftd/http/message.h"
@@ -54,7 +56,8 @@ class MessageParser {
   // next message. After kError every call returns kError.
   FeedResult feed(std::string_view data);
 
-  // The status code to answer with (400, 413, 431) and a short reason; 0 if no error.
+  // The status code to answer with (400, 413, 431, 501, 505; 502 for responses) and a short
+  // reason; 0 if no error.
   int error_status() const { return error_status_; }
   std::string_view error_reason() const { return error_reason_; }
   // Bytes of a message that has not ended were consumed (an EOF now truncates a message).
@@ -101,9 +104,15 @@ class MessageParser {
   static int cb_body(llhttp_t* p, const char* at, std::size_t n);
   static int cb_message_complete(llhttp_t* p);
   FeedResult feed_once(std::string_view data);
+  void end_message();
 
   llhttp_t parser_;
   HeaderGuard guard_;
+  ChunkGuard chunk_guard_;
+  bool chunk_guard_on_ = false;  // the current message has a chunked body
+  // Bytes from llhttp's position on that chunk_guard_ has scanned and passed: llhttp is given
+  // no more than these.
+  std::size_t guarded_ = 0;
   ParserLimits limits_;
   Headers headers_;
   std::string url_;
