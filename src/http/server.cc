@@ -110,7 +110,10 @@ class Connection final : public RequestSink {
   TimePoint idle_since_;     // last exchange completed (bytes between requests do not count)
   TimePoint request_start_;  // first byte of the request being parsed
   TimePoint linger_until_;
-  int callback_depth_ = 0;  // > 0 while a handler callback runs
+  TimePoint rate_window_start_;  // current window of the minimum body rate
+  std::uint64_t rate_window_bytes_ = 0;
+  bool rate_window_open_ = false;  // false: the body was not being read at the last sweep
+  int callback_depth_ = 0;         // > 0 while a handler callback runs
   bool in_process_ = false;
   bool needs_process_ = false;
   bool body_paused_ = false;
@@ -221,6 +224,7 @@ void Connection::on_request_head(Request& request) {
   ex_.active_ = true;
   ex_.request_ = std::move(request);
   continue_sent_ = false;
+  rate_window_open_ = false;
   served_any_ = true;
   ++server_.stats_.requests;
   ++callback_depth_;
@@ -234,6 +238,7 @@ void Connection::on_request_head(Request& request) {
 }
 
 Flow Connection::on_request_body(std::string_view chunk) {
+  rate_window_bytes_ += chunk.size();
   if (closing_ || !ex_.active_ || ex_.finished_) return Flow::kContinue;  // answered: dropped
   ++callback_depth_;
   const Flow flow = server_.handler_.on_body(ex_, chunk);
@@ -485,7 +490,25 @@ void Connection::sweep(TimePoint now) {
     return;
   }
   const bool reading_body = !ex_.request_ended_ && !body_paused_;
-  if (reading_body && now - last_progress_ > ms(o.progress_timeout_ms)) timeout_close(false);
+  if (reading_body && now - last_progress_ > ms(o.progress_timeout_ms)) {
+    timeout_close(false);
+    return;
+  }
+  // The minimum body rate, in windows that start when the body is (again) being read.
+  if (!reading_body || o.body_rate_window_ms == 0) {
+    rate_window_open_ = false;
+  } else if (!rate_window_open_) {
+    rate_window_open_ = true;
+    rate_window_start_ = now;
+    rate_window_bytes_ = 0;
+  } else if (now - rate_window_start_ >= ms(o.body_rate_window_ms)) {
+    if (rate_window_bytes_ < o.body_rate_min_bytes) {
+      timeout_close(true);
+      return;
+    }
+    rate_window_start_ = now;
+    rate_window_bytes_ = 0;
+  }
 }
 
 // ---- Server ----
@@ -507,8 +530,9 @@ Result<std::unique_ptr<Server>> Server::start(io::Reactor& reactor, Handler& han
   s->port_ = listener->port;
   s->accept_.set_callback([raw = s.get()](int32_t res) { raw->on_accept(res); });
   reactor.accept(s->accept_, s->listen_fd_);
-  const std::uint32_t shortest =
+  std::uint32_t shortest =
       std::min({options.header_timeout_ms, options.idle_timeout_ms, options.progress_timeout_ms});
+  if (options.body_rate_window_ms > 0) shortest = std::min(shortest, options.body_rate_window_ms);
   const auto period = std::chrono::milliseconds(std::clamp<std::uint32_t>(shortest / 4, 5, 1000));
   s->sweeper_ =
       std::make_unique<io::RepeatingTimer>(reactor, period, [raw = s.get()] { raw->sweep(); });

@@ -258,6 +258,52 @@ TEST_SUITE("http") {
     CHECK(f.server->stats().timeouts >= 1);
   }
 
+  TEST_CASE("http::Server: a body below the minimum rate gets 408 and close") {
+    ServerOptions o;
+    o.body_rate_window_ms = 300;
+    o.body_rate_min_bytes = 64;
+    ServerFixture f(o);
+    RawClient trickle(f.port());
+    RawClient steady(f.port());
+    trickle.send("POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n");
+    steady.send("POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n");
+    // One byte every 50 ms (well inside the progress timeout) against 40 bytes every 50 ms.
+    std::size_t trickled = 0;
+    std::size_t sent = 0;
+    const auto give_up = io::Reactor::now() + testing::kWaitMax;
+    while (!trickle.closed && io::Reactor::now() < give_up) {
+      if (trickled < 200) trickled += trickle.try_send("t");
+      if (sent < 200) sent += steady.try_send(std::string(40, 's'));
+      testing::run_for(*f.reactor, 50ms);
+      trickle.poll();
+    }
+    REQUIRE(trickle.closed);
+    CHECK(trickled < 200);
+    CHECK(trickle.received.starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+    REQUIRE(steady.wait_for(*f.reactor, ends_with("POST /s " + std::string(200, 's'))));
+    CHECK(f.handler.aborted == 1);
+    CHECK(f.server->stats().timeouts == 1);
+  }
+
+  TEST_CASE("http::Server: empty lines between requests do not keep an idle connection") {
+    ServerOptions o;
+    o.idle_timeout_ms = 300;
+    ServerFixture f(o);
+    RawClient c(f.port());
+    c.send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(c.wait_for(*f.reactor, ends_with("GET /x ")));
+    const auto served = io::Reactor::now();
+    const auto give_up = served + 5s;
+    while (!c.closed && io::Reactor::now() < give_up) {
+      c.try_send("\r\n");
+      testing::run_for(*f.reactor, 50ms);
+      c.poll();
+    }
+    CHECK(c.closed);
+    CHECK(io::Reactor::now() - served < 3s);
+    CHECK(f.server->stats().timeouts == 1);
+  }
+
   TEST_CASE("http::Server: connections beyond connections_max get 503 and close") {
     ServerOptions o;
     o.connections_max = 2;

@@ -41,6 +41,13 @@ inline constexpr std::uint32_t kIdleTimeoutMsDefault = 60'000;
 // this much time without progress.
 inline constexpr std::uint32_t kProgressTimeoutMsDefault = 60'000;
 
+// Minimum request body rate: at least kBodyRateMinBytesDefault bytes of body in every window of
+// kBodyRateWindowMsDefault while the body is being read (a body the handler paused does not
+// count). Without it a body trickled a byte a second, under the progress timeout, holds the
+// connection forever. A body below the rate is answered 408 and the connection closed.
+inline constexpr std::uint32_t kBodyRateWindowMsDefault = 10'000;
+inline constexpr std::size_t kBodyRateMinBytesDefault = 1024;
+
 // Open server connections. Each costs a parser, a socket and up to kSendBytesMax of buffered
 // output; beyond this, new connections get a canned 503 and are closed.
 inline constexpr std::size_t kConnectionsMaxDefault = 4096;

@@ -35,6 +35,8 @@ struct ServerOptions {
   std::uint32_t header_timeout_ms = kHeaderTimeoutMsDefault;
   std::uint32_t idle_timeout_ms = kIdleTimeoutMsDefault;
   std::uint32_t progress_timeout_ms = kProgressTimeoutMsDefault;
+  std::uint32_t body_rate_window_ms = kBodyRateWindowMsDefault;  // 0: no minimum body rate
+  std::size_t body_rate_min_bytes = kBodyRateMinBytesDefault;
   std::size_t connections_max = kConnectionsMaxDefault;
 };
 
@@ -43,7 +45,7 @@ struct ServerStats {
   std::uint64_t connections_rejected = 0;  // over connections_max: 503 and closed
   std::uint64_t requests = 0;
   std::uint64_t bad_requests = 0;  // answered 400/413/431/505 and closed
-  std::uint64_t timeouts = 0;      // header, idle or progress timeout
+  std::uint64_t timeouts = 0;      // header, idle, progress timeout or body below the minimum rate
 };
 
 class Exchange;
