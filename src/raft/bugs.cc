@@ -1,6 +1,8 @@
 // Mutation hooks (simulator build only). See raftd/raft/bugs.h.
 #include "raftd/raft/bugs.h"
 
+#include <iterator>
+
 namespace raftd::raft {
 namespace {
 
@@ -18,7 +20,25 @@ constexpr BugName kBugNames[] = {
     {Bug::kAckBeforePersist, "ack_before_persist"},
     {Bug::kReadWithoutQuorum, "read_without_quorum"},
     {Bug::kTruncateCommitted, "truncate_committed"},
+    {Bug::kLearnerInQuorum, "learner_in_quorum"},
+    {Bug::kConfAtAppend, "conf_at_append"},
+    {Bug::kQuiesceWithoutLease, "quiesce_without_lease"},
+    {Bug::kReadIndexUnconfirmed, "read_index_unconfirmed"},
 };
+
+constexpr Bug kAllBugs[] = {
+    Bug::kNone,
+    Bug::kCommitPrevTerm,
+    Bug::kVoteBeforePersist,
+    Bug::kAckBeforePersist,
+    Bug::kReadWithoutQuorum,
+    Bug::kTruncateCommitted,
+    Bug::kLearnerInQuorum,
+    Bug::kConfAtAppend,
+    Bug::kQuiesceWithoutLease,
+    Bug::kReadIndexUnconfirmed,
+};
+static_assert(std::size(kAllBugs) == std::size(kBugNames), "every bug has a name");
 
 }  // namespace
 
@@ -31,6 +51,8 @@ std::optional<Bug> parse_sim_bug(std::string_view name) {
   }
   return std::nullopt;
 }
+
+std::span<const Bug> all_sim_bugs() { return kAllBugs; }
 
 const char* sim_bug_name(Bug bug) {
   for (const BugName& b : kBugNames) {

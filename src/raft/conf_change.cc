@@ -111,6 +111,15 @@ std::vector<NodeId> all_members(const ConfState& cs) {
   return out;
 }
 
+ConfState learners_as_voters(const ConfState& cs) {
+  ConfState out = cs;
+  for (NodeId n : cs.learners) insert_sorted(&out.voters, n);
+  for (NodeId n : cs.learners_next) insert_sorted(&out.voters, n);
+  out.learners.clear();
+  out.learners_next.clear();
+  return out;
+}
+
 Status validate_conf_state(const ConfState& cs) {
   for (const auto* v : {&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next}) {
     for (size_t i = 1; i < v->size(); ++i) {

@@ -14,6 +14,10 @@ Result<ConfState> apply_conf_change(const ConfState& cs, const ConfChange& cc);
 // Every node named in `cs` (voters of both halves, learners, learners_next), sorted, unique.
 std::vector<NodeId> all_members(const ConfState& cs);
 
+// `cs` with learners (and learners_next) counted as voters of the incoming half. Used only by the
+// simulator's learner_in_quorum mutation (raftd/raft/bugs.h).
+ConfState learners_as_voters(const ConfState& cs);
+
 // Sorted, duplicate-free lists; no node both voter and learner; learners_next only when joint.
 Status validate_conf_state(const ConfState& cs);
 

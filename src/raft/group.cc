@@ -173,7 +173,8 @@ void GroupImpl::campaign(bool pre_vote, bool transfer) {
   }
   for (NodeId v : all_members(conf_)) {
     if (v == cfg_.id) continue;
-    if (!contains(conf_.voters, v) && !contains(conf_.voters_outgoing, v)) continue;
+    bool voter = contains(conf_.voters, v) || contains(conf_.voters_outgoing, v);
+    if (!voter && !RAFTD_BUG(kLearnerInQuorum)) continue;
     Message m;
     m.type = type;
     m.to = v;
@@ -187,7 +188,8 @@ void GroupImpl::campaign(bool pre_vote, bool transfer) {
 
 void GroupImpl::poll(NodeId from, bool granted) {
   votes_.emplace(from, granted);
-  VoteResult r = joint_vote_result(conf_, votes_);
+  VoteResult r = RAFTD_BUG(kLearnerInQuorum) ? joint_vote_result(learners_as_voters(conf_), votes_)
+                                             : joint_vote_result(conf_, votes_);
   if (r == VoteResult::kWon) {
     if (role_ == Role::kPreCandidate) {
       campaign(false, false);
@@ -211,6 +213,7 @@ void GroupImpl::tick() {
 }
 
 void GroupImpl::tick_election() {
+  if (quiesce_holdoff_ > 0) --quiesce_holdoff_;
   if (quiesced_) return;  // the leader said the group is idle (see raft.h, quiescing)
   ++election_elapsed_;
   if (promotable() && election_elapsed_ >= randomized_timeout_) {
@@ -287,7 +290,10 @@ void GroupImpl::unquiesce(bool lease_expired) {
   for (auto& [id, pr] : progress_) pr.recent_active = true;
 }
 
-void GroupImpl::wake() { unquiesce(role_ != Role::kLeader); }
+void GroupImpl::wake() {
+  if (role_ != Role::kLeader) quiesce_holdoff_ = cfg_.election_tick;
+  unquiesce(role_ != Role::kLeader);
+}
 
 // --- proposals -----------------------------------------------------------------------------------
 
@@ -305,7 +311,10 @@ Result<LogIndex> GroupImpl::append_proposal(EntryType type, std::string data) {
   }
   uncommitted_bytes_ += bytes;
   LogIndex index = e.index;
+  std::vector<Entry> bug_appended;  // stays empty (no allocation) in the daemon's build
+  if (RAFTD_BUG(kConfAtAppend)) bug_appended.push_back(e);
   log_.append({std::move(e)});
+  if (RAFTD_BUG(kConfAtAppend)) bug_conf_at_append(bug_appended);
   if (RAFTD_BUG(kAckBeforePersist)) {
     // Mutation: the leader counts its own entry before it is durable.
     auto self = progress_.find(cfg_.id);
@@ -382,6 +391,19 @@ void GroupImpl::apply_conf_state(const ConfState& cs, LogIndex index) {
   }
   if (maybe_commit()) after_commit_advanced();
   bcast_append();
+}
+
+void GroupImpl::bug_conf_at_append(const std::vector<Entry>& entries) {
+  // Mutation (conf_at_append): only node 1 switches configuration at append time, so replicas
+  // disagree about who the voters are while a change is in flight.
+  if (cfg_.id != NodeId(1)) return;
+  for (const Entry& e : entries) {
+    if (e.type != EntryType::kConfChange || e.index <= conf_index_) continue;
+    Result<ConfChange> cc = decode_conf_change(e.data);
+    if (!cc.is_ok()) continue;
+    Result<ConfState> next = apply_conf_change(conf_, cc.value());
+    if (next.is_ok()) apply_conf_state(next.value(), e.index);
+  }
 }
 
 // --- reads and transfer -------------------------------------------------------------------------

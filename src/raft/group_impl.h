@@ -81,6 +81,8 @@ class GroupImpl {
   void unquiesce(bool lease_expired);
   Result<LogIndex> append_proposal(EntryType type, std::string data);
   void apply_conf_state(const ConfState& cs, LogIndex index);
+  // Simulator mutation conf_at_append (raftd/raft/bugs.h); never called in the daemon's build.
+  void bug_conf_at_append(const std::vector<Entry>& entries);
   void rebuild_progress();
   void drop_pending_reads();
   bool committed_in_current_term() const;
@@ -95,7 +97,8 @@ class GroupImpl {
   void handle_append(const Message& m);
   void handle_heartbeat(const Message& m);
   void handle_snapshot(const Message& m);
-  void handle_quiesce(const Message& m);
+  // `lease`: we heard from m.from within an election timeout; without it we stay awake.
+  void handle_quiesce(const Message& m, bool lease);
   void handle_append_resp(const Message& m);
   void handle_heartbeat_resp(const Message& m);
   void handle_read_request(uint64_t request_id, NodeId from);
@@ -134,6 +137,9 @@ class GroupImpl {
   uint64_t uncommitted_bytes_ = 0;
   bool quiesced_ = false;
   uint32_t idle_ticks_ = 0;
+  // Follower ticks left during which a kQuiesce is refused because the driver called wake()
+  // (a notice sent before the leader's node failed may still be in flight).
+  uint32_t quiesce_holdoff_ = 0;
 
   // ReadIndex (thesis §6.4): requests wait for a heartbeat round numbered >= their round.
   std::vector<std::pair<uint64_t, NodeId>> reads_before_commit_;

@@ -46,7 +46,19 @@ void GroupImpl::step(const Message& m) {
   bool idle_traffic =
       m.type == MessageType::kQuiesce || (m.type == MessageType::kHeartbeatResp && !m.reject);
   if (!idle_traffic) unquiesce(false);
+  // Only a follower that heard from this very leader within an election timeout, and was not
+  // woken by the driver within the last election timeout, may go to sleep: a notice delayed past
+  // a wake() (the driver saw the leader's node fail) or past our own election timeout must not
+  // silence us, or no election ever follows.
+  bool quiesce_lease = role_ == Role::kFollower && m.term == term_ && lead_ == m.from &&
+                       election_elapsed_ < cfg_.election_tick && quiesce_holdoff_ == 0;
   if (!step_term_check(m)) return;
+  if (m.type == MessageType::kQuiesce) {
+    if (role_ != Role::kFollower) become_follower(m.term, m.from);
+    lead_ = m.from;
+    handle_quiesce(m, quiesce_lease || RAFTD_BUG(kQuiesceWithoutLease));
+    return;
+  }
   if (is_vote_request(m.type)) {
     step_vote_request(m);
     return;
@@ -132,10 +144,6 @@ void GroupImpl::step_candidate(const Message& m) {
       become_follower(m.term, m.from);
       handle_snapshot(m);
       break;
-    case MessageType::kQuiesce:
-      become_follower(m.term, m.from);
-      handle_quiesce(m);
-      break;
     case MessageType::kTimeoutNow:
       // A pre-candidate is still a follower of no one: the handover applies to it too.
       if (role_ == Role::kPreCandidate && promotable()) campaign(false, true);
@@ -166,10 +174,6 @@ void GroupImpl::step_follower(const Message& m) {
       election_elapsed_ = 0;
       lead_ = m.from;
       handle_snapshot(m);
-      break;
-    case MessageType::kQuiesce:
-      lead_ = m.from;
-      handle_quiesce(m);
       break;
     case MessageType::kTimeoutNow:
       // The leader hands over: campaign now, skipping PreVote and bypassing the lease.
@@ -213,6 +217,7 @@ void GroupImpl::handle_append(const Message& m) {
   }
   std::optional<LogIndex> last_new = log_.maybe_append(m.index, m.log_term, m.commit, m.entries);
   if (last_new) {
+    if (RAFTD_BUG(kConfAtAppend)) bug_conf_at_append(m.entries);
     r.index = *last_new;
     send(std::move(r));
     return;
@@ -237,15 +242,16 @@ void GroupImpl::handle_heartbeat(const Message& m) {
   send(std::move(r));
 }
 
-void GroupImpl::handle_quiesce(const Message& m) {
-  if (log_.last_index() == m.index && log_.match_term(m.index, m.log_term)) {
+void GroupImpl::handle_quiesce(const Message& m, bool lease) {
+  if (lease && log_.last_index() == m.index && log_.match_term(m.index, m.log_term)) {
     log_.commit_to(std::min(m.commit, log_.last_index()));
     if (log_.committed() == m.commit) {
       quiesced_ = true;
       return;
     }
   }
-  // Not caught up: answer with reject = true, which wakes the leader so it resumes replicating.
+  // Not caught up (or no lease): answer with reject = true, which wakes the leader (if it is
+  // alive) so it resumes replicating and heartbeating.
   Message r;
   r.type = MessageType::kHeartbeatResp;
   r.to = m.from;
@@ -429,7 +435,9 @@ bool GroupImpl::maybe_commit() {
     auto it = progress_.find(n);
     return it == progress_.end() ? 0 : it->second.match.value();
   };
-  LogIndex index(joint_majority_value(conf_, match_of));
+  LogIndex index(RAFTD_BUG(kLearnerInQuorum)
+                     ? joint_majority_value(learners_as_voters(conf_), match_of)
+                     : joint_majority_value(conf_, match_of));
   if (index <= log_.committed()) return false;
   // Only entries of the current term commit by counting replicas (thesis §3.6.2, bug #1).
   std::optional<Term> t = log_.term(index);
@@ -458,6 +466,11 @@ void GroupImpl::handle_read_request(uint64_t request_id, NodeId from) {
   if (!committed_in_current_term()) {
     // Our commit index may lag the true one until our no-op commits (thesis §6.4 step 1).
     reads_before_commit_.emplace_back(request_id, from);
+    return;
+  }
+  if (RAFTD_BUG(kReadIndexUnconfirmed)) {
+    // Mutation: the commit index is safe to read only if we still lead; nobody confirmed that.
+    answer_read({request_id, from, log_.committed(), 0});
     return;
   }
   PendingRead r{request_id, from, log_.committed(), read_round_sent_ + 1};

@@ -38,6 +38,25 @@ TEST_CASE("raft bug mutations: control, every scenario passes without a mutation
   scenario_bug12_no_read_before_commit_in_term();
   scenario_bug12_deposed_leader_serves_no_read();
   scenario_bug12_follower_read_waits_for_quorum();
+  scenario_learner_ack_does_not_commit();
+  scenario_learner_vote_does_not_elect();
+  scenario_conf_change_waits_for_apply();
+  scenario_late_quiesce_after_wake();
+}
+
+TEST_CASE("raft bug mutations: every bug name parses back to its bug") {
+  REQUIRE(all_sim_bugs().size() == 10);
+  CHECK(all_sim_bugs().front() == Bug::kNone);
+  for (Bug b : all_sim_bugs()) {
+    std::optional<Bug> parsed = parse_sim_bug(sim_bug_name(b));
+    REQUIRE(parsed.has_value());
+    CHECK(*parsed == b);
+  }
+  for (const char* name :
+       {"learner_in_quorum", "conf_at_append", "quiesce_without_lease", "read_index_unconfirmed"}) {
+    CHECK(parse_sim_bug(name).has_value());
+  }
+  CHECK_FALSE(parse_sim_bug("no_such_bug").has_value());
 }
 
 TEST_CASE("raft bug mutations: commit_prev_term fails the bug #1 test" * doctest::should_fail()) {
@@ -89,5 +108,41 @@ TEST_CASE("raft bug mutations: read_without_quorum fails the bug #12 deposed-lea
 TEST_CASE("raft bug mutations: read_without_quorum fails the bug #12 follower-read test" *
           doctest::should_fail()) {
   BugGuard g(Bug::kReadWithoutQuorum);
+  scenario_bug12_follower_read_waits_for_quorum();
+}
+
+TEST_CASE("raft bug mutations: learner_in_quorum fails the learner-ack test" *
+          doctest::should_fail()) {
+  BugGuard g(Bug::kLearnerInQuorum);
+  scenario_learner_ack_does_not_commit();
+}
+
+TEST_CASE("raft bug mutations: learner_in_quorum fails the learner-vote test" *
+          doctest::should_fail()) {
+  BugGuard g(Bug::kLearnerInQuorum);
+  scenario_learner_vote_does_not_elect();
+}
+
+TEST_CASE("raft bug mutations: conf_at_append fails the apply-time configuration test" *
+          doctest::should_fail()) {
+  BugGuard g(Bug::kConfAtAppend);
+  scenario_conf_change_waits_for_apply();
+}
+
+TEST_CASE("raft bug mutations: quiesce_without_lease fails the late-quiesce test" *
+          doctest::should_fail()) {
+  BugGuard g(Bug::kQuiesceWithoutLease);
+  scenario_late_quiesce_after_wake();
+}
+
+TEST_CASE("raft bug mutations: read_index_unconfirmed fails the bug #12 deposed-leader test" *
+          doctest::should_fail()) {
+  BugGuard g(Bug::kReadIndexUnconfirmed);
+  scenario_bug12_deposed_leader_serves_no_read();
+}
+
+TEST_CASE("raft bug mutations: read_index_unconfirmed fails the bug #12 follower-read test" *
+          doctest::should_fail()) {
+  BugGuard g(Bug::kReadIndexUnconfirmed);
   scenario_bug12_follower_read_waits_for_quorum();
 }

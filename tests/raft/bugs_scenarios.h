@@ -303,4 +303,89 @@ inline void scenario_bug12_follower_read_waits_for_quorum() {
   CHECK(c.node(3).read_states[0].index >= x_index);
 }
 
+// learner_in_quorum: a learner's acknowledgement never counts toward a commit. Voters {1, 2},
+// learner 3; with voter 2 cut off, leader 1 and learner 3 hold "x" but are not a majority of the
+// voters, so "x" must stay uncommitted until 2 is back.
+inline void scenario_learner_ack_does_not_commit() {
+  ClusterOptions o;
+  o.learners = {3};
+  Cluster c(2, o);
+  c.elect(1);
+  c.isolate(2);
+  Result<LogIndex> x = c.propose(1, "x");
+  REQUIRE(x.is_ok());
+  c.stabilize();
+  REQUIRE(c.g(3).last_index() == x.value());  // the learner has it
+  CHECK(c.g(1).commit_index() < x.value());
+  CHECK(c.node(1).applied_data().empty());
+  c.heal();
+  c.run_ticks(3);
+  CHECK(c.g(1).commit_index() >= x.value());
+  CHECK(c.node(3).applied_data() == std::vector<std::string>{"x"});
+}
+
+// learner_in_quorum (elections): voters {1, 2}, learner 3. With node 2 down, node 1 must not win
+// an election with the learner's vote.
+inline void scenario_learner_vote_does_not_elect() {
+  ClusterOptions o;
+  o.learners = {3};
+  o.pre_vote = false;
+  o.check_quorum = false;
+  Cluster c(2, o);
+  c.crash(2);
+  for (int i = 0; i < kCampaignTicksMax; ++i) {
+    c.tick(1);
+    c.stabilize();
+  }
+  CHECK(c.g(1).role() != Role::kLeader);
+}
+
+// conf_at_append: a configuration change takes effect on every replica only when it is applied.
+// Voters {1, 2}; leader 1 proposes adding voter 3 while 2 is cut off: the change cannot commit
+// (it needs 2 under the old configuration), so neither the leader's configuration nor its commit
+// index may move, and node 3 is not replicated to.
+inline void scenario_conf_change_waits_for_apply() {
+  Cluster c(2);
+  c.add_node(NodeId(3));
+  c.elect(1);
+  c.isolate(2);
+  Result<LogIndex> cc = c.propose_conf_change(1, cc_add_voter(3));
+  REQUIRE(cc.is_ok());
+  c.stabilize();
+  CHECK(c.g(1).conf_state().voters == node_ids({1, 2}));
+  CHECK(c.g(1).commit_index() < cc.value());
+  CHECK(c.g(3).last_index() == LogIndex(0));
+  c.heal();
+  c.run_ticks(5);
+  CHECK(c.g(1).conf_state().voters == node_ids({1, 2, 3}));
+  CHECK(c.g(3).conf_state().voters == node_ids({1, 2, 3}));
+}
+
+// quiesce_without_lease: a kQuiesce the leader sent just before it died, delivered after the
+// driver woke the followers (wake(): the leader's node is gone), must not put them back to
+// sleep; an election follows.
+inline void scenario_late_quiesce_after_wake() {
+  ClusterOptions o;
+  o.quiesce_after_ticks = 5;
+  Cluster c(3, o);
+  c.elect(1);
+  std::vector<Message> notices;
+  c.set_filter([&notices](const Message& m) {
+    if (m.type != MessageType::kQuiesce) return true;
+    notices.push_back(m);
+    return false;  // held back: "in the network" when the leader dies
+  });
+  for (int i = 0; i < 20 && notices.empty(); ++i) c.run_ticks(1);
+  REQUIRE(notices.size() == 2);
+  c.set_filter(nullptr);
+  c.crash(1);
+  c.g(2).wake();
+  c.g(3).wake();
+  for (const Message& m : notices) c.deliver(m);  // late
+  CHECK_FALSE(c.g(2).quiesced());
+  CHECK_FALSE(c.g(3).quiesced());
+  for (int i = 0; i < 100 && c.leader() == 0; ++i) c.run_ticks(1);
+  CHECK((c.leader() == 2 || c.leader() == 3));
+}
+
 }  // namespace raftd::raft::test
