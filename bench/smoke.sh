@@ -8,6 +8,7 @@
 # usage: bench/smoke.sh KIND BUILD_DIR
 #   KIND: gbench BINARY   a Google Benchmark binary, every benchmark once at minimal time
 #         wal             wal_bench on a small log, then bench/wal/run.sh with 2 MiB beside fio
+#                         (1 and 10,000 groups, one round)
 #         http            bench/http/run.sh, 1 round of 1 s at 4 connections beside nginx
 # Exit status: 0 when the benchmark ran and printed what it must, 1 otherwise, 77 (skipped) when
 # a kernel feature or a peer tool it needs is missing.
@@ -52,8 +53,8 @@ PY
     expect "$tmp/out.txt" '^recovery_scan run=3 ' "recovery scan"
     need fio
     need jq
-    BENCH_DIR=$tmp "$root/bench/wal/run.sh" "$build" 2 1 > "$tmp/run.txt"
-    expect "$tmp/run.txt" '^MEDIAN groups=10000 payload/fio=[0-9]' "WAL/fio ratio"
+    BENCH_DIR=$tmp GROUPS_LIST="1 10000" "$root/bench/wal/run.sh" "$build" 2 1 > "$tmp/run.txt"
+    expect "$tmp/run.txt" '^MEDIAN groups=10000 write_bytes=[0-9]+ wal/fio_eq=[0-9]' "WAL/fio ratio"
     ;;
   http)
     build=$1

@@ -1,77 +1,106 @@
 #!/usr/bin/env bash
-# run.sh - the WAL's group commit against the disk's physical ceiling, on one file system.
-# For each of 1, 100 and 10,000 groups it runs PAIRS pairs of
-#   fio sync64k: 64 KiB sequential writes, each followed by fdatasync (peers/disk_fio.sh), and
-#   wal_bench:   1 KiB entries, 64 appends outstanding,
-# both writing TOTAL_MIB, alternating which one goes first (fio first in odd pairs), so slow
-# drifts of the shared disk hit both sides alike. It prints every pair's WAL/fio ratio and the
-# median, fdatasyncs per batch, the time per batch beside fio's fdatasync latency, and the
-# recovery scan rate of what the WAL wrote (frame bytes and file bytes read, page cache warm).
-# Needs: fio, jq, a release build (meson setup build-wal-rel --buildtype=release
-# -Dbenchmarks=enabled && meson compile -C build-wal-rel bench/wal/wal_bench).
-# Usage: bench/wal/run.sh [BUILD_DIR=build-wal-rel] [TOTAL_MIB=128] [PAIRS=3]; BENCH_DIR picks
-# the file system (default /tmp).
+# run.sh - the WAL's group commit against the disk's ceiling measured by fio, on one file system,
+# side by side in one run.
+#
+# For each of 1, 100 and 10,000 groups it first learns the WAL's write size (bytes per batch: 64
+# appends of 1 KiB plus framing) from a short calibration run, then runs PAIRS rounds of four
+# runs, rotating which goes first so slow drifts of a shared disk hit every side alike:
+#   wal       wal_bench: 1 KiB entries, 64 appends outstanding (one batch), TOTAL_MIB written;
+#   fio_eq    fio, one write of the WAL's batch size then fdatasync, over blocks written before
+#             the run (--overwrite=1: the WAL also writes into zero-filled, synced segments),
+#             synchronous syscalls (--ioengine=sync);
+#   fio_equ   the same through io_uring (--ioengine=io_uring);
+#   fio64k    peers' sync64k: 64 KiB appends to a fresh file, each followed by fdatasync.
+# The ratios are times per durable write: fio's time per write+fdatasync over the WAL's time per
+# batch (so > 1 means the WAL is faster), at equal write sizes for fio_eq and fio_equ; for
+# fio64k, payload bandwidth over fio's bandwidth as before. It prints every round, then per group
+# count the median and the spread (min..max) of each ratio, fdatasyncs per batch, the WAL's loop
+# time per batch (wall and CPU: what the WAL adds beside the write + fdatasync), and the recovery
+# scan rate of what the WAL wrote (page cache warm).
+#
+# Needs: fio, jq, a release build (meson setup build-rel --buildtype=release -Dbenchmarks=enabled
+# && meson compile -C build-rel bench/wal/wal_bench).
+# Usage: bench/wal/run.sh [BUILD_DIR=build-rel] [TOTAL_MIB=128] [PAIRS=3]; BENCH_DIR picks the file
+# system (default /tmp); GROUPS_LIST overrides "1 100 10000".
 set -euo pipefail
-BUILD=${1:-build-wal-rel}
+BUILD=${1:-build-rel}
 TOTAL_MIB=${2:-128}
 PAIRS=${3:-3}
+GROUPS_LIST=${GROUPS_LIST:-1 100 10000}
 BIN="$BUILD/bench/wal/wal_bench"
 [ -x "$BIN" ] || { echo "run.sh: $BIN not built" >&2; exit 2; }
 DIR=$(mktemp -d "${BENCH_DIR:-/tmp}/raftd-walbench.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 
-# Prints "MiB/s mean_fdatasync_ms".
+settle() { sync; sleep 2; }
+
+# fio NAME BS ARGS...: prints "ms_per_write_and_sync MiB_s".
 run_fio() {
-  sync; sleep 2
-  fio --name=sync64k --directory="$DIR" --ioengine=sync --numjobs=1 --rw=write --bs=64k \
-      --fdatasync=1 --size="${TOTAL_MIB}m" --output-format=json > "$DIR/fio.json"
-  rm -f "$DIR"/sync64k*
-  jq -r '.jobs[0] | "\(.write.bw_bytes/1048576) \(.sync.lat_ns.mean/1e6)"' "$DIR/fio.json"
+  local name=$1 bs=$2
+  shift 2
+  settle
+  fio --name="$name" --directory="$DIR" --numjobs=1 --rw=write --bs="$bs" --fdatasync=1 \
+      --size="${TOTAL_MIB}m" --output-format=json "$@" > "$DIR/fio.json"
+  rm -f "$DIR/$name".*
+  jq -r '.jobs[0].write | "\(1000 / .iops) \(.bw_bytes / 1048576)"' "$DIR/fio.json"
 }
 
-# Prints wal_bench's output for GROUPS.
+# wal GROUPS TOTAL: prints wal_bench's output.
 run_wal() {
-  sync; sleep 2
-  "$BIN" "$DIR/wal" "$1" 64 1024 "$TOTAL_MIB" 64
+  settle
+  "$BIN" "$DIR/wal" "$1" 64 1024 "$2" 64
   rm -rf "$DIR/wal"
 }
 
 field() { sed -n "s/.*[ ]$1=\([0-9.]*\).*/\1/p" | head -1; }
 best() { sed -n "s/.*[ ]$1=\([0-9.]*\).*/\1/p" | sort -g | tail -1; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2];
-                                               else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+# Median and spread of the numbers on stdin: "median [min..max]".
+summary() { sort -g | awk '{ v[NR] = $1 } END {
+  m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+  printf "%.2f [%.2f..%.2f]", m, v[1], v[NR] }'; }
 
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  total: ${TOTAL_MIB} MiB per run  pairs: $PAIRS"
-for groups in 1 100 10000; do
-  ratios=(); wratios=(); scans=(); files=()
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  total: ${TOTAL_MIB} MiB per run  pairs: $PAIRS" \
+  " load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for groups in $GROUPS_LIST; do
+  calib=$(run_wal "$groups" 8 | head -1)
+  bs=$(echo "$calib" | field bytes_per_batch)
+  [ -n "$bs" ] || { echo "run.sh: calibration printed no bytes_per_batch: $calib" >&2; exit 1; }
+  eq=(); equ=(); r64=(); loops=(); cpus=(); scans=(); per_batch=()
   for pair in $(seq 1 "$PAIRS"); do
-    if (( pair % 2 )); then
-      fio=$(run_fio); out=$(run_wal "$groups")
-    else
-      out=$(run_wal "$groups"); fio=$(run_fio)
-    fi
-    read -r fio_mib fio_sync_ms <<< "$fio"
+    order=(wal fio_eq fio_equ fio64k)
+    shift_by=$(( (pair - 1) % 4 ))
+    order=("${order[@]:$shift_by}" "${order[@]:0:$shift_by}")
+    for what in "${order[@]}"; do
+      case $what in
+        wal) out=$(run_wal "$groups" "$TOTAL_MIB") ;;
+        fio_eq) read -r eq_ms eq_mib < <(run_fio eq "$bs" --ioengine=sync --overwrite=1) ;;
+        fio_equ) read -r equ_ms equ_mib < <(run_fio equ "$bs" --ioengine=io_uring --overwrite=1) ;;
+        fio64k) read -r f64_ms f64_mib < <(run_fio sync64k 64k --ioengine=sync) ;;
+      esac
+    done
     line=$(echo "$out" | head -1)
+    wal_ms=$(echo "$line" | field ms_per_batch)
     payload=$(echo "$line" | field payload_MiB_s)
-    written=$(echo "$line" | field written_MiB_s)
-    per_batch=$(echo "$line" | field fdatasyncs_per_batch)
-    ms_batch=$(echo "$line" | field ms_per_batch)
-    ms_sync=$(echo "$line" | field write_fdatasync_ms)
+    syncs=$(echo "$line" | field fdatasyncs_per_batch)
+    loop=$(echo "$line" | field loop_ms)
+    cpu=$(echo "$line" | field loop_cpu_ms)
     scan=$(echo "$out" | best frame_MB_s)
-    file=$(echo "$out" | best file_MB_s)
-    ratio=$(awk -v p="$payload" -v f="$fio_mib" 'BEGIN { printf "%.2f", p / f }')
-    wratio=$(awk -v w="$written" -v f="$fio_mib" 'BEGIN { printf "%.2f", w / f }')
-    ratios+=("$ratio"); wratios+=("$wratio"); scans+=("$scan"); files+=("$file")
-    printf 'PAIR groups=%s pair=%s first=%s fio_MiB_s=%.2f fio_fdatasync_ms=%.3f ' \
-      "$groups" "$pair" "$( (( pair % 2 )) && echo fio || echo wal)" "$fio_mib" "$fio_sync_ms"
-    printf 'wal_payload_MiB_s=%s wal_written_MiB_s=%s payload/fio=%s written/fio=%s ' \
-      "$payload" "$written" "$ratio" "$wratio"
-    printf 'fdatasyncs_per_batch=%s ms_per_batch=%s write_fdatasync_ms=%s ' \
-      "$per_batch" "$ms_batch" "$ms_sync"
-    printf 'recovery_frame_MB_s=%s recovery_file_MB_s=%s\n' "$scan" "$file"
+    eq+=("$(div "$eq_ms" "$wal_ms")"); equ+=("$(div "$equ_ms" "$wal_ms")")
+    r64+=("$(div "$payload" "$f64_mib")"); loops+=("$loop"); cpus+=("$cpu"); scans+=("$scan")
+    per_batch+=("$syncs")
+    printf 'PAIR groups=%s pair=%s first=%s write_bytes=%s wal_ms_per_batch=%s ' \
+      "$groups" "$pair" "${order[0]}" "$bs" "$wal_ms"
+    printf 'wal_loop_ms=%s wal_loop_cpu_ms=%s fio_eq_ms=%.3f fio_equ_ms=%.3f fio64k_ms=%.3f ' \
+      "$loop" "$cpu" "$eq_ms" "$equ_ms" "$f64_ms"
+    printf 'wal/fio_eq=%s wal/fio_equ=%s payload/fio64k=%s fdatasyncs_per_batch=%s ' \
+      "${eq[-1]}" "${equ[-1]}" "${r64[-1]}" "$syncs"
+    printf 'recovery_frame_MB_s=%s\n' "$scan"
   done
-  printf 'MEDIAN groups=%s payload/fio=%s written/fio=%s recovery_frame_MB_s=%s ' \
-    "$groups" "$(printf '%s\n' "${ratios[@]}" | median)" \
-    "$(printf '%s\n' "${wratios[@]}" | median)" "$(printf '%s\n' "${scans[@]}" | median)"
-  printf 'recovery_file_MB_s=%s\n' "$(printf '%s\n' "${files[@]}" | median)"
+  printf 'MEDIAN groups=%s write_bytes=%s wal/fio_eq=%s wal/fio_equ=%s payload/fio64k=%s ' \
+    "$groups" "$bs" "$(printf '%s\n' "${eq[@]}" | summary)" \
+    "$(printf '%s\n' "${equ[@]}" | summary)" "$(printf '%s\n' "${r64[@]}" | summary)"
+  printf 'wal_loop_ms=%s wal_loop_cpu_ms=%s fdatasyncs_per_batch=%s recovery_frame_MB_s=%s\n' \
+    "$(printf '%s\n' "${loops[@]}" | summary)" "$(printf '%s\n' "${cpus[@]}" | summary)" \
+    "$(printf '%s\n' "${per_batch[@]}" | summary)" "$(printf '%s\n' "${scans[@]}" | summary)"
 done

@@ -5,8 +5,9 @@
 // inside reactor turns (a posted function, then the durable callback), as the daemon does, so
 // the turn-end flush submits each batch in the turn that produced it and the loop blocks in
 // io_uring until the next completion: time per batch is about one write + fdatasync. It prints, per
-// run: batches, fdatasyncs per batch (must be exactly 1), entries per batch, time per batch,
-// payload and written MiB/s; then the recovery scan rate of the directory it wrote (read-only
+// run: batches, fdatasyncs per batch (must be exactly 1), entries per batch, time per batch, the
+// write + fdatasync time beside the loop's own time per batch (wall and CPU), bytes per batch
+// (the write size to compare fio at), payload and written MiB/s; then the recovery scan rate of the directory it wrote (read-only
 // recovery, page cache warm).
 //
 // usage: wal_bench DIR GROUPS [OUTSTANDING=64] [ENTRY_BYTES=1024] [TOTAL_MIB=64] [SEGMENT_MIB=64]
@@ -76,6 +77,14 @@ struct Loop {
   std::optional<Clock::time_point> submitted_at;
   double in_flight_seconds = 0;
   uint64_t in_flight_batches = 0;
+  // From the start of a durable callback to the end of the turn that submitted the next batch:
+  // the loop's own time per batch (refill, encode, bookkeeping), in wall-clock and in this
+  // thread's CPU time (which other processes on the cores do not inflate).
+  std::optional<Clock::time_point> durable_at;
+  double durable_at_cpu = 0;
+  double loop_seconds = 0;
+  double loop_cpu_seconds = 0;
+  uint64_t loop_batches = 0;
 
   // Tops the closed loop up to outstanding_max appends. Runs inside the reactor (a posted
   // function or the durable callback), so the turn-end hook flushes what it staged at the end of
@@ -98,6 +107,8 @@ int write_phase(const Args& a, Loop& L) {
   WalOptions o;
   o.segment_bytes = a.segment_mib << 20;
   o.on_durable = [&L](std::span<const Durable> ds) {
+    L.durable_at = Clock::now();
+    L.durable_at_cpu = thread_cpu_seconds();
     for (const Durable& d : ds) {
       uint64_t g = d.group.value();
       uint64_t n = d.last_index.value() - L.durable_index[g];
@@ -121,7 +132,15 @@ int write_phase(const Args& a, Loop& L) {
   L.wal = std::move(*w);
   auto hook = L.reactor->add_turn_end_hook([&L] {
     L.wal->flush();
-    if (!L.wal->idle() && !L.submitted_at) L.submitted_at = Clock::now();
+    if (!L.wal->idle() && !L.submitted_at) {
+      L.submitted_at = Clock::now();
+      if (L.durable_at) {
+        L.loop_seconds += seconds_since(*L.durable_at);
+        L.loop_cpu_seconds += thread_cpu_seconds() - L.durable_at_cpu;
+        ++L.loop_batches;
+        L.durable_at.reset();
+      }
+    }
   });
   while (L.wal->ready_segment_count() < 2) L.reactor->run_once(kTurnWait);
 
@@ -148,7 +167,7 @@ int write_phase(const Args& a, Loop& L) {
   std::printf(
       "groups=%llu outstanding=%llu entry_bytes=%llu batches=%llu fdatasyncs=%llu "
       "fdatasyncs_per_batch=%.3f resubmissions=%llu entries_per_batch=%.1f ms_per_batch=%.3f "
-      "write_fdatasync_ms=%.3f "
+      "write_fdatasync_ms=%.3f loop_ms=%.3f loop_cpu_ms=%.3f bytes_per_batch=%.0f "
       "seconds=%.2f "
       "payload_MiB_s=%.2f written_MiB_s=%.2f segments_rolled=%llu roll_waits=%llu\n",
       (unsigned long long)a.groups, (unsigned long long)a.outstanding,
@@ -157,7 +176,10 @@ int write_phase(const Args& a, Loop& L) {
       (unsigned long long)(L.writer->submissions() - subs0 - syncs),
       batches ? double(L.durable_entries) / double(batches) : 0.0,
       batches ? secs * 1e3 / double(batches) : 0.0,
-      L.in_flight_batches ? L.in_flight_seconds * 1e3 / double(L.in_flight_batches) : 0.0, secs,
+      L.in_flight_batches ? L.in_flight_seconds * 1e3 / double(L.in_flight_batches) : 0.0,
+      L.loop_batches ? L.loop_seconds * 1e3 / double(L.loop_batches) : 0.0,
+      L.loop_batches ? L.loop_cpu_seconds * 1e3 / double(L.loop_batches) : 0.0,
+      batches ? double(s1.bytes_written - s0.bytes_written) / double(batches) : 0.0, secs,
       payload_mib / secs, written_mib / secs,
       (unsigned long long)(s1.segments_created - s0.segments_created),
       (unsigned long long)(s1.roll_waits - s0.roll_waits));
