@@ -2,7 +2,50 @@
 #include "sim_impl.h"
 
 namespace raftd::sim::detail {
-Swarm draw_swarm(Prng& rng, uint64_t seed, uint32_t faults) {
+namespace {
+
+// The seed's modes, from a stream of their own, then the forced ones. Plain Raft (no PreVote, no
+// CheckQuorum) and each driver behaviour get a fair share of seeds; membership changes run in
+// two seeds out of three.
+Modes draw_modes(uint64_t seed, const std::map<std::string, bool>& force) {
+  Prng side(seed ^ 0x6d0de5ULL);
+  Modes m;
+  m.membership = side.below(3) != 0;
+  m.pre_vote = side.below(4) != 0;
+  m.check_quorum = side.below(4) != 0;
+  m.lazy_ready = side.below(3) == 0;
+  m.split_hs = side.below(3) == 0;
+  m.lazy_commit = side.below(3) == 0;
+  m.disk_stall = side.below(4) == 0;
+  m.wire_survives = side.below(3) == 0;
+  for (const auto& [name, on] : force) {
+    RAFTD_ASSERT(set_mode(&m, name, on), "sim: unknown mode (checked by the CLI)");
+  }
+  return m;
+}
+
+// Rates of the membership and driver modes, from the main stream after the fault mix.
+void draw_mode_rates(Prng& rng, Swarm* s) {
+  const Modes& m = s->modes;
+  if (m.membership) {
+    s->conf_ppm = static_cast<uint32_t>(rng.range(1, 6)) * 4'000;
+    s->remove_leader_ppm = static_cast<uint32_t>(rng.range(0, 4)) * 100'000;
+  }
+  if (m.lazy_ready) s->lazy_ready_ppm = static_cast<uint32_t>(rng.range(3, 9)) * 100'000;
+  if (m.lazy_commit) s->lazy_commit_ppm = static_cast<uint32_t>(rng.range(3, 10)) * 100'000;
+  if (m.split_hs) s->split_landed_ppm = static_cast<uint32_t>(rng.range(2, 8)) * 100'000;
+  if (m.disk_stall) {
+    s->stall_ppm = static_cast<uint32_t>(rng.range(1, 10)) * 1'000;
+    s->stall_max_us = static_cast<int64_t>(rng.range(100, 3000)) * kUsPerMs;
+  }
+  if (m.wire_survives) s->wire_ppm = static_cast<uint32_t>(rng.range(3, 10)) * 100'000;
+}
+
+}  // namespace
+
+Swarm draw_swarm(Prng& rng, const SimOptions& o) {
+  const uint64_t seed = o.seed;
+  const uint32_t faults = o.faults;
   Swarm s;
   s.delay_max_us = static_cast<int64_t>(rng.range(1, 15)) * kUsPerMs;
   s.disk_max_us = static_cast<int64_t>(rng.range(1, 25)) * kUsPerMs;
@@ -31,6 +74,12 @@ Swarm draw_swarm(Prng& rng, uint64_t seed, uint32_t faults) {
   // Drawn from a stream of its own so that adding it left every other draw of a seed as it was.
   Prng side(seed ^ 0x51e5ce5eULL);
   s.quiesce_after_ticks = side.below(3) == 0 ? static_cast<uint32_t>(side.range(3, 20)) : 0;
+  s.modes = draw_modes(seed, o.force);
+  if (auto it = o.force.find("quiesce"); it != o.force.end()) {
+    s.quiesce_after_ticks = it->second ? static_cast<uint32_t>(side.range(3, 20)) : 0;
+  }
+  s.modes.quiesce = s.quiesce_after_ticks > 0;
+  draw_mode_rates(rng, &s);
   return s;
 }
 
@@ -46,6 +95,8 @@ raft::Config Sim::make_config(uint64_t node_id, int group) {
   c.max_inflight_msgs = swarm_.max_inflight_msgs;
   c.max_msg_bytes = swarm_.max_msg_bytes;
   c.quiesce_after_ticks = swarm_.quiesce_after_ticks;
+  c.pre_vote = swarm_.modes.pre_vote;
+  c.check_quorum = swarm_.modes.check_quorum;
   c.random_seed = rng_.fork();
   RAFTD_ASSERT(c.validate().is_ok(), "sim: invalid raft config");
   return c;
@@ -55,20 +106,28 @@ void Sim::init() {
   auto bug = raft::parse_sim_bug(o_.bug);
   RAFTD_ASSERT(bug.has_value(), "sim: unknown bug name (checked by the CLI)");
   raft::set_sim_bug(*bug);
-  swarm_ = draw_swarm(rng_, o_.seed, o_.faults);
+  swarm_ = draw_swarm(rng_, o_);
+  result_.modes = modes_name(swarm_.modes);
+  // Spare nodes host no replica at first; membership changes add them to groups.
+  n_nodes_ = o_.nodes + (swarm_.modes.membership ? o_.spares : 0);
   raft::ConfState cs;
   for (int i = 1; i <= o_.nodes; ++i) cs.voters.push_back(NodeId(static_cast<uint64_t>(i)));
-  const raft::SnapshotMeta genesis{LogIndex(0), Term(0), cs};
-  blocked_.assign(static_cast<size_t>(o_.nodes),
-                  std::vector<bool>(static_cast<size_t>(o_.nodes), false));
-  for (size_t i = 0; i < static_cast<size_t>(o_.nodes); ++i) {
+  genesis_ = raft::SnapshotMeta{LogIndex(0), Term(0), cs};
+  blocked_.assign(static_cast<size_t>(n_nodes_),
+                  std::vector<bool>(static_cast<size_t>(n_nodes_), false));
+  for (size_t i = 0; i < static_cast<size_t>(n_nodes_); ++i) {
     Node& n = nodes_.emplace_back();
     n.id = i + 1;
     // Clocks drift: each node ticks at its own rate, within 5% of nominal.
     n.tick_period_us = kTickUs - 500 + static_cast<int64_t>(rng_.below(1001));
+    n.lazy_ready = swarm_.modes.lazy_ready && rng_.below(2) == 0;
+    n.retired.assign(static_cast<size_t>(o_.groups), false);
     for (int g = 0; g < o_.groups; ++g) {
-      auto r = std::make_unique<Replica>();
-      r->storage = raft::MemoryLogStorage(genesis);
+      std::unique_ptr<Replica> r;
+      if (static_cast<int>(i) < o_.nodes) {
+        r = std::make_unique<Replica>();
+        r->storage = raft::MemoryLogStorage(genesis_);
+      }
       n.replicas.push_back(std::move(r));
     }
     boot(n);
@@ -81,8 +140,16 @@ void Sim::init() {
   live_.assign(static_cast<size_t>(o_.groups), false);
   marker_.resize(static_cast<size_t>(o_.groups));
   marker_term_.resize(static_cast<size_t>(o_.groups));
+  healthy_since_.assign(static_cast<size_t>(o_.groups), -1);
+  avail_live_.assign(static_cast<size_t>(o_.groups), false);
+  conf_record_.resize(static_cast<size_t>(o_.groups));
+  // One seed in three leaves one group without clients: idle groups are where quiescing acts,
+  // and no client request wakes their replicas.
+  Prng side(o_.seed ^ 0x1d1eULL);
+  const int idle =
+      side.below(3) == 0 ? static_cast<int>(side.below(static_cast<uint64_t>(o_.groups))) : -1;
   for (int g = 0; g < o_.groups; ++g) {
-    for (int k = 0; k < o_.clients_per_group; ++k) {
+    for (int k = 0; k < o_.clients_per_group && g != idle; ++k) {
       const int id = static_cast<int>(clients_.size());
       clients_.push_back(Client{.id = id, .group = g});
       schedule(Event{.t = static_cast<int64_t>(rng_.below(50 * kUsPerMs)),
@@ -96,6 +163,7 @@ void Sim::init() {
 // (Re)creates every replica of a node from its durable state, as the daemon does after a crash.
 void Sim::boot(Node& n) {
   for (size_t g = 0; g < n.replicas.size(); ++g) {
+    if (!n.replicas[g]) continue;
     Replica& r = *n.replicas[g];
     const raft::SnapshotMeta& snap = r.storage.snapshot();
     raft::HardState hs = r.hard_state;
@@ -105,6 +173,7 @@ void Sim::boot(Node& n) {
     r.group = std::make_unique<raft::Group>(make_config(n.id, static_cast<int>(g)), r.storage,
                                             raft::BootState{hs, snap, snap.index});
     r.app = App::decode(r.snapshot_data, snap.index);
+    r.conf = snap.conf_state;       // applied = snapshot index: the snapshot's configuration
     r.checked_commit = snap.index;  // the next check verifies the durable log against the record
     r.reads.clear();
     r.proposals.clear();
@@ -174,8 +243,9 @@ void Sim::dispatch(const Event& e) {
       Node& n = node(e.node);
       if (n.up) {
         for (int g = 0; g < o_.groups && result_.ok; ++g) {
+          if (!hosts(e.node, g)) continue;
           rep(e.node, g).group->tick();
-          drain(e.node, g);
+          maybe_drain(e.node, g);
         }
       }
       schedule(Event{.t = now_ + n.tick_period_us, .kind = Ev::kTick, .node = e.node});
@@ -195,10 +265,15 @@ void Sim::dispatch(const Event& e) {
         for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
         partitioned_ = false;
         trace("partition healed");
+        fault_changed();
         wake_all();
       }
       break;
     case Ev::kClientStart: client_start(e.node); break;
+    case Ev::kDestroy:
+      if (node(e.node).incarnation == e.a && hosts(e.node, e.group))
+        destroy_replica(e.node, e.group);
+      break;
     case Ev::kClientTimeout: {
       Client& c = clients_[static_cast<size_t>(e.node)];
       if (c.busy && c.serial == e.a) client_complete(c, lincheck::EventType::kInfo);
@@ -206,7 +281,7 @@ void Sim::dispatch(const Event& e) {
     }
     case Ev::kSnapshotReport: {
       Node& n = node(e.node);
-      if (n.up && n.incarnation == e.b) {
+      if (n.up && n.incarnation == e.b && hosts(e.node, e.group)) {
         rep(e.node, e.group).group->report_snapshot(NodeId(e.a >> 1), (e.a & 1) != 0);
         drain(e.node, e.group);
       }
@@ -220,6 +295,7 @@ void Sim::world_tick() {
   if (!healed_) inject_faults();
   if (world_ticks_ % kLogCheckEveryTicks == 0) check_logs();
   if (healed_) liveness_tick();
+  if (!healed_) availability_tick();
   schedule(Event{.t = now_ + kTickUs, .kind = Ev::kWorld});
 }
 
@@ -228,17 +304,29 @@ void Sim::world_tick() {
 
 void Sim::drain(int n, int g) {
   Replica& r = rep(n, g);
-  while (result_.ok && r.group && r.group->has_ready()) {
+  if (!r.group) return;
+  const raft::ConfState before = r.group->conf_state();
+  while (result_.ok && r.group->has_ready()) {
     raft::Ready rd = r.group->ready();
     process_ready(n, g, rd);
   }
-  if (result_.ok && r.group) check_replica(n, g);
+  if (result_.ok) check_conf(n, g, before);
+  if (result_.ok) check_commit_quorum(n, g, before);
+  if (result_.ok) check_replica(n, g);
+}
+
+// A lazy driver steps several inputs before it calls ready(): on a lazy-Ready node an input is
+// left undrained at random; a later input (at the latest a tick, soon) drains them all.
+void Sim::maybe_drain(int n, int g) {
+  if (node(n).lazy_ready && rng_.chance(swarm_.lazy_ready_ppm)) return;
+  drain(n, g);
 }
 
 void Sim::process_ready(int n, int g, raft::Ready& rd) {
   Replica& r = rep(n, g);
   for (const Message& m : rd.messages) send(n, m);
   if (rd.snapshot) {
+    r.conf = rd.snapshot->meta.conf_state;
     // The application installs the snapshot before anything after it is applied.
     r.app = App::decode(rd.snapshot->data, rd.snapshot->meta.index);
     ++result_.stats.snapshots;
@@ -256,6 +344,8 @@ void Sim::process_ready(int n, int g, raft::Ready& rd) {
     apply(n, g, e);
     if (!result_.ok) return;
   }
+  note_applied_conf(n, g, rd);
+  if (!result_.ok) return;
   check_reads(n, g);
   for (const raft::ReadState& rs : rd.read_states) {
     auto it = r.reads.find(rs.request_id);
@@ -387,13 +477,13 @@ void Sim::deliver(const Event& e) {
   hash(static_cast<uint64_t>(m.type) << 56 | m.from.value() << 48 | m.to.value() << 40 |
        m.term.value());
   hash(m.index.value() << 20 | m.entries.size() << 1 | (m.reject ? 1 : 0));
-  if (!node(e.node).up) return;
+  if (!node(e.node).up || !hosts(e.node, e.group)) return;  // no replica there: dropped
   trace(fmt::format("n{} g{} <- n{} {} term {} index {} log_term {} entries {} commit {}{}",
                     e.node + 1, e.group + 1, m.from.value(), raft::message_type_name(m.type),
                     m.term.value(), m.index.value(), m.log_term.value(), m.entries.size(),
                     m.commit.value(), m.reject ? " reject" : ""));
   rep(e.node, e.group).group->step(m);
-  drain(e.node, e.group);
+  maybe_drain(e.node, e.group);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -417,7 +507,7 @@ void Sim::disk_start(int n) {
 }
 
 // Makes a whole write durable: snapshot, entries, hard state.
-void Sim::make_durable(int n, const DiskWrite& w) {
+void Sim::make_durable(int n, const DiskWrite& w, bool with_hard_state) {
   Replica& r = rep(n, w.group);
   if (w.snapshot) {
     r.storage.install_snapshot(w.snapshot->meta);
@@ -437,15 +527,25 @@ void Sim::make_durable(int n, const DiskWrite& w) {
     }
     r.storage.append(w.entries);
   }
-  if (w.hard_state) r.hard_state = *w.hard_state;
+  if (!w.hard_state || !with_hard_state) return;
+  // Lazy commit (raft.h: commit may be persisted lazily): a write that only moves the commit
+  // index is sometimes skipped, so a restart sees an older commit.
+  const bool commit_only =
+      w.hard_state->term == r.hard_state.term && w.hard_state->vote == r.hard_state.vote;
+  if (commit_only && rng_.chance(swarm_.lazy_commit_ppm)) return;
+  r.hard_state = *w.hard_state;
 }
 
 void Sim::disk_done(const Event& e) {
   Node& nd = node(e.node);
   if (!nd.up || e.a != nd.incarnation) return;
+  if (now_ < nd.stall_until) {  // a stalled disk completes nothing until the stall ends
+    schedule(Event{.t = nd.stall_until, .kind = Ev::kDiskDone, .node = e.node, .a = e.a});
+    return;
+  }
   // `writing` stays non-empty while the completions run, so what they enqueue waits its turn.
   for (const DiskWrite& w : nd.writing) {
-    make_durable(e.node, w);
+    make_durable(e.node, w, true);
     if (!result_.ok) return;
   }
   for (const DiskWrite& w : nd.writing) {
@@ -505,6 +605,54 @@ std::string faults_name(uint32_t faults) {
   return s;
 }
 
+const std::vector<std::string>& mode_names() {
+  static const std::vector<std::string> kNames = {"membership",  "prevote",    "checkquorum",
+                                                  "quiesce",     "lazy-ready", "split-hs",
+                                                  "lazy-commit", "disk-stall", "wire-survives"};
+  return kNames;
+}
+
+namespace {
+
+bool* mode_flag(Modes* m, const std::string& name) {
+  bool* flags[] = {&m->membership,  &m->pre_vote,   &m->check_quorum,
+                   &m->quiesce,     &m->lazy_ready, &m->split_hs,
+                   &m->lazy_commit, &m->disk_stall, &m->wire_survives};
+  const auto& names = mode_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return flags[i];
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool set_mode(Modes* m, const std::string& name, bool on) {
+  bool* flag = mode_flag(m, name);
+  if (flag) *flag = on;
+  return flag != nullptr;
+}
+
+bool parse_mode(const std::string& text, std::string* name, bool* on) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos) return false;
+  const std::string value = text.substr(eq + 1);
+  if (value != "on" && value != "off") return false;
+  Modes probe;
+  *name = text.substr(0, eq);
+  *on = value == "on";
+  return set_mode(&probe, *name, *on);
+}
+
+std::string modes_name(const Modes& m) {
+  Modes copy = m;
+  std::string s;
+  for (const std::string& name : mode_names()) {
+    s += fmt::format("{}{}={}", s.empty() ? "" : " ", name, *mode_flag(&copy, name) ? "on" : "off");
+  }
+  return s;
+}
+
 std::string replay_command(const SimOptions& o) {
   std::string s = fmt::format("raftd-sim --seed {} --nodes {} --groups {} --steps {} --faults {}",
                               o.seed, o.nodes, o.groups, o.steps, faults_name(o.faults));
@@ -513,6 +661,8 @@ std::string replay_command(const SimOptions& o) {
   }
   if (o.keys_per_group != SimOptions{}.keys_per_group)
     s += fmt::format(" --keys {}", o.keys_per_group);
+  if (o.spares != SimOptions{}.spares) s += fmt::format(" --spares {}", o.spares);
+  for (const auto& [name, on] : o.force) s += fmt::format(" --mode {}={}", name, on ? "on" : "off");
   if (o.bug != "none") s += " --bug " + o.bug;
   return s;
 }

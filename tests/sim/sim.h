@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,27 @@ std::string faults_name(uint32_t faults);
 // with other data, or after an entry of another term, as if that replica's log had diverged.
 enum class Diverge : uint8_t { kNone, kData, kPrevTerm };
 
+// The configuration and driver modes of a run. Each is drawn from the seed (a stream of its own)
+// unless forced on or off with SimOptions::force (`--mode NAME=on|off`).
+struct Modes {
+  bool membership = false;     // leaders propose random membership changes (spare nodes join)
+  bool pre_vote = true;        // raft::Config::pre_vote
+  bool check_quorum = true;    // raft::Config::check_quorum
+  bool quiesce = false;        // raft::Config::quiesce_after_ticks > 0
+  bool lazy_ready = false;     // some nodes step several inputs before calling ready()
+  bool split_hs = false;       // a crash may land a batch's entries without its hard state
+  bool lazy_commit = false;    // a commit-only hard state is sometimes not written
+  bool disk_stall = false;     // a node's disk stops completing for a while
+  bool wire_survives = false;  // a crashed node's in-flight messages may still arrive
+};
+// Mode names, in the order of Modes: membership, prevote, checkquorum, quiesce, lazy-ready,
+// split-hs, lazy-commit, disk-stall, wire-survives.
+const std::vector<std::string>& mode_names();
+bool set_mode(Modes* m, const std::string& name, bool on);  // false: unknown name
+// "NAME=on|off" -> (name, on); false when malformed or unknown.
+bool parse_mode(const std::string& text, std::string* name, bool* on);
+std::string modes_name(const Modes& m);  // "membership=on prevote=off ..."
+
 struct SimOptions {
   uint64_t seed = 1;
   int nodes = 3;
@@ -54,9 +76,11 @@ struct SimOptions {
   uint32_t faults = kFaultAll;
   int clients_per_group = 3;
   int keys_per_group = 2;
-  std::string bug = "none";          // a raftd::raft::Bug name (raft_sim_dep mutation)
-  bool trace = false;                // print every event to stdout
-  Diverge diverge = Diverge::kNone;  // tests only; not part of replay_command()
+  int spares = 3;  // extra nodes that may join groups in membership mode (nodes + spares <= 9)
+  std::map<std::string, bool> force;  // modes forced on/off (mode_names()); others per seed
+  std::string bug = "none";           // a raftd::raft::Bug name (raft_sim_dep mutation)
+  bool trace = false;                 // print every event to stdout
+  Diverge diverge = Diverge::kNone;   // tests only; not part of replay_command()
   uint64_t diverge_index = 0;
 };
 
@@ -69,7 +93,11 @@ struct SimStats {
   uint64_t elections = 0;  // distinct (group, term) leaders
   uint64_t snapshots = 0;  // snapshots installed by followers
   uint64_t ops_ok = 0, ops_fail = 0, ops_info = 0;
-  uint64_t committed = 0;  // entries in the commit record, all groups
+  uint64_t committed = 0;      // entries in the commit record, all groups
+  uint64_t conf_changes = 0;   // conf change entries applied (first replica)
+  uint64_t destroyed = 0;      // replicas destroyed after applying their removal
+  uint64_t avail_windows = 0;  // availability windows that committed their marker
+  uint64_t stalls = 0;         // disk stalls
   int64_t sim_ms = 0;
 };
 
@@ -79,6 +107,7 @@ struct SimResult {
   std::string details;    // trace excerpt, lincheck report
   uint64_t trace_hash = 0;
   SimStats stats;
+  std::string modes;  // modes_name() of the run's modes
 };
 
 SimResult run_simulation(const SimOptions& options);

@@ -2,6 +2,15 @@
 #include "sim_impl.h"
 
 namespace raftd::sim::detail {
+namespace {
+
+std::string ids(const std::vector<NodeId>& v) {
+  std::string s = "{";
+  for (NodeId x : v) s += fmt::format("{}{}", s.size() > 1 ? "," : "", x.value());
+  return s + "}";
+}
+
+}  // namespace
 // ---------------------------------------------------------------------------------------------
 // Checkers
 
@@ -45,9 +54,19 @@ void Sim::check_replica(int n, int g) {
     return;
   }
   if (grp.role() == raft::Role::kLeader) {
+    const raft::ConfState& cs = grp.conf_state();
+    const NodeId self(node(n).id);
+    if (!std::binary_search(cs.voters.begin(), cs.voters.end(), self) &&
+        !std::binary_search(cs.voters_outgoing.begin(), cs.voters_outgoing.end(), self)) {
+      violate(fmt::format("group {} term {}: node {} leads a configuration it is not a voter of",
+                          g + 1, grp.term().value(), n + 1));
+      return;
+    }
     auto [it, inserted] = leaders_.emplace(std::make_pair(g, grp.term().value()),
                                            std::make_pair(node(n).id, node(n).incarnation));
     if (inserted) {
+      check_leader_completeness(n, g);
+      if (!result_.ok) return;
       if (!healed_ && rng_.chance(swarm_.fresh_leader_crash_ppm)) {
         schedule(Event{.t = now_ + static_cast<int64_t>(rng_.below(kFreshLeaderCrashUs)),
                        .kind = Ev::kCrash,
@@ -82,12 +101,69 @@ void Sim::check_replica(int n, int g) {
   r.checked_commit = std::max(r.checked_commit, commit);
 }
 
+// Leader completeness (thesis §3.6): a new leader of term T holds every entry committed in an
+// earlier term. Checked when the leader is first seen, against the record of everything ever
+// committed; entries it compacted away are committed in its snapshot.
+void Sim::check_leader_completeness(int n, int g) {
+  const raft::Group& grp = *rep(n, g).group;
+  const auto& rec = record_[static_cast<size_t>(g)];
+  const uint64_t term = grp.term().value();
+  for (uint64_t i = rep(n, g).storage.snapshot().index.value() + 1; i < rec.size(); ++i) {
+    if (rec[i].term == 0 || rec[i].term >= term) continue;
+    const std::optional<Term> t = grp.term_at(LogIndex(i));
+    if (t && t->value() == rec[i].term) continue;
+    if (!t && LogIndex(i) <= grp.last_index()) continue;  // compacted meanwhile: committed
+    violate(fmt::format(
+        "group {} term {}: new leader node {} lacks index {} committed in term {} (it holds {})",
+        g + 1, term, n + 1, i, rec[i].term, t ? fmt::format("term {}", t->value()) : "nothing"));
+    return;
+  }
+}
+
+// Whether `node` durably holds entry (i, t) of `group`. A node without the replica (destroyed
+// after its removal) counts as holding: its acknowledgements were real, its disk is gone.
+bool Sim::durably_holds(int n, int g, LogIndex i, Term t) {
+  if (n >= n_nodes_ || !hosts(n, g)) return true;
+  const raft::MemoryLogStorage& st = rep(n, g).storage;
+  if (i <= st.snapshot().index) return true;  // compacted or in a snapshot: it was applied
+  if (i > st.last_index()) return false;
+  auto term = st.term(i);
+  return term.is_ok() && term.value() == t;
+}
+
+// Commit safety: when a leader's commit index advances, a majority of the voters (of both halves
+// of a joint configuration) durably hold each newly committed entry. The leader counted with
+// its configuration before this drain, or the one a conf change applied during it.
+void Sim::check_commit_quorum(int n, int g, const raft::ConfState& before) {
+  Replica& r = rep(n, g);
+  const raft::Group& grp = *r.group;
+  if (grp.role() != raft::Role::kLeader) return;
+  auto majority = [&](const std::vector<NodeId>& voters, LogIndex i, Term t) {
+    size_t have = 0;
+    for (NodeId v : voters) have += durably_holds(static_cast<int>(v.value()) - 1, g, i, t);
+    return voters.empty() || have > voters.size() / 2;
+  };
+  auto quorum = [&](const raft::ConfState& cs, LogIndex i, Term t) {
+    return majority(cs.voters, i, t) && majority(cs.voters_outgoing, i, t);
+  };
+  for (LogIndex i = r.checked_commit + 1; i <= grp.commit_index(); ++i) {
+    const std::optional<Term> t = grp.term_at(i);
+    if (!t || quorum(before, i, *t) || quorum(grp.conf_state(), i, *t)) continue;
+    violate(fmt::format(
+        "group {} term {}: leader node {} committed index {} that no majority of its voters {} / "
+        "{} holds durably",
+        g + 1, grp.term().value(), n + 1, i.value(), ids(before.voters),
+        ids(before.voters_outgoing)));
+    return;
+  }
+}
+
 // Every replica's committed prefix (down to kLogCheckDepth below commit) against the record:
 // catches a committed entry that was overwritten without the commit index moving.
 void Sim::check_logs() {
-  for (int n = 0; n < o_.nodes && result_.ok; ++n) {
-    if (!node(n).up) continue;
+  for (int n = 0; n < n_nodes_ && result_.ok; ++n) {
     for (int g = 0; g < o_.groups && result_.ok; ++g) {
+      if (!running(n, g)) continue;
       const raft::Group& grp = *rep(n, g).group;
       const LogIndex commit = grp.commit_index();
       for (uint64_t d = 0; d < kLogCheckDepth && d < commit.value() && result_.ok; ++d) {
@@ -153,7 +229,12 @@ void Sim::check_entry_fact(int n, int g, const Entry& e, uint64_t h, uint64_t pr
 // The replicas of a group as the core sees them, for liveness reports.
 std::string Sim::describe_group(int g) {
   std::string s = fmt::format("group {} replicas:\n", g + 1);
-  for (int n = 0; n < o_.nodes; ++n) {
+  for (int n = 0; n < n_nodes_; ++n) {
+    if (!hosts(n, g)) {
+      s += fmt::format("  n{}: no replica{}\n", n + 1,
+                       node(n).retired[static_cast<size_t>(g)] ? " (removed)" : "");
+      continue;
+    }
     const Replica& r = rep(n, g);
     if (!r.group) {
       s += fmt::format("  n{}: down\n", n + 1);
@@ -168,7 +249,11 @@ std::string Sim::describe_group(int g) {
         grp.last_index().value(), grp.last_term().value(), grp.persisted_index().value(),
         r.storage.snapshot().index.value(), r.storage.last_index().value(),
         node(n).disk.size() + node(n).writing.size());
-    for (int p = 0; p < o_.nodes; ++p) {
+    const raft::ConfState& cs = grp.conf_state();
+    s += fmt::format("      conf voters {} learners {} outgoing {} learners_next {}{}\n",
+                     ids(cs.voters), ids(cs.learners), ids(cs.voters_outgoing),
+                     ids(cs.learners_next), cs.auto_leave ? " auto_leave" : "");
+    for (int p = 0; p < n_nodes_; ++p) {
       auto pr = grp.progress(NodeId(static_cast<uint64_t>(p) + 1));
       if (!pr) continue;
       s += fmt::format("      n{}: match {} next {} {} inflight {} active {}\n", p + 1,
@@ -179,36 +264,44 @@ std::string Sim::describe_group(int g) {
   return s;
 }
 
+// Drives group g's marker entry "m <tick>": proposes one on a leader, re-proposes when the
+// leader loses it, and returns true (forgetting it) once it committed.
+bool Sim::marker_tick(int g) {
+  auto& marker = marker_[static_cast<size_t>(g)];
+  if (marker) {
+    raft::Group* grp = running(marker->first, g);
+    if (grp && rep(marker->first, g).app.applied >= marker->second) {
+      auto t = grp->term_at(marker->second);
+      const bool ours = !t || *t == marker_term_[static_cast<size_t>(g)];
+      marker.reset();
+      if (ours) return true;  // else overwritten by another leader: propose again
+    } else if (!grp || grp->role() != raft::Role::kLeader) {
+      marker.reset();
+    }
+  }
+  for (int n = 0; n < n_nodes_ && !marker; ++n) {
+    raft::Group* grp = running(n, g);
+    if (!grp || grp->role() != raft::Role::kLeader) continue;
+    auto index = grp->propose(fmt::format("m {}", world_ticks_));
+    if (!index) continue;
+    marker = std::make_pair(n, *index);
+    marker_term_[static_cast<size_t>(g)] = grp->term();
+    drain(n, g);
+  }
+  return false;
+}
+
 // After the heal: each group needs a leader that commits a fresh marker entry.
 void Sim::liveness_tick() {
   bool all = true;
-  for (int g = 0; g < o_.groups; ++g) {
+  for (int g = 0; g < o_.groups && result_.ok; ++g) {
     if (live_[static_cast<size_t>(g)]) continue;
+    if (marker_tick(g)) {
+      live_[static_cast<size_t>(g)] = true;
+      trace(fmt::format("g{} live: marker committed", g + 1));
+      continue;
+    }
     all = false;
-    auto& marker = marker_[static_cast<size_t>(g)];
-    if (marker) {
-      const Replica& r = rep(marker->first, g);
-      if (r.app.applied >= marker->second) {
-        auto t = r.group->term_at(marker->second);
-        if (!t || *t == marker_term_[static_cast<size_t>(g)]) {
-          live_[static_cast<size_t>(g)] = true;
-          trace(fmt::format("g{} live: marker committed at {}", g + 1, marker->second.value()));
-          continue;
-        }
-        marker.reset();  // overwritten by another leader: propose again
-      } else if (r.group->role() != raft::Role::kLeader) {
-        marker.reset();
-      }
-    }
-    for (int n = 0; n < o_.nodes && !marker; ++n) {
-      Replica& r = rep(n, g);
-      if (r.group->role() != raft::Role::kLeader) continue;
-      auto index = r.group->propose(fmt::format("m {}", world_ticks_));
-      if (!index) continue;
-      marker = std::make_pair(n, *index);
-      marker_term_[static_cast<size_t>(g)] = r.group->term();
-      drain(n, g);
-    }
   }
   if (all && live_time_ < 0) live_time_ = now_;
   if (!all && now_ > heal_time_ + static_cast<int64_t>(kLivenessTicks) * kTickUs) {
@@ -220,6 +313,103 @@ void Sim::liveness_tick() {
                       g + 1, kLivenessTicks * kTickUs / kUsPerMs));
       result_.details += describe_group(g);
       return;
+    }
+  }
+}
+
+// Availability during faults. A group is healthy while a majority of its current voters (of
+// both halves of a joint configuration) are up, run a replica, have a disk that is not
+// stalled, and form an island: every link among them open both ways, every link between them
+// and any other running node cut both ways (so no outsider, e.g. a removed node that does not
+// know it, can disturb them). The current configuration is the one applied by the most
+// advanced replica.
+bool Sim::group_healthy(int g, std::string* why) {
+  int best = -1;
+  for (int n = 0; n < n_nodes_; ++n) {
+    if (running(n, g) && (best < 0 || rep(n, g).app.applied > rep(best, g).app.applied)) best = n;
+  }
+  if (best < 0) return false;
+  const raft::ConfState& cs = rep(best, g).conf;
+  auto ok_node = [&](int n) { return running(n, g) != nullptr && now_ >= node(n).stall_until; };
+  // Islands: nodes joined by links open both ways.
+  std::vector<int> island(static_cast<size_t>(n_nodes_), -1);
+  for (int a = 0; a < n_nodes_; ++a) {
+    if (!node(a).up || island[static_cast<size_t>(a)] >= 0) continue;
+    island[static_cast<size_t>(a)] = a;
+    for (int b = a + 1; b < n_nodes_; ++b) {
+      if (node(b).up && island[static_cast<size_t>(b)] < 0 &&
+          !blocked_[static_cast<size_t>(a)][static_cast<size_t>(b)] &&
+          !blocked_[static_cast<size_t>(b)][static_cast<size_t>(a)]) {
+        island[static_cast<size_t>(b)] = a;
+      }
+    }
+  }
+  for (int root = 0; root < n_nodes_; ++root) {
+    if (!node(root).up || island[static_cast<size_t>(root)] != root) continue;
+    bool clean = true;  // fully open inside, fully cut to every other up node
+    for (int a = 0; a < n_nodes_ && clean; ++a) {
+      if (!node(a).up) continue;
+      for (int b = 0; b < n_nodes_ && clean; ++b) {
+        if (a == b || !node(b).up) continue;
+        const bool inside_a = island[static_cast<size_t>(a)] == root;
+        const bool inside_b = island[static_cast<size_t>(b)] == root;
+        if (!inside_a && !inside_b) continue;
+        const bool open = !blocked_[static_cast<size_t>(a)][static_cast<size_t>(b)];
+        clean = inside_a && inside_b ? open : !open;
+      }
+    }
+    if (!clean) continue;
+    auto majority = [&](const std::vector<NodeId>& voters) {
+      size_t have = 0;
+      for (NodeId v : voters) {
+        const int n = static_cast<int>(v.value()) - 1;
+        have += n < n_nodes_ && island[static_cast<size_t>(n)] == root && ok_node(n) ? 1 : 0;
+      }
+      return voters.empty() || have > voters.size() / 2;
+    };
+    if (majority(cs.voters) && majority(cs.voters_outgoing)) {
+      *why = fmt::format("island of n{} holds a majority of the voters {} / {}", root + 1,
+                         ids(cs.voters), ids(cs.voters_outgoing));
+      return true;
+    }
+  }
+  return false;
+}
+
+// Every fault change (crash, restart, partition, heal, disk stall) starts every window anew:
+// the availability claim is about a fault state that stays put long enough.
+void Sim::fault_changed() {
+  std::fill(healthy_since_.begin(), healthy_since_.end(), -1);
+  if (healed_) return;
+  for (auto& m : marker_) m.reset();
+}
+
+// While a group stays healthy, it must elect a leader and commit: once it has been healthy for
+// kAvailSettleTicks it proposes a marker entry (re-proposed on leader changes) that must commit
+// before it has been healthy for kAvailTicks; each committed marker starts a new window.
+void Sim::availability_tick() {
+  for (int g = 0; g < o_.groups && result_.ok; ++g) {
+    int64_t& since = healthy_since_[static_cast<size_t>(g)];
+    std::string why;
+    if (!group_healthy(g, &why)) {
+      since = -1;
+      marker_[static_cast<size_t>(g)].reset();
+      continue;
+    }
+    if (since < 0) since = now_;
+    const int64_t healthy = now_ - since;
+    if (healthy < static_cast<int64_t>(kAvailSettleTicks) * kTickUs) continue;
+    if (marker_tick(g)) {
+      ++result_.stats.avail_windows;
+      since = now_;
+      continue;
+    }
+    if (healthy > static_cast<int64_t>(kAvailTicks) * kTickUs) {
+      violate(fmt::format(
+          "availability: group {} has been healthy for {} ms ({}) but did not elect a leader "
+          "and commit a fresh entry",
+          g + 1, healthy / kUsPerMs, why));
+      result_.details += describe_group(g);
     }
   }
 }

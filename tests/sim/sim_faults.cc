@@ -6,39 +6,58 @@ namespace raftd::sim::detail {
 // Faults
 
 void Sim::inject_faults() {
-  const auto n_nodes = static_cast<uint64_t>(o_.nodes);
+  const auto n_nodes = static_cast<uint64_t>(n_nodes_);
   if (rng_.chance(swarm_.crash_ppm)) {
     const int victim = static_cast<int>(rng_.below(n_nodes));
     if (node(victim).up) crash(victim);
   }
   if (rng_.chance(swarm_.crash_all_ppm)) {
     trace("power loss: every node crashes");
-    for (int i = 0; i < o_.nodes; ++i) {
+    for (int i = 0; i < n_nodes_; ++i) {
       if (node(i).up) crash(i);
     }
   }
   if (!partitioned_ && rng_.chance(swarm_.partition_ppm)) start_partition();
+  maybe_stall_disk();
   for (int g = 0; g < o_.groups; ++g) {
+    if (swarm_.modes.membership) membership_tick(g);
     if (!rng_.chance(swarm_.transfer_ppm)) continue;
-    for (int i = 0; i < o_.nodes; ++i) {
-      Replica& r = rep(i, g);
-      if (!node(i).up || r.group->role() != raft::Role::kLeader) continue;
-      const uint64_t to = rng_.range(1, n_nodes);
+    for (int i = 0; i < n_nodes_; ++i) {
+      raft::Group* grp = running(i, g);
+      if (!grp || grp->role() != raft::Role::kLeader) continue;
+      // Usually to a voter of its configuration, sometimes to any node (the core refuses).
+      const auto& voters = grp->conf_state().voters;
+      const uint64_t to =
+          rng_.below(4) == 0 ? rng_.range(1, n_nodes) : voters[rng_.below(voters.size())].value();
       trace(fmt::format("n{} g{} transfers leadership to n{}", i + 1, g + 1, to));
-      (void)r.group->transfer_leader(NodeId(to));
+      (void)grp->transfer_leader(NodeId(to));
       drain(i, g);
       break;
     }
   }
 }
 
+// A node's disk stops completing writes for a while (a stalled device, a long fsync).
+void Sim::maybe_stall_disk() {
+  if (!rng_.chance(swarm_.stall_ppm)) return;
+  const int victim = static_cast<int>(rng_.below(static_cast<uint64_t>(n_nodes_)));
+  const int64_t length =
+      static_cast<int64_t>(rng_.range(1, static_cast<uint64_t>(swarm_.stall_max_us)));
+  Node& nd = node(victim);
+  nd.stall_until = std::max(nd.stall_until, now_ + length);
+  ++result_.stats.stalls;
+  fault_changed();
+  trace(fmt::format("n{} disk stalls for {} ms", victim + 1, length / kUsPerMs));
+}
+
 // The transport notices a peer crash, restart or unreachability and wakes quiesced groups.
 void Sim::wake_all() {
   if (swarm_.quiesce_after_ticks == 0) return;
-  for (int n = 0; n < o_.nodes && result_.ok; ++n) {
-    if (!node(n).up) continue;
+  for (int n = 0; n < n_nodes_ && result_.ok; ++n) {
     for (int g = 0; g < o_.groups && result_.ok; ++g) {
-      rep(n, g).group->wake();
+      raft::Group* grp = running(n, g);
+      if (!grp) continue;
+      grp->wake();
       drain(n, g);
     }
   }
@@ -47,23 +66,34 @@ void Sim::wake_all() {
 void Sim::crash(int n) {
   Node& nd = node(n);
   ++result_.stats.crashes;
+  fault_changed();
   // The batch in flight may have reached the disk whole, its completion never reported;
   // otherwise it is lost whole (recovery discards a torn batch), like everything queued.
   if (!nd.writing.empty() && rng_.chance(swarm_.landed_ppm)) {
-    for (const DiskWrite& w : nd.writing) make_durable(n, w);
+    for (const DiskWrite& w : nd.writing) make_durable(n, w, true);
     trace(fmt::format("n{} crashes; the batch in flight landed, {} queued writes lost", n + 1,
                       nd.disk.size()));
+  } else if (!nd.writing.empty() && rng_.chance(swarm_.split_landed_ppm)) {
+    // A driver that writes the hard state after the entries (raft.h allows it: nothing the
+    // hard state guards has left the node yet) crashed between the two writes.
+    for (const DiskWrite& w : nd.writing) make_durable(n, w, false);
+    trace(fmt::format("n{} crashes between the entries and the hard-state write of its batch",
+                      n + 1));
   } else {
     trace(fmt::format("n{} crashes; {} unsynced writes lost", n + 1,
                       nd.disk.size() + nd.writing.size()));
   }
   nd.disk.clear();
   nd.writing.clear();
-  // Messages still in the node's socket buffers die with it.
-  std::erase_if(in_flight_, [&](const auto& kv) { return kv.second.from.value() == nd.id; });
+  // Messages still in the node's socket buffers die with it, unless they were on the wire.
+  if (!rng_.chance(swarm_.wire_ppm)) {
+    std::erase_if(in_flight_, [&](const auto& kv) { return kv.second.from.value() == nd.id; });
+  }
   nd.up = false;
   ++nd.incarnation;
-  for (auto& r : nd.replicas) r->group.reset();
+  for (auto& r : nd.replicas) {
+    if (r) r->group.reset();
+  }
   for (Client& c : clients_) {
     if (c.busy && c.node == n) client_complete(c, lincheck::EventType::kInfo);
   }
@@ -76,14 +106,17 @@ void Sim::crash(int n) {
 void Sim::restart(int n) {
   Node& nd = node(n);
   nd.up = true;
+  fault_changed();
   boot(nd);
   trace(fmt::format("n{} restarts", n + 1));
-  for (int g = 0; g < o_.groups && result_.ok; ++g) drain(n, g);
+  for (int g = 0; g < o_.groups && result_.ok; ++g) {
+    if (hosts(n, g)) drain(n, g);
+  }
   wake_all();
 }
 
 void Sim::start_partition() {
-  const auto n = static_cast<size_t>(o_.nodes);
+  const auto n = static_cast<size_t>(n_nodes_);
   partitioned_ = true;
   ++result_.stats.partitions;
   const uint64_t kind = swarm_.leader_churn ? 3 : rng_.below(4);
@@ -93,7 +126,8 @@ void Sim::start_partition() {
     const int g = static_cast<int>(rng_.below(static_cast<uint64_t>(o_.groups)));
     for (size_t i = 0; kind == 3 && i < n; ++i) {
       const int ni = static_cast<int>(i);
-      if (node(ni).up && rep(ni, g).group->role() == raft::Role::kLeader) victim = i;
+      raft::Group* grp = running(ni, g);
+      if (grp && grp->role() == raft::Role::kLeader) victim = i;
     }
     for (size_t i = 0; i < n; ++i) {
       if (i != victim) blocked_[i][victim] = blocked_[victim][i] = true;
@@ -119,6 +153,7 @@ void Sim::start_partition() {
     }
   }
   trace("partition: " + desc);
+  fault_changed();
   wake_all();
   const int64_t length =
       static_cast<int64_t>(swarm_.leader_churn ? rng_.range(30, 300) : rng_.range(50, 2000)) *
@@ -129,11 +164,13 @@ void Sim::start_partition() {
 void Sim::heal() {
   healed_ = true;
   heal_time_ = now_;
+  for (auto& m : marker_) m.reset();
   trace("faults end: restart every node, heal the network");
   for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
   partitioned_ = false;
   swarm_.loss_ppm = swarm_.dup_ppm = swarm_.spike_ppm = 0;
-  for (int i = 0; i < o_.nodes; ++i) {
+  for (int i = 0; i < n_nodes_; ++i) {
+    node(i).stall_until = 0;
     if (!node(i).up) restart(i);
   }
 }
@@ -156,7 +193,13 @@ void Sim::client_start(int id) {
   Client& c = clients_[static_cast<size_t>(id)];
   if (healed_ || c.busy) return;
   const int g = c.group;
-  const int n = static_cast<int>(rng_.below(static_cast<uint64_t>(o_.nodes)));
+  // A node hosting a replica of the group (it may be down, or not know yet that it was removed).
+  std::vector<int> hosting;
+  for (int i = 0; i < n_nodes_; ++i) {
+    if (hosts(i, g)) hosting.push_back(i);
+  }
+  if (hosting.empty()) return;  // every replica destroyed: impossible, a group keeps a voter
+  const int n = hosting[rng_.below(hosting.size())];
   c.busy = true;
   ++c.serial;
   c.key = fmt::format("g{}/k{}", g + 1, rng_.below(static_cast<uint64_t>(o_.keys_per_group)));
@@ -169,11 +212,10 @@ void Sim::client_start(int id) {
   schedule(
       Event{.t = now_ + kClientTimeoutUs, .kind = Ev::kClientTimeout, .node = id, .a = c.serial});
   int target = n;
-  if (node(n).up && c.f != lincheck::OpKind::kRead) {
+  if (running(n, g) && c.f != lincheck::OpKind::kRead) {
     const NodeId leader = rep(n, g).group->leader();
-    if (leader.value() != 0 && node(static_cast<int>(leader.value()) - 1).up) {
-      target = static_cast<int>(leader.value()) - 1;
-    }
+    const int l = static_cast<int>(leader.value()) - 1;
+    if (leader.value() != 0 && l < n_nodes_ && running(l, g)) target = l;
   }
   c.node = target;
   std::string data;
@@ -181,14 +223,14 @@ void Sim::client_start(int id) {
     c.value = next_value_;
     data = fmt::format("w {} {}", app_key, next_value_++);
   } else if (c.f == lincheck::OpKind::kCas) {
-    const std::string expected = node(target).up ? rep(target, g).app.get(app_key) : "n";
+    const std::string expected = running(target, g) ? rep(target, g).app.get(app_key) : "n";
     c.value = nlohmann::json::array({value_json(expected), next_value_});
     data = fmt::format("c {} {} {}", app_key, expected, next_value_++);
   } else {
     c.value = nullptr;
   }
   client_record(c, lincheck::EventType::kInvoke, c.value);
-  if (!node(target).up) {
+  if (!running(target, g)) {
     client_complete(c, lincheck::EventType::kFail);  // connection refused: never sent
     return;
   }
@@ -224,7 +266,7 @@ void Sim::client_complete(Client& c, lincheck::EventType type, nlohmann::json va
     default: ++result_.stats.ops_info; break;
   }
   // Forget where it waited (a later apply or read state for it is ignored).
-  if (c.node >= 0 && node(c.node).up) {
+  if (c.node >= 0 && running(c.node, c.group)) {
     Replica& r = rep(c.node, c.group);
     if (c.f == lincheck::OpKind::kRead) {
       r.reads.erase(c.read_id);

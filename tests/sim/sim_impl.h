@@ -30,6 +30,16 @@ inline constexpr uint32_t kElectionTicks = 10;
 // After the faults heal, every group must elect a leader and commit a fresh entry within this
 // many ticks: several randomized election rounds (10-20 ticks each) plus snapshot catch-up.
 inline constexpr uint32_t kLivenessTicks = 600;
+// Availability during faults (Sim::availability_tick): a group that has been healthy (a
+// majority of its voters up and cut off from everyone else) for kAvailSettleTicks proposes a
+// marker entry, which must commit before it has been healthy for kAvailTicks. The bound: an
+// election needs a follower timeout (at most 2 x 10 ticks after the last heartbeat; CheckQuorum
+// steps a cut-off leader down within as long), PreVote and vote round trips (4 one-way delays
+// of up to 15 ms, plus up to 150 ms spikes), a durable vote (disk up to 25 ms), and with 20%
+// loss, split votes and leader transfers several rounds: 300 ticks leave room for more than
+// ten failed rounds, so a miss is a stuck group, not bad luck.
+inline constexpr uint32_t kAvailSettleTicks = 100;
+inline constexpr uint32_t kAvailTicks = kAvailSettleTicks + 300;
 // A client gives up on an operation after this long; its outcome is then unknown (info).
 inline constexpr int64_t kClientTimeoutUs = 2000 * kUsPerMs;
 inline constexpr uint64_t kCompactAfterEntries =
@@ -80,11 +90,21 @@ struct Swarm {
   bool leader_churn = false;
   uint32_t transfer_ppm = 0;  // per world tick per group
   int64_t think_max_us = 30 * kUsPerMs;
+  Modes modes;  // the seed's configuration and driver modes (sim.h)
+  // Membership: chance per world tick per group that its leader proposes a random change.
+  uint32_t conf_ppm = 0;
+  uint32_t remove_leader_ppm = 0;  // of those changes: remove the leader itself
+  uint32_t lazy_ready_ppm = 0;     // on a lazy-Ready node: chance an input is not drained
+  uint32_t lazy_commit_ppm = 0;    // chance a commit-only hard state write is skipped
+  uint32_t split_landed_ppm = 0;   // at a crash: the in-flight batch's entries landed, not its HS
+  uint32_t stall_ppm = 0;          // per world tick: a node's disk stalls
+  int64_t stall_max_us = 0;
+  uint32_t wire_ppm = 0;  // at a crash: the node's in-flight messages still arrive
 };
 inline constexpr int64_t kSpikeUs = 150 * kUsPerMs;
 inline constexpr int64_t kFreshLeaderCrashUs = 30 * kUsPerMs;
 
-Swarm draw_swarm(Prng& rng, uint64_t seed, uint32_t faults);
+Swarm draw_swarm(Prng& rng, const SimOptions& o);
 // ---------------------------------------------------------------------------------------------
 // The application: a key/value map. Entry data: "w <key> <value>", "c <key> <expected> <new>",
 // "m <n>" (liveness marker); values are decimal integers, "n" is null.
@@ -147,6 +167,9 @@ struct Replica {
 
   std::unique_ptr<raft::Group> group;  // null while the node is down
   App app;
+  // The configuration as of the applied index, as the checker saw it change: only by applying
+  // a conf change entry or installing a snapshot (membership checks).
+  raft::ConfState conf;
   LogIndex checked_commit;            // commit indexes up to here are in the record
   Term first_commit_term;             // last term in which this replica committed as leader
   std::map<uint64_t, int> reads;      // read request id -> client
@@ -158,7 +181,12 @@ struct Node {
   bool up = true;
   uint64_t incarnation = 0;
   int64_t tick_period_us = kTickUs;
+  // Per group: null when this node hosts no replica of it (never added, or destroyed after
+  // applying its removal; a removed node id never rejoins that group, as in etcd).
   std::vector<std::unique_ptr<Replica>> replicas;
+  std::vector<bool> retired;       // per group: the replica was destroyed
+  bool lazy_ready = false;         // steps several inputs before calling ready() (driver mode)
+  int64_t stall_until = 0;         // the disk completes nothing before this time
   std::vector<DiskWrite> disk;     // waiting for the next batch, in Ready order
   std::vector<DiskWrite> writing;  // the batch in flight (one write + one fsync)
 };
@@ -189,6 +217,7 @@ enum class Ev : uint8_t {
   kClientStart,
   kClientTimeout,
   kSnapshotReport,
+  kDestroy,  // a replica that applied its own removal is destroyed (a = incarnation)
 };
 
 struct Event {
@@ -251,6 +280,7 @@ class Sim {
   void world_tick();
   // raft driving
   void drain(int node, int group);
+  void maybe_drain(int node, int group);
   void process_ready(int node, int group, raft::Ready& rd);
   void apply(int node, int group, const Entry& e);
   void send(int from, const Message& m);
@@ -258,7 +288,7 @@ class Sim {
   void disk_enqueue(int node, DiskWrite w);
   void disk_start(int node);
   void disk_done(const Event& e);
-  void make_durable(int node, const DiskWrite& w);
+  void make_durable(int node, const DiskWrite& w, bool with_hard_state);
   void maybe_compact(int node, int group);
   // faults
   void inject_faults();
@@ -267,6 +297,20 @@ class Sim {
   void start_partition();
   void heal();
   void wake_all();
+  void maybe_stall_disk();
+  // membership (sim_membership.cc)
+  void membership_tick(int group);
+  std::optional<raft::ConfChange> draw_conf_change(int group, const raft::ConfState& cs,
+                                                   NodeId leader);
+  void create_replica(int node, int group);
+  void destroy_replica(int node, int group);
+  void check_conf(int node, int group, const raft::ConfState& before_ready);
+  void note_applied_conf(int node, int group, const raft::Ready& rd);
+  // availability during faults (sim_checks.cc)
+  void availability_tick();
+  void fault_changed();
+  bool group_healthy(int group, std::string* why);
+  bool marker_tick(int group);
   // clients
   void client_start(int c);
   void client_complete(Client& c, lincheck::EventType type, nlohmann::json value = {});
@@ -275,6 +319,9 @@ class Sim {
   // checks
   void check_replica(int node, int group);
   void record_commit(int group, LogIndex i, Term t, int node);
+  void check_leader_completeness(int node, int group);
+  void check_commit_quorum(int node, int group, const raft::ConfState& before);
+  bool durably_holds(int node, int group, LogIndex i, Term t);
   void check_logs();
   void check_new_entries(int node, int group, const std::vector<Entry>& entries);
   void check_entry_fact(int node, int group, const Entry& e, uint64_t data_hash,
@@ -291,9 +338,19 @@ class Sim {
   Replica& rep(int node, int group) {
     return *nodes_[static_cast<size_t>(node)].replicas[static_cast<size_t>(group)];
   }
+  bool hosts(int node, int group) {
+    return nodes_[static_cast<size_t>(node)].replicas[static_cast<size_t>(group)] != nullptr;
+  }
+  // The running replica of `group` on `node`, or null (node down, or no replica there).
+  raft::Group* running(int node, int group) {
+    if (!hosts(node, group)) return nullptr;
+    return rep(node, group).group.get();
+  }
   Node& node(int n) { return nodes_[static_cast<size_t>(n)]; }
 
   SimOptions o_;
+  int n_nodes_ = 0;             // initial members plus spares
+  raft::SnapshotMeta genesis_;  // every replica boots from it, also one added later
   Prng rng_;
   Swarm swarm_;
   int64_t now_ = 0;
@@ -320,6 +377,12 @@ class Sim {
   std::vector<std::optional<std::pair<int, LogIndex>>> marker_;  // per group: (node, index)
   std::vector<Term> marker_term_;
   int64_t live_time_ = -1;
+  // Availability during faults, per group: since when the group has been healthy (-1: not
+  // healthy), and the marker state of the current window.
+  std::vector<int64_t> healthy_since_;
+  std::vector<bool> avail_live_;
+  // Configuration after each applied conf change, per group: every replica must reach the same.
+  std::vector<std::map<uint64_t, raft::ConfState>> conf_record_;
   std::deque<TraceRec> trace_;
   uint64_t hash_ = 0xcbf29ce484222325ULL;
   SimResult result_;

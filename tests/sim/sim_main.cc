@@ -41,9 +41,11 @@ std::string stats_line(const raftd::sim::SimResult& r) {
   const auto& s = r.stats;
   return fmt::format(
       "{} ms simulated, {} events, {} messages ({} dropped), {} crashes, {} partitions, "
-      "{} leaders, {} snapshots, {} committed entries, ops {} ok / {} fail / {} info",
+      "{} leaders, {} snapshots, {} committed entries, ops {} ok / {} fail / {} info, "
+      "{} conf changes, {} replicas removed, {} disk stalls, {} availability windows\n  modes: {}",
       s.sim_ms, s.events, s.messages, s.dropped, s.crashes, s.partitions, s.elections, s.snapshots,
-      s.committed, s.ops_ok, s.ops_fail, s.ops_info);
+      s.committed, s.ops_ok, s.ops_fail, s.ops_info, s.conf_changes, s.destroyed, s.stalls,
+      s.avail_windows, r.modes);
 }
 
 struct Args {
@@ -51,6 +53,7 @@ struct Args {
   uint64_t seeds = 0;
   uint64_t first_seed = 1;
   std::string faults = "all";
+  std::vector<std::string> modes;
   bool verbose = false;
 };
 
@@ -76,9 +79,17 @@ void add_options(CLI::App& app, Args& a) {
   app.add_option("--keys", a.o.keys_per_group, "keys per group")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--spares", a.o.spares, "extra nodes that membership changes may add")
+      ->check(CLI::Range(0, kNodesMax))
+      ->capture_default_str();
+  app.add_option("--mode", a.modes,
+                 "force a mode NAME=on|off (else drawn per seed): membership, prevote, "
+                 "checkquorum, quiesce, lazy-ready, split-hs, lazy-commit, disk-stall, "
+                 "wire-survives");
   app.add_option("--bug", a.o.bug,
                  "reintroduce a classic bug in the core: commit_prev_term, vote_before_persist, "
-                 "ack_before_persist, read_without_quorum, truncate_committed")
+                 "ack_before_persist, read_without_quorum, truncate_committed, learner_in_quorum, "
+                 "conf_at_append, quiesce_without_lease, read_index_unconfirmed")
       ->capture_default_str();
   app.add_flag("--trace", a.o.trace, "print every event of the run");
   app.add_flag("--verbose,-v", a.verbose, "print a line for every seed");
@@ -112,6 +123,17 @@ int main(int argc, char** argv) {
                "network,partition,crash\n");
     return kExitUsage;
   }
+  for (const std::string& m : args.modes) {
+    std::string name;
+    bool on = false;
+    if (!raftd::sim::parse_mode(m, &name, &on)) {
+      fmt::print(stderr, "raftd-sim: --mode: expected NAME=on|off with a known NAME, got '{}'\n",
+                 m);
+      return kExitUsage;
+    }
+    o.force[name] = on;
+  }
+  if (o.nodes + o.spares > kNodesMax) o.spares = kNodesMax - o.nodes;
   if (!raftd::raft::parse_sim_bug(o.bug)) {
     fmt::print(stderr, "raftd-sim: --bug: unknown bug '{}'\n", o.bug);
     return kExitUsage;
@@ -128,8 +150,8 @@ int main(int argc, char** argv) {
     set_abort_note(o);
     const raftd::sim::SimResult r = raftd::sim::run_simulation(o);
     if (!r.ok) {
-      fmt::print("seed {}: VIOLATION: {}\nreplay: {}\n{}", o.seed, r.violation,
-                 raftd::sim::replay_command(o), r.details);
+      fmt::print("seed {}: VIOLATION: {}\nreplay: {}\nmodes: {}\n{}", o.seed, r.violation,
+                 raftd::sim::replay_command(o), r.modes, r.details);
       if (!single) fmt::print("{} of {} seeds passed before seed {} failed\n", i, seeds, o.seed);
       return kExitViolation;
     }
