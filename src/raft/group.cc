@@ -63,6 +63,8 @@ void GroupImpl::reset(Term term) {
   lead_transferee_ = kNoNode;
   votes_.clear();
   pending_conf_index_ = LogIndex(0);
+  leaving_ = false;
+  campaign_after_apply_ = false;
   uncommitted_bytes_ = 0;
   bcast_pending_ = false;
   quiesced_ = false;
@@ -103,6 +105,7 @@ void GroupImpl::become_leader() {
   // Errata fix (subtle bug #6): no conf change until every entry from earlier terms is applied
   // AND this leader has committed an entry of its own term (checked in propose_conf_change).
   pending_conf_index_ = log_.last_index();
+  leaving_ = log_removes_self();
   // The no-op entry lets this leader commit in its term (thesis §3.6.2, §6.4).
   Result<LogIndex> r = append_proposal(EntryType::kEmpty, {});
   RAFTD_ASSERT(r.is_ok(), "raft: leader could not append its empty entry");
@@ -218,8 +221,34 @@ void GroupImpl::tick_election() {
   ++election_elapsed_;
   if (promotable() && election_elapsed_ >= randomized_timeout_) {
     election_elapsed_ = 0;
-    campaign(cfg_.pre_vote, false);
+    if (may_campaign(false)) campaign(cfg_.pre_vote, false);
   }
+}
+
+bool GroupImpl::may_campaign(bool transfer) {
+  if (!promotable()) return false;
+  if (!has_unapplied_conf_changes()) return true;
+  // etcd's hasUnappliedConfChanges: our configuration is about to change (the change is
+  // committed, only not applied yet); campaigning now would use a configuration the group has
+  // left, or make us lead one we are no longer part of. A timeout retries later; a handover
+  // (kTimeoutNow) is kept and honoured once the changes are applied (advance()).
+  if (transfer) campaign_after_apply_ = true;
+  return false;
+}
+
+bool GroupImpl::has_unapplied_conf_changes() const {
+  LogIndex lo = log_.applied() + 1;
+  const LogIndex hi = log_.committed() + 1;
+  while (lo < hi) {
+    std::optional<std::vector<Entry>> es = log_.slice(lo, hi, cfg_.max_committed_bytes_per_ready);
+    // Compacted: a snapshot replaced the log and its configuration is already in force.
+    if (!es || es->empty()) return false;
+    for (const Entry& e : *es) {
+      if (e.type == EntryType::kConfChange) return true;
+    }
+    lo = es->back().index + 1;
+  }
+  return false;
 }
 
 void GroupImpl::tick_heartbeat() {
@@ -332,6 +361,9 @@ Result<LogIndex> GroupImpl::propose(std::string data) {
   if (lead_transferee_ != kNoNode) {
     return Status(Code::kUnavailable, "raft: leader transfer in progress");
   }
+  if (leaving_) {
+    return Status(Code::kUnavailable, "raft: this leader is being removed from the group");
+  }
   unquiesce(false);
   return append_proposal(EntryType::kNormal, std::move(data));
 }
@@ -352,19 +384,55 @@ Result<LogIndex> GroupImpl::propose_conf_change(const ConfChange& cc) {
   if (pending_conf_index_ > log_.applied()) {
     return Status(Code::kUnavailable, "raft: another configuration change is pending");
   }
+  if (leaving_ && !cc.leave_joint()) {
+    return Status(Code::kUnavailable, "raft: this leader is being removed from the group");
+  }
   Result<ConfState> next = apply_conf_change(conf_, cc);
   if (!next.is_ok()) return next.status();
   unquiesce(false);
+  return append_conf_change(cc, next.value());
+}
+
+Result<LogIndex> GroupImpl::append_conf_change(const ConfChange& cc, const ConfState& next) {
   Result<LogIndex> r = append_proposal(EntryType::kConfChange, encode_conf_change(cc));
-  if (r.is_ok()) pending_conf_index_ = r.value();
+  if (!r.is_ok()) return r;
+  pending_conf_index_ = r.value();
+  // Our own removal (or demotion) is in the log: accept nothing after it. Once it is committed
+  // the remaining voters must be able to elect a leader, and a voter whose log is longer than
+  // theirs (us, when the survivor of a 2-to-1 change missed the commit) would refuse its vote.
+  if (!contains(next.voters, cfg_.id)) leaving_ = true;
   return r;
+}
+
+bool GroupImpl::log_removes_self() const {
+  ConfState cs = conf_;
+  LogIndex lo = log_.applied() + 1;
+  const LogIndex hi = log_.last_index() + 1;
+  while (lo < hi) {
+    std::optional<std::vector<Entry>> es = log_.slice(lo, hi, cfg_.max_committed_bytes_per_ready);
+    if (!es || es->empty()) break;
+    for (const Entry& e : *es) {
+      if (e.type != EntryType::kConfChange) continue;
+      Result<ConfChange> cc = decode_conf_change(e.data);
+      if (!cc.is_ok()) continue;
+      Result<ConfState> next = apply_conf_change(cs, cc.value());
+      if (next.is_ok()) cs = std::move(next).value();
+    }
+    lo = es->back().index + 1;
+  }
+  return !contains(cs.voters, cfg_.id);
 }
 
 void GroupImpl::apply_conf_state(const ConfState& cs, LogIndex index) {
   conf_ = cs;
   conf_index_ = index;
   conf_history_.emplace_back(index, cs);
-  if (role_ != Role::kLeader) return;
+  if (role_ != Role::kLeader) {
+    // A (pre-)candidate that is no longer a voter gives up (may_campaign() keeps this from
+    // happening through committed changes; a snapshot can still bring such a configuration).
+    if (role_ != Role::kFollower && !promotable()) become_follower(term_, kNoNode);
+    return;
+  }
   bool self_voter = promotable();
   // Keep progress of members that stay; add new ones in probe state.
   ProgressMap old = std::move(progress_);
@@ -382,7 +450,21 @@ void GroupImpl::apply_conf_state(const ConfState& cs, LogIndex index) {
     progress_.emplace(n, std::move(pr));
   }
   if (!self_voter) {
-    // Subtle bug #9: a removed or demoted leader steps down once the change is applied.
+    // Subtle bug #9: a removed or demoted leader steps down once the change is applied. First
+    // it tells the remaining members the commit index (a survivor that missed it would still
+    // count us as a voter) and hands leadership to the most caught-up voter, which campaigns
+    // once it has applied the change too (no waiting for an election timeout).
+    bcast_append();
+    NodeId best = kNoNode;
+    LogIndex best_match;
+    for (const auto& [id, pr] : progress_) {
+      if (id == cfg_.id || !contains(conf_.voters, id)) continue;
+      if (best == kNoNode || pr.match > best_match) {
+        best = id;
+        best_match = pr.match;
+      }
+    }
+    if (best != kNoNode && best_match == log_.last_index()) send_timeout_now(best);
     become_follower(term_, kNoNode);
     return;
   }

@@ -72,6 +72,10 @@ class GroupImpl {
   void campaign(bool pre_vote, bool transfer);
   void poll(NodeId from, bool granted);
   bool promotable() const;
+  // Whether an election may start now (a voter, no committed but unapplied configuration
+  // change). `transfer`: a refused kTimeoutNow is remembered and honoured after the apply.
+  bool may_campaign(bool transfer);
+  bool has_unapplied_conf_changes() const;
   void reset_randomized_timeout();
   uint64_t next_random();
   void tick_election();
@@ -80,6 +84,10 @@ class GroupImpl {
   void maybe_quiesce();
   void unquiesce(bool lease_expired);
   Result<LogIndex> append_proposal(EntryType type, std::string data);
+  // Appends a validated change (`next` = the configuration it leads to) and tracks it as pending.
+  Result<LogIndex> append_conf_change(const ConfChange& cc, const ConfState& next);
+  // Whether the changes in (applied, last index] leave us out of the incoming voters.
+  bool log_removes_self() const;
   void apply_conf_state(const ConfState& cs, LogIndex index);
   // Simulator mutation conf_at_append (raftd/raft/bugs.h); never called in the daemon's build.
   void bug_conf_at_append(const std::vector<Entry>& entries);
@@ -134,6 +142,8 @@ class GroupImpl {
   uint64_t rng_state_ = 0;
   NodeId lead_transferee_ = kNoNode;
   LogIndex pending_conf_index_;
+  bool leaving_ = false;  // leader: its own removal/demotion is in the log; no more proposals
+  bool campaign_after_apply_ = false;  // a kTimeoutNow waits for committed changes to apply
   uint64_t uncommitted_bytes_ = 0;
   bool quiesced_ = false;
   uint32_t idle_ticks_ = 0;

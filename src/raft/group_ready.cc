@@ -71,12 +71,16 @@ void GroupImpl::advance(const Ready& rd) {
     if (next.is_ok()) apply_conf_state(next.value(), e.index);
   }
   log_.applied_to(rd.committed_entries.back().index);
+  if (campaign_after_apply_ && role_ != Role::kLeader && !has_unapplied_conf_changes()) {
+    campaign_after_apply_ = false;
+    if (promotable()) campaign(false, true);  // the handover that arrived before the apply
+  }
   // Joint configuration with auto_leave: the leader proposes the leave once the joint config is
   // applied and nothing else is pending.
   if (role_ == Role::kLeader && conf_.joint() && conf_.auto_leave &&
       pending_conf_index_ <= log_.applied()) {
-    Result<LogIndex> r = append_proposal(EntryType::kConfChange, encode_conf_change({}));
-    if (r.is_ok()) pending_conf_index_ = r.value();
+    Result<ConfState> next = apply_conf_change(conf_, ConfChange{});
+    if (next.is_ok()) (void)append_conf_change(ConfChange{}, next.value());
   }
 }
 

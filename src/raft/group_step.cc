@@ -146,7 +146,7 @@ void GroupImpl::step_candidate(const Message& m) {
       break;
     case MessageType::kTimeoutNow:
       // A pre-candidate is still a follower of no one: the handover applies to it too.
-      if (role_ == Role::kPreCandidate && promotable()) campaign(false, true);
+      if (role_ == Role::kPreCandidate && may_campaign(true)) campaign(false, true);
       break;
     case MessageType::kPreVoteResp:
       if (role_ == Role::kPreCandidate) poll(m.from, !m.reject);
@@ -177,7 +177,7 @@ void GroupImpl::step_follower(const Message& m) {
       break;
     case MessageType::kTimeoutNow:
       // The leader hands over: campaign now, skipping PreVote and bypassing the lease.
-      if (promotable()) campaign(false, true);
+      if (may_campaign(true)) campaign(false, true);
       break;
     case MessageType::kReadIndexResp:
       read_states_.push_back({m.context, m.index, !m.reject});

@@ -27,3 +27,162 @@ TEST_CASE("raft membership: a change takes effect on the leader only when applie
 TEST_CASE("raft quiesce: a late quiesce notice does not silence woken followers") {
   scenario_late_quiesce_after_wake();
 }
+
+namespace {
+
+// True when `id` has a vote or pre-vote request queued (it started an election).
+bool campaigned(Cluster& c, uint64_t id) {
+  for (const Message& m : c.queue()) {
+    if (m.from == NodeId(id) && (m.type == MessageType::kVote || m.type == MessageType::kPreVote)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+// A node learns that its own removal is committed and, before its next ready() applies it, is
+// told to campaign (here: a handover, which bypasses PreVote and the lease). Campaigning then
+// would make it lead a configuration it is not part of once the removal is applied.
+TEST_CASE("raft membership: no campaign while a committed configuration change is unapplied") {
+  Cluster c(3);
+  c.elect(1);
+  Result<LogIndex> rm = c.propose_conf_change(1, cc_remove(2));
+  REQUIRE(rm.is_ok());
+  // The removal reaches 2 and 3 and is acknowledged; the commit index reaches 2 only in the
+  // leader's next message.
+  c.process_readys();
+  c.deliver_all();
+  c.process_readys();
+  c.deliver_all();
+  c.process_readys();
+  REQUIRE(c.g(1).commit_index() >= rm.value());
+  std::vector<Message> to2 = c.take([](const Message& m) { return m.to == NodeId(2); });
+  for (const Message& m : to2) c.deliver(m);
+  REQUIRE(c.g(2).commit_index() >= rm.value());
+  REQUIRE(c.g(2).applied_index() < rm.value());
+  REQUIRE(c.g(2).conf_state().voters == node_ids({1, 2, 3}));
+
+  c.force_campaign(2);  // before 2's next ready()
+  CHECK(c.g(2).role() == Role::kFollower);
+  for (int i = 0; i < 40; ++i) c.tick(2);  // timeouts are refused as well
+  CHECK(c.g(2).role() == Role::kFollower);
+  CHECK_FALSE(campaigned(c, 2));
+
+  c.stabilize();
+  CHECK(c.g(2).conf_state().voters == node_ids({1, 3}));
+  c.run_ticks(50);
+  CHECK(c.g(2).role() == Role::kFollower);
+  CHECK(c.leader() == 1);
+}
+
+// Restart with the commit index durable (the Ready contract): the restarted node's committed
+// configuration changes are re-applied from its log before it may campaign. Configurations:
+// C0 = {1,2,3}, C1 = C0 + 4, C2 = C1 - 3; node 3 restarts with C0 in force until it re-applies.
+TEST_CASE(
+    "raft restart: a node with committed, unapplied configuration changes does not campaign") {
+  ClusterOptions o;
+  o.pre_vote = false;
+  o.check_quorum = false;
+  Cluster c(3, o);
+  c.add_node(NodeId(4));
+  c.elect(1);
+  REQUIRE(c.propose_conf_change(1, cc_add_voter(4)).is_ok());
+  c.stabilize();
+  Result<LogIndex> rm = c.propose_conf_change(1, cc_remove(3));
+  REQUIRE(rm.is_ok());
+  c.stabilize();
+  REQUIRE(c.node(3).durable_hard_state.commit >= rm.value());
+
+  c.crash(3);
+  c.restart(3);
+  REQUIRE(c.g(3).conf_state().voters == node_ids({1, 2, 3}));  // C0 until re-applied
+  c.partition({1, 4}, {2, 3});
+  for (int i = 0; i < 40; ++i) c.tick(3);  // before any ready() of the restarted node
+  CHECK(c.g(3).role() == Role::kFollower);
+  CHECK_FALSE(campaigned(c, 3));
+
+  c.stabilize();
+  CHECK(c.g(3).conf_state().voters == node_ids({1, 2, 4}));
+  for (int i = 0; i < 100; ++i) {
+    c.tick(3);
+    c.stabilize();
+  }
+  CHECK(c.g(3).role() == Role::kFollower);
+  CHECK(c.g(3).term() == c.g(1).term());
+}
+
+// Two voters; the leader proposes its own removal and then a normal entry. The removal commits,
+// the leader steps down, and the survivor misses the commit (it still needs both votes). Had the
+// old leader accepted the later entry, its longer log would make it refuse the survivor's
+// PreVote forever while never campaigning itself (it is no longer a voter): no leader, ever.
+TEST_CASE("raft membership: a leader whose removal is in its log accepts no more proposals") {
+  Cluster c(2);
+  c.elect(1);
+  Result<LogIndex> rm = c.propose_conf_change(1, cc_remove(1));
+  REQUIRE(rm.is_ok());
+  c.process_readys();
+  c.deliver_all();  // the removal reaches node 2
+  Result<LogIndex> after = c.propose(1, "after");
+  CHECK(after.status().code() == Code::kUnavailable);
+  CHECK(c.propose_conf_change(1, cc_add_learner(3)).status().code() == Code::kUnavailable);
+  const LogIndex at = rm.value();
+  // Node 2 misses the commit, the handover and anything node 1 appended after the removal.
+  c.set_filter([at](const Message& m) {
+    return !(m.from == NodeId(1) &&
+             (m.commit >= at || m.type == MessageType::kTimeoutNow || carries_index(m, at + 1)));
+  });
+  c.stabilize();
+  REQUIRE(c.g(1).role() == Role::kFollower);
+  REQUIRE(c.g(2).commit_index() < at);
+  CHECK(c.g(1).last_index() == c.g(2).last_index());
+  c.set_filter(nullptr);
+  for (int i = 0; i < 100 && c.leader() == 0; ++i) c.run_ticks(1);
+  REQUIRE(c.leader() == 2);
+  c.stabilize();
+  CHECK(c.g(2).conf_state().voters == node_ids({2}));
+}
+
+// The removed leader hands over: the survivor learns the commit, applies the change and takes
+// over at once instead of after an election timeout.
+TEST_CASE("raft membership: a removed leader hands leadership to the most caught-up voter") {
+  SUBCASE("two voters") {
+    Cluster c(2);
+    c.elect(1);
+    REQUIRE(c.propose_conf_change(1, cc_remove(1)).is_ok());
+    c.stabilize();  // no ticks: no election timeout can fire
+    CHECK(c.g(1).role() == Role::kFollower);
+    CHECK(c.leader() == 2);
+    CHECK(c.g(2).conf_state().voters == node_ids({2}));
+  }
+  SUBCASE("three voters, one of them lagging") {
+    Cluster c(3);
+    c.elect(1);
+    c.isolate(3);
+    REQUIRE(c.propose(1, "x").is_ok());
+    REQUIRE(c.propose_conf_change(1, cc_remove(1)).is_ok());
+    c.stabilize();
+    CHECK(c.g(1).role() == Role::kFollower);
+    CHECK(c.g(2).role() == Role::kCandidate);  // took over at once; {2, 3} needs node 3 too
+    c.heal();
+    for (int i = 0; i < 100 && c.leader() == 0; ++i) c.run_ticks(1);
+    CHECK(c.leader() == 2);  // node 3 lacks entries: it cannot win
+    CHECK(c.node(3).applied_data() == std::vector<std::string>{"x"});
+    CHECK(c.g(3).conf_state().voters == node_ids({2, 3}));
+  }
+  SUBCASE("through a joint configuration that replaces the leader") {
+    Cluster c(3);
+    c.add_node(NodeId(4));
+    c.elect(1);
+    ConfChange cc;
+    cc.changes = {{ConfChangeType::kRemove, NodeId(1)}, {ConfChangeType::kAddVoter, NodeId(4)}};
+    REQUIRE(c.propose_conf_change(1, cc).is_ok());
+    c.stabilize();
+    uint64_t l = c.leader();
+    REQUIRE(l != 0);
+    CHECK(l != 1);
+    CHECK(c.g(l).conf_state().voters == node_ids({2, 3, 4}));
+    CHECK_FALSE(c.g(l).conf_state().joint());
+  }
+}

@@ -11,14 +11,29 @@
 //     Ready rd = g.ready();
 //     send(rd.messages)                       // may leave at once, before anything is durable
 //     if rd.snapshot: install it (app + storage) before writing rd.entries
-//     write rd.entries (an entry at index i replaces every stored entry >= i) and rd.hard_state
+//     write rd.entries (an entry at index i replaces every stored entry >= i), then
+//       rd.hard_state (or both in one atomic write): see "Hard state" below
 //     g.advance(rd);                          // hands back the Ready; nothing is durable yet
-//     ... later, when that write is durable (fdatasync returned), in Ready order:
+//     ... later, when BOTH writes are durable (fdatasync returned), in Ready order:
 //     send(rd.messages_after_persist)         // vote requests/responses, append acks
 //     g.on_persisted(last entry index, term)  // if rd.entries was non-empty
 //     g.on_snapshot_installed(rd.snapshot->meta)  // if rd.snapshot
 //     apply rd.committed_entries (any time after advance; they are already durable locally)
 //   }
+// Hard state (term, vote AND commit; nothing in it is a hint):
+//   - rd.hard_state must be durable before rd.messages_after_persist leave and before
+//     on_persisted() is called for rd.entries (both wait for the whole Ready's write).
+//   - It must not become durable before rd.entries: its commit may cover them, and a hard
+//     state ahead of the log stops the node at boot (subtle bug #16). Entries first, or one
+//     atomic write. Writing only the newest of several queued hard states is fine (they only
+//     grow) as long as the rules above hold for every Ready it stands for.
+//   - The application must never make an applied index durable beyond the durable commit index
+//     (BootState: applied <= hard_state.commit); applying in memory earlier is fine.
+//   - A restart passes the last durable hard state. Restarting with an older commit index is a
+//     driver bug the core cannot detect: configuration changes the node had seen committed would
+//     not be re-applied, and it could campaign under a configuration the group has left (two
+//     leaders in one term). With the commit durable, a restarted node re-applies them from its
+//     log and refuses to campaign until it has (a committed, unapplied change blocks elections).
 // LogStorage must return the entries of a Ready no later than when on_persisted covers them.
 // For each peer in rd.snapshot_requests: build a snapshot (metadata from snapshot_meta_at()),
 // call send_snapshot(), and report_snapshot(peer, ok) once the transfer finished or failed.
@@ -29,7 +44,10 @@
 // APPLIED, i.e. when the core hands it out in Ready::committed_entries and advance() is called
 // for that Ready (etcd's semantics). A leader accepts a change only after it has committed an
 // entry of its own term and applied every earlier change (the errata fix), so at most one change
-// is ever pending.
+// is ever pending. A replica never starts an election while a committed configuration change is
+// not applied yet (etcd's hasUnappliedConfChanges). A leader whose own removal is in its log
+// refuses further proposals, and when the removal is applied it sends its commit index to the
+// remaining voters and hands leadership to the most caught-up one before stepping down.
 //
 // Quiescing (doc/raft.md): with quiesce_after_ticks > 0 an idle leader whose followers all hold
 // its whole log and its commit index sends kQuiesce and stops heartbeating; tick() then costs
@@ -109,7 +127,8 @@ class LogStorage {
 // group starts from {hard_state = {}, snapshot = {index 0, term 0, conf_state = initial members},
 // applied = 0} with empty storage. A restart passes the persisted hard state, the latest snapshot
 // metadata and the index the application has durably applied (snapshot.index <= applied <=
-// hard_state.commit); committed entries after `applied` are handed out again.
+// hard_state.commit); committed entries after `applied` are handed out again. hard_state must be
+// the last durable one (never an older commit index: see "Hard state" above).
 struct BootState {
   HardState hard_state;
   SnapshotMeta snapshot;

@@ -39,9 +39,10 @@ struct Entry {
   bool operator==(const Entry&) const = default;
 };
 
-// Raft's persistent per-server state (thesis Fig. 3.1). `term` and `vote` must be durable before
-// any vote or append response that depends on them leaves the node (Ready::messages_after_persist
-// enforces this). `commit` may be persisted lazily; it is only a hint on restart.
+// Raft's persistent per-server state (thesis Fig. 3.1) plus the commit index. The whole hard
+// state of a Ready must be durable before that Ready's messages_after_persist leave, and never
+// before that Ready's entries (raft.h, "Hard state"). `commit` is not a hint: a node restarted
+// with an older commit index would use a configuration the group may have left.
 struct HardState {
   Term term;
   NodeId vote = kNoNode;  // kNoNode: no vote in `term`
