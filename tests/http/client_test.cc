@@ -3,6 +3,7 @@
 #include "raftd/http/client.h"
 
 #include <doctest/doctest.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <memory>
@@ -281,6 +282,43 @@ TEST_SUITE("http") {
     REQUIRE(r.is_ok());
     CHECK(r->head.status == 413);
     CHECK_FALSE(r->head.keep_alive);
+  }
+
+  TEST_CASE("http::Client: a response framed ambiguously fails the request") {
+    const char* answers[] = {
+        // a bare LF ends the last chunk; a second response follows
+        ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\n"
+         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc",
+    };
+    for (const char* answer : answers) {
+      INFO(answer);
+      Fixture f;
+      auto l = io::listen_tcp("127.0.0.1", 0);
+      REQUIRE(l.is_ok());
+      std::optional<Result<Response>> out;
+      f.client->fetch("127.0.0.1", l->port, make("GET", "/"),
+                      [&](Result<Response> r) { out.emplace(std::move(r)); });
+      // A hand-written server: accept, read the request head, answer with `answer`.
+      int peer = -1;
+      std::string request;
+      REQUIRE(testing::run_until(*f.reactor, [&] {
+        pollfd pfd{l->fd, POLLIN, 0};
+        if (peer < 0 && ::poll(&pfd, 1, 0) == 1) {
+          peer = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK);
+        }
+        char buf[4096];
+        const ssize_t n = peer < 0 ? -1 : ::recv(peer, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) request.append(buf, static_cast<std::size_t>(n));
+        return request.find("\r\n\r\n") != std::string::npos;
+      }));
+      REQUIRE(::send(peer, answer, std::string_view(answer).size(), MSG_NOSIGNAL) > 0);
+      REQUIRE(testing::run_until(*f.reactor, [&] { return out.has_value(); }));
+      CHECK(out->status().code() == Code::kCorruption);
+      io::close_fd(peer);
+      io::close_fd(l->fd);
+    }
   }
 
   TEST_CASE("http::Client: close() cancels queued and running requests") {
