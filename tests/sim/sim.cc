@@ -296,6 +296,7 @@ void Sim::world_tick() {
   if (world_ticks_ % kLogCheckEveryTicks == 0) check_logs();
   if (healed_) liveness_tick();
   if (!healed_) availability_tick();
+  if (swarm_.modes.quiesce) check_quiesced();
   schedule(Event{.t = now_ + kTickUs, .kind = Ev::kWorld});
 }
 
@@ -446,8 +447,10 @@ void Sim::send(int from, const Message& m) {
     if (rng_.chance(swarm_.spike_ppm)) d += static_cast<int64_t>(rng_.below(kSpikeUs));
     return d;
   };
-  const bool lost =
-      blocked_[static_cast<size_t>(from)][static_cast<size_t>(to)] || rng_.chance(swarm_.loss_ppm);
+  const bool muted =
+      o_.mute_votes && (m.type == MessageType::kVoteResp || m.type == MessageType::kPreVoteResp);
+  const bool lost = blocked_[static_cast<size_t>(from)][static_cast<size_t>(to)] ||
+                    rng_.chance(swarm_.loss_ppm) || muted;
   const int copies = lost ? 0 : rng_.chance(swarm_.dup_ppm) ? 2 : 1;
   if (lost) ++result_.stats.dropped;
   int64_t first = 0;

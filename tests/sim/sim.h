@@ -82,6 +82,7 @@ struct SimOptions {
   bool trace = false;                 // print every event to stdout
   Diverge diverge = Diverge::kNone;   // tests only; not part of replay_command()
   uint64_t diverge_index = 0;
+  bool mute_votes = false;  // tests only: every (pre-)vote response is lost (availability)
 };
 
 struct SimStats {

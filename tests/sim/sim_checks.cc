@@ -376,6 +376,24 @@ bool Sim::group_healthy(int g, std::string* why) {
   return false;
 }
 
+// Quiescing (raft.h): the driver wakes every replica when a node crashes or restarts or the
+// network changes, so a follower that sleeps under a leader that is down, gone or cut off from
+// it went (back) to sleep after that wake: nothing would ever wake it again.
+void Sim::check_quiesced() {
+  for (int n = 0; n < n_nodes_ && result_.ok; ++n) {
+    for (int g = 0; g < o_.groups && result_.ok; ++g) {
+      const raft::Group* grp = running(n, g);
+      if (!grp || !grp->quiesced() || grp->role() != raft::Role::kFollower) continue;
+      const int l = static_cast<int>(grp->leader().value()) - 1;
+      if (l == n) continue;
+      const bool gone = l < 0 || l >= n_nodes_ || !running(l, g);
+      if (!gone && !blocked_[static_cast<size_t>(l)][static_cast<size_t>(n)]) continue;
+      violate(fmt::format("node {} group {} sleeps (quiesced) under leader node {}, which is {}",
+                          n + 1, g + 1, l + 1, gone ? "down or gone" : "cut off from it"));
+    }
+  }
+}
+
 // Every fault change (crash, restart, partition, heal, disk stall) starts every window anew:
 // the availability claim is about a fault state that stays put long enough.
 void Sim::fault_changed() {

@@ -309,6 +309,7 @@ class Sim {
   // availability during faults (sim_checks.cc)
   void availability_tick();
   void fault_changed();
+  void check_quiesced();
   bool group_healthy(int group, std::string* why);
   bool marker_tick(int group);
   // clients

@@ -129,6 +129,9 @@ void Sim::destroy_replica(int n, int g) {
   nd.retired[static_cast<size_t>(g)] = true;
   ++result_.stats.destroyed;
   trace(fmt::format("n{} g{}: replica destroyed after applying its removal", n + 1, g + 1));
+  // Its peers' transports learn that the replica is gone (the node answers "no such group"),
+  // which wakes quiesced followers as a lost leader does (raft.h).
+  wake_all();
 }
 
 // A replica's configuration changes only when it applies a conf change entry or installs a

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 
 namespace raftd::sim {
@@ -40,15 +41,19 @@ Run run_sim(const std::string& args) {
   return r;
 }
 
-// The mutation check the task asks for: `raftd-sim --bug NAME --seeds 500` must fail with a
-// violation and say how to replay it.
-void expect_caught(const std::string& bug) {
-  const Run r = run_sim("--bug " + bug + " --seeds 500");
-  INFO(r.out.substr(0, 2000));
+// A mutation must be caught: `raftd-sim --bug NAME --seeds N` fails with a violation of the
+// expected kind (one of `kinds`: the checkers that see this bug) and says how to replay it.
+void expect_caught(const std::string& bug, int seeds, std::initializer_list<const char*> kinds) {
+  const Run r = run_sim("--bug " + bug + " --seeds " + std::to_string(seeds));
+  INFO(r.out.substr(0, 3000));
   CHECK(r.status == 1);
   CHECK(r.out.find(": VIOLATION: ") != std::string::npos);
   CHECK(r.out.find("replay: raftd-sim --seed ") != std::string::npos);
   CHECK(r.out.find("--bug " + bug) != std::string::npos);
+  const std::string first_line = r.out.substr(0, r.out.find('\n'));
+  bool expected = false;
+  for (const char* k : kinds) expected = expected || first_line.find(k) != std::string::npos;
+  CHECK_MESSAGE(expected, "unexpected kind of violation: ", first_line);
 }
 
 }  // namespace
@@ -102,6 +107,62 @@ TEST_CASE("sim: the log-matching checker sees a diverged entry or predecessor at
   }
 }
 
+TEST_CASE("sim: modes are drawn per seed, can be forced, and replay") {
+  int membership = 0, plain = 0;
+  for (uint64_t seed = 1; seed <= 12; ++seed) {
+    SimOptions o = small(seed, kFaultAll);
+    o.steps = 50;
+    const SimResult r = run_simulation(o);
+    membership += r.modes.find("membership=on") != std::string::npos;
+    plain += r.modes.find("prevote=off") != std::string::npos;
+  }
+  CHECK(membership > 0);
+  CHECK(membership < 12);
+  CHECK(plain > 0);
+  SimOptions o = small(21, kFaultAll);
+  o.force = {{"membership", true}, {"prevote", false}, {"split-hs", true}};
+  const SimResult a = run_simulation(o);
+  const SimResult b = run_simulation(o);
+  CHECK(a.trace_hash == b.trace_hash);
+  CHECK(a.modes.find("membership=on prevote=off") != std::string::npos);
+  CHECK(a.modes.find("split-hs=on") != std::string::npos);
+  CHECK(replay_command(o) ==
+        "raftd-sim --seed 21 --nodes 3 --groups 2 --steps 600 --faults all --mode "
+        "membership=on --mode prevote=off --mode split-hs=on");
+  std::string name;
+  bool on = false;
+  CHECK(parse_mode("disk-stall=on", &name, &on));
+  CHECK((name == "disk-stall" && on));
+  CHECK_FALSE(parse_mode("disk-stall=maybe", &name, &on));
+  CHECK_FALSE(parse_mode("no-such-mode=on", &name, &on));
+}
+
+TEST_CASE("sim: membership changes in a calm cluster: spares join, leaders leave, all agree") {
+  int changes = 0, destroyed = 0;
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SimOptions o = small(seed, kFaultNone);
+    o.steps = 1500;
+    o.force = {{"membership", true}};
+    const SimResult r = run_simulation(o);
+    CAPTURE(seed);
+    CHECK_MESSAGE(r.ok, r.violation, "\n", r.details);
+    CHECK(r.stats.committed > 100);
+    changes += static_cast<int>(r.stats.conf_changes);
+    destroyed += static_cast<int>(r.stats.destroyed);
+  }
+  CHECK(changes >= 6);
+  CHECK(destroyed >= 1);
+}
+
+TEST_CASE("sim: the availability checker sees a group that cannot elect while healthy") {
+  SimOptions o = small(3, kFaultNone);
+  o.mute_votes = true;
+  const SimResult r = run_simulation(o);
+  CHECK_FALSE(r.ok);
+  CHECK(r.violation.find("availability: group ") != std::string::npos);
+  CHECK(r.details.find("group ") != std::string::npos);
+}
+
 TEST_CASE("sim: faults parse and print") {
   uint32_t f = 0;
   CHECK(parse_faults("none", &f));
@@ -131,18 +192,42 @@ TEST_CASE("raftd-sim: --seed prints the trace hash, usage errors exit 2") {
   CHECK(run_sim("--nodes 0").status == 2);
 }
 
-TEST_CASE("raftd-sim mutation: commit_prev_term is caught") { expect_caught("commit_prev_term"); }
+// Violation kinds, as the checkers word them.
+constexpr const char* kCompleteness = "lacks index";
+constexpr const char* kRecord = "was committed there";
+constexpr const char* kTwoLeaders = "two leaders";
+constexpr const char* kQuorum = "that no majority of its voters";
+constexpr const char* kStale = "not linearizable";
+constexpr const char* kInvariant = "invariant:";
+constexpr const char* kConf = "configuration changed without a conf change";
+constexpr const char* kSleeps = "sleeps (quiesced) under leader";
+
+TEST_CASE("raftd-sim mutation: commit_prev_term is caught") {
+  expect_caught("commit_prev_term", 500, {kCompleteness, kRecord, kQuorum});
+}
 TEST_CASE("raftd-sim mutation: vote_before_persist is caught") {
-  expect_caught("vote_before_persist");
+  expect_caught("vote_before_persist", 500, {kTwoLeaders, kCompleteness});
 }
 TEST_CASE("raftd-sim mutation: ack_before_persist is caught") {
-  expect_caught("ack_before_persist");
+  expect_caught("ack_before_persist", 500, {kQuorum});
 }
 TEST_CASE("raftd-sim mutation: read_without_quorum is caught") {
-  expect_caught("read_without_quorum");
+  expect_caught("read_without_quorum", 500, {kStale});
 }
 TEST_CASE("raftd-sim mutation: truncate_committed is caught") {
-  expect_caught("truncate_committed");
+  expect_caught("truncate_committed", 500, {kQuorum, kCompleteness, kInvariant, kRecord});
+}
+TEST_CASE("raftd-sim mutation: learner_in_quorum is caught") {
+  expect_caught("learner_in_quorum", 100, {kQuorum, kCompleteness});
+}
+TEST_CASE("raftd-sim mutation: conf_at_append is caught") {
+  expect_caught("conf_at_append", 50, {kConf});
+}
+TEST_CASE("raftd-sim mutation: quiesce_without_lease is caught") {
+  expect_caught("quiesce_without_lease", 300, {kSleeps});
+}
+TEST_CASE("raftd-sim mutation: read_index_unconfirmed is caught") {
+  expect_caught("read_index_unconfirmed", 500, {kStale});
 }
 
 }  // namespace raftd::sim
