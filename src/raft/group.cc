@@ -471,6 +471,8 @@ void GroupImpl::apply_conf_state(const ConfState& cs, LogIndex index) {
   if (lead_transferee_ != kNoNode && !contains(conf_.voters, lead_transferee_)) {
     lead_transferee_ = kNoNode;
   }
+  // The quorum changed: pending reads may be confirmed already (e.g. a single voter is left).
+  release_confirmed_reads();
   if (maybe_commit()) after_commit_advanced();
   bcast_append();
 }

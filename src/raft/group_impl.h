@@ -113,6 +113,8 @@ class GroupImpl {
   void handle_transfer(NodeId to);
   bool maybe_send_append(NodeId to, bool send_if_empty);
   void bcast_append();
+  // An empty append at the end of `to`'s full inflight window (lost appends show as a reject).
+  void send_window_probe(NodeId to);
   void send_heartbeat(NodeId to, uint64_t round);
   void bcast_heartbeat();
   void send_timeout_now(NodeId to);

@@ -87,10 +87,12 @@ bool GroupImpl::step_term_check(const Message& m) {
     return true;
   }
   if (m.term < term_) {
-    if ((cfg_.check_quorum || cfg_.pre_vote) &&
-        (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat)) {
-      // A stale leader (or a node cut off under PreVote/CheckQuorum) learns our term this way;
-      // otherwise it could never be told it was replaced (thesis §9.6 interplay).
+    // Answer with our term (thesis Fig. 3.2: every response carries currentTerm), so a stale
+    // leader or candidate learns it was replaced. In every mode: under PreVote/CheckQuorum a
+    // node cut off may never see a higher-term request otherwise (§9.6 interplay), and without
+    // them a stale leader that the new configuration no longer contacts (it was removed, or
+    // the new leader's appends to it are lost) would keep leading its old term forever.
+    if (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat) {
       Message r;
       r.type = MessageType::kAppendResp;
       r.to = m.from;
@@ -98,9 +100,9 @@ bool GroupImpl::step_term_check(const Message& m) {
       msgs_.push_back(std::move(r));
       msgs_.back().group = cfg_.group;
       msgs_.back().from = cfg_.id;
-    } else if (m.type == MessageType::kPreVote) {
+    } else if (m.type == MessageType::kPreVote || m.type == MessageType::kVote) {
       Message r;
-      r.type = MessageType::kPreVoteResp;
+      r.type = m.type == MessageType::kPreVote ? MessageType::kPreVoteResp : MessageType::kVoteResp;
       r.to = m.from;
       r.term = term_;
       r.reject = true;
@@ -348,9 +350,15 @@ void GroupImpl::handle_heartbeat_resp(const Message& m) {
   pr.probe_sent = false;
   if (pr.state == ProgressState::kReplicate &&
       pr.inflights.full(cfg_.max_inflight_msgs, cfg_.max_inflight_bytes)) {
-    pr.inflights.free_first();
+    // The window is full and the follower is alive: either our appends were lost or its disk is
+    // slow. Freeing a slot would send more entries on every heartbeat, without bound, to a
+    // follower whose disk stalls. Instead an empty append at the end of the window: a follower
+    // that lost appends rejects it (and we go back to probing from its match); one that is only
+    // slow acknowledges it once its writes are durable.
+    send_window_probe(m.from);
+  } else if (pr.match < log_.last_index()) {
+    maybe_send_append(m.from, true);
   }
-  if (pr.match < log_.last_index()) maybe_send_append(m.from, true);
   if (m.context > pr.read_ack) {
     pr.read_ack = m.context;
     release_confirmed_reads();
@@ -395,6 +403,27 @@ bool GroupImpl::maybe_send_append(NodeId to, bool send_if_empty) {
   if (pr.state == ProgressState::kProbe) pr.probe_sent = true;
   send(std::move(m));
   return true;
+}
+
+void GroupImpl::send_window_probe(NodeId to) {
+  Progress& pr = progress_.at(to);
+  LogIndex prev = pr.next - 1;
+  std::optional<Term> prev_term = log_.term(prev);
+  if (!prev_term) {
+    // Compacted meanwhile: what the follower misses may need a snapshot; probing finds out.
+    pr.become_probe();
+    maybe_send_append(to, true);
+    return;
+  }
+  Message m;
+  m.type = MessageType::kAppend;
+  m.to = to;
+  m.term = term_;
+  m.index = prev;
+  m.log_term = *prev_term;
+  m.commit = log_.committed();
+  pr.sent_commit = std::max(pr.sent_commit, std::min(m.commit, prev));
+  send(std::move(m));
 }
 
 void GroupImpl::bcast_append() {

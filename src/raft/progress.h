@@ -16,9 +16,6 @@ class Inflights {
   void add(LogIndex last, uint64_t bytes);
   // Frees every append whose last index is <= `index` (they were acknowledged).
   void free_le(LogIndex index);
-  // Frees the oldest append (a heartbeat answer shows the follower is alive but our appends
-  // may have been lost: make room so replication resumes and a rejection resets `next`).
-  void free_first();
   void reset();
   bool full(uint32_t max_msgs, uint64_t max_bytes) const;
   uint32_t count() const { return static_cast<uint32_t>(window_.size() - head_); }

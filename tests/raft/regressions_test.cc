@@ -186,3 +186,121 @@ TEST_CASE("raft membership: a removed leader hands leadership to the most caught
     CHECK_FALSE(c.g(l).conf_state().joint());
   }
 }
+
+// A read waits for a quorum of the configuration; when a change leaves the leader as the only
+// voter, that read is confirmed by the leader alone and must be answered right away, not when
+// some later read comes along.
+TEST_CASE("raft read_index: a read pending when the group shrinks to one voter is answered") {
+  Cluster c(2);
+  c.elect(1);
+  Result<LogIndex> rm = c.propose_conf_change(1, cc_remove(2));
+  REQUIRE(rm.is_ok());
+  c.process_readys();
+  c.deliver_all();  // node 2 gets the removal
+  c.process_readys();
+  REQUIRE(c.read_index(1, 5).is_ok());
+  // Node 2's answers to the read round never arrive; its acknowledgement of the removal does.
+  c.set_filter([](const Message& m) { return m.type != MessageType::kHeartbeatResp; });
+  c.stabilize();
+  REQUIRE(c.g(1).conf_state().voters == node_ids({1}));
+  REQUIRE(c.node(1).read_states.size() == 1);
+  CHECK(c.node(1).read_states[0].request_id == 5);
+  CHECK(c.node(1).read_states[0].ok);
+  CHECK(c.node(1).read_states[0].index >= rm.value() - 1);
+}
+
+// Plain mode (no PreVote, no CheckQuorum): a leader cut off while the others elected a new one
+// and removed it from the group is never contacted again by the new leader. Its heartbeats of
+// the old term must be answered with the new term, or it leads its old term forever.
+TEST_CASE("raft plain mode: a stale removed leader learns the new term from its own heartbeats") {
+  ClusterOptions o;
+  o.pre_vote = false;
+  o.check_quorum = false;
+  Cluster c(3, o);
+  c.elect(1);
+  c.isolate(1);
+  campaign_until_leader(c, 2);
+  c.run_ticks(1);
+  REQUIRE(c.propose_conf_change(2, cc_remove(1)).is_ok());
+  c.stabilize();
+  REQUIRE(c.g(2).conf_state().voters == node_ids({2, 3}));
+  c.heal();
+  c.run_ticks(5);
+  CHECK(c.g(1).role() == Role::kFollower);
+  CHECK(c.g(1).term() == c.g(2).term());
+  CHECK(c.leader() == 2);
+}
+
+// Plain mode: a candidate of a stale term learns the current term from the rejection.
+TEST_CASE("raft plain mode: a lower-term vote request is rejected with the current term") {
+  ClusterOptions o;
+  o.pre_vote = false;
+  o.check_quorum = false;
+  Cluster c(3, o);
+  c.elect(1);
+  Message v;
+  v.type = MessageType::kVote;
+  v.group = kTestGroup;
+  v.from = NodeId(3);
+  v.to = NodeId(2);
+  v.term = Term(0);
+  v.index = c.g(3).last_index();
+  v.log_term = c.g(3).last_term();
+  c.deliver(v);
+  c.process_readys();
+  std::vector<Message> resp = c.take([](const Message& m) {
+    return m.from == NodeId(2) && m.to == NodeId(3) && m.type == MessageType::kVoteResp;
+  });
+  REQUIRE(resp.size() == 1);
+  CHECK(resp[0].reject);
+  CHECK(resp[0].term == c.g(2).term());
+}
+
+// Flow control: a follower whose disk stalls answers heartbeats but acknowledges nothing. The
+// leader must not push one more append per heartbeat: the follower holds at most one window of
+// entries it has not made durable.
+TEST_CASE("raft replication: a follower with a stalled disk gets at most one window of entries") {
+  ClusterOptions o;
+  o.max_inflight_msgs = 4;
+  o.max_msg_bytes = 1;  // one entry per append
+  Cluster c(3, o);
+  c.elect(1);
+  c.run_ticks(1);
+  REQUIRE(c.g(1).progress(NodeId(2))->state == ProgressState::kReplicate);
+  const LogIndex durable = c.g(2).persisted_index();
+  c.set_manual_persist(2, true);  // its writes never complete
+  for (int i = 0; i < 30; ++i) {
+    REQUIRE(c.propose(1, "e" + std::to_string(i)).is_ok());
+    c.stabilize();
+  }
+  c.run_ticks(60);
+  CHECK(c.g(1).commit_index() == c.g(1).last_index());  // nodes 1 and 3 commit
+  CHECK(c.g(2).last_index() <= durable + 4);
+  CHECK(c.g(1).progress(NodeId(2))->inflight_msgs <= 4);
+
+  c.persist(2);  // the disk recovers: node 2 catches up
+  c.set_manual_persist(2, false);
+  c.run_ticks(10);
+  CHECK(c.g(2).last_index() == c.g(1).last_index());
+  CHECK(c.node(2).applied_data().size() == 30);
+}
+
+// Flow control: appends lost with the window full are recovered through the heartbeat answers.
+TEST_CASE("raft replication: a full window of lost appends is resent after a heartbeat") {
+  ClusterOptions o;
+  o.max_inflight_msgs = 2;
+  o.max_msg_bytes = 1;
+  Cluster c(3, o);
+  c.elect(1);
+  c.run_ticks(1);
+  c.set_filter(
+      [](const Message& m) { return !(m.type == MessageType::kAppend && m.to == NodeId(2)); });
+  for (int i = 0; i < 6; ++i) {
+    REQUIRE(c.propose(1, "e" + std::to_string(i)).is_ok());
+    c.stabilize();
+  }
+  REQUIRE(c.g(1).progress(NodeId(2))->inflight_msgs == 2);
+  c.set_filter(nullptr);
+  c.run_ticks(10);
+  CHECK(c.node(2).applied_data().size() == 6);
+}
