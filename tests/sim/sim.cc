@@ -15,7 +15,6 @@ Modes draw_modes(uint64_t seed, const std::map<std::string, bool>& force) {
   m.check_quorum = side.below(4) != 0;
   m.lazy_ready = side.below(3) == 0;
   m.split_hs = side.below(3) == 0;
-  m.lazy_commit = side.below(3) == 0;
   m.disk_stall = side.below(4) == 0;
   m.wire_survives = side.below(3) == 0;
   for (const auto& [name, on] : force) {
@@ -32,7 +31,6 @@ void draw_mode_rates(Prng& rng, Swarm* s) {
     s->remove_leader_ppm = static_cast<uint32_t>(rng.range(0, 4)) * 100'000;
   }
   if (m.lazy_ready) s->lazy_ready_ppm = static_cast<uint32_t>(rng.range(3, 9)) * 100'000;
-  if (m.lazy_commit) s->lazy_commit_ppm = static_cast<uint32_t>(rng.range(3, 10)) * 100'000;
   if (m.split_hs) s->split_landed_ppm = static_cast<uint32_t>(rng.range(2, 8)) * 100'000;
   if (m.disk_stall) {
     s->stall_ppm = static_cast<uint32_t>(rng.range(1, 10)) * 1'000;
@@ -122,6 +120,7 @@ void Sim::init() {
     n.tick_period_us = kTickUs - 500 + static_cast<int64_t>(rng_.below(1001));
     n.lazy_ready = swarm_.modes.lazy_ready && rng_.below(2) == 0;
     n.retired.assign(static_cast<size_t>(o_.groups), false);
+    n.removed_at.assign(static_cast<size_t>(o_.groups), LogIndex(0));
     for (int g = 0; g < o_.groups; ++g) {
       std::unique_ptr<Replica> r;
       if (static_cast<int>(i) < o_.nodes) {
@@ -166,12 +165,9 @@ void Sim::boot(Node& n) {
     if (!n.replicas[g]) continue;
     Replica& r = *n.replicas[g];
     const raft::SnapshotMeta& snap = r.storage.snapshot();
-    raft::HardState hs = r.hard_state;
-    // The commit index is persisted lazily; a durable snapshot proves everything up to it
-    // committed.
-    hs.commit = std::max(hs.commit, snap.index);
+    // The last durable hard state, as raft.h requires (the commit index is durable state).
     r.group = std::make_unique<raft::Group>(make_config(n.id, static_cast<int>(g)), r.storage,
-                                            raft::BootState{hs, snap, snap.index});
+                                            raft::BootState{r.hard_state, snap, snap.index});
     r.app = App::decode(r.snapshot_data, snap.index);
     r.conf = snap.conf_state;       // applied = snapshot index: the snapshot's configuration
     r.checked_commit = snap.index;  // the next check verifies the durable log against the record
@@ -270,10 +266,6 @@ void Sim::dispatch(const Event& e) {
       }
       break;
     case Ev::kClientStart: client_start(e.node); break;
-    case Ev::kDestroy:
-      if (node(e.node).incarnation == e.a && hosts(e.node, e.group))
-        destroy_replica(e.node, e.group);
-      break;
     case Ev::kClientTimeout: {
       Client& c = clients_[static_cast<size_t>(e.node)];
       if (c.busy && c.serial == e.a) client_complete(c, lincheck::EventType::kInfo);
@@ -294,6 +286,10 @@ void Sim::world_tick() {
   ++world_ticks_;
   if (!healed_) inject_faults();
   if (world_ticks_ % kLogCheckEveryTicks == 0) check_logs();
+  for (int g = 0; g < o_.groups && swarm_.modes.membership && result_.ok; ++g) {
+    leave_explicit_joint(g);
+  }
+  if (swarm_.modes.membership && result_.ok) destroy_removed();
   if (healed_) liveness_tick();
   if (!healed_) availability_tick();
   if (swarm_.modes.quiesce) check_quiesced();
@@ -416,6 +412,8 @@ void Sim::maybe_compact(int n, int g) {
   const LogIndex at = r.app.applied;
   if (at - r.storage.snapshot().index < kCompactAfterEntries) return;
   if (at > r.storage.last_index()) return;  // applied entries are durable, but be exact
+  // The applied state may become durable only up to the durable commit index (raft.h).
+  if (at > r.hard_state.commit) return;
   auto meta = r.group->compact(at);
   if (!meta && meta.status().code() == Code::kUnavailable) return;  // a snapshot is installing
   if (!meta) {
@@ -530,13 +528,8 @@ void Sim::make_durable(int n, const DiskWrite& w, bool with_hard_state) {
     }
     r.storage.append(w.entries);
   }
-  if (!w.hard_state || !with_hard_state) return;
-  // Lazy commit (raft.h: commit may be persisted lazily): a write that only moves the commit
-  // index is sometimes skipped, so a restart sees an older commit.
-  const bool commit_only =
-      w.hard_state->term == r.hard_state.term && w.hard_state->vote == r.hard_state.vote;
-  if (commit_only && rng_.chance(swarm_.lazy_commit_ppm)) return;
-  r.hard_state = *w.hard_state;
+  // Entries first, then the hard state (raft.h): a crash may fall in between (split-hs).
+  if (w.hard_state && with_hard_state) r.hard_state = *w.hard_state;
 }
 
 void Sim::disk_done(const Event& e) {
@@ -609,18 +602,17 @@ std::string faults_name(uint32_t faults) {
 }
 
 const std::vector<std::string>& mode_names() {
-  static const std::vector<std::string> kNames = {"membership",  "prevote",    "checkquorum",
-                                                  "quiesce",     "lazy-ready", "split-hs",
-                                                  "lazy-commit", "disk-stall", "wire-survives"};
+  static const std::vector<std::string> kNames = {"membership", "prevote",      "checkquorum",
+                                                  "quiesce",    "lazy-ready",   "split-hs",
+                                                  "disk-stall", "wire-survives"};
   return kNames;
 }
 
 namespace {
 
 bool* mode_flag(Modes* m, const std::string& name) {
-  bool* flags[] = {&m->membership,  &m->pre_vote,   &m->check_quorum,
-                   &m->quiesce,     &m->lazy_ready, &m->split_hs,
-                   &m->lazy_commit, &m->disk_stall, &m->wire_survives};
+  bool* flags[] = {&m->membership, &m->pre_vote, &m->check_quorum, &m->quiesce,
+                   &m->lazy_ready, &m->split_hs, &m->disk_stall,   &m->wire_survives};
   const auto& names = mode_names();
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == name) return flags[i];

@@ -56,12 +56,11 @@ struct Modes {
   bool quiesce = false;        // raft::Config::quiesce_after_ticks > 0
   bool lazy_ready = false;     // some nodes step several inputs before calling ready()
   bool split_hs = false;       // a crash may land a batch's entries without its hard state
-  bool lazy_commit = false;    // a commit-only hard state is sometimes not written
   bool disk_stall = false;     // a node's disk stops completing for a while
   bool wire_survives = false;  // a crashed node's in-flight messages may still arrive
 };
 // Mode names, in the order of Modes: membership, prevote, checkquorum, quiesce, lazy-ready,
-// split-hs, lazy-commit, disk-stall, wire-survives.
+// split-hs, disk-stall, wire-survives.
 const std::vector<std::string>& mode_names();
 bool set_mode(Modes* m, const std::string& name, bool on);  // false: unknown name
 // "NAME=on|off" -> (name, on); false when malformed or unknown.

@@ -95,7 +95,6 @@ struct Swarm {
   uint32_t conf_ppm = 0;
   uint32_t remove_leader_ppm = 0;  // of those changes: remove the leader itself
   uint32_t lazy_ready_ppm = 0;     // on a lazy-Ready node: chance an input is not drained
-  uint32_t lazy_commit_ppm = 0;    // chance a commit-only hard state write is skipped
   uint32_t split_landed_ppm = 0;   // at a crash: the in-flight batch's entries landed, not its HS
   uint32_t stall_ppm = 0;          // per world tick: a node's disk stalls
   int64_t stall_max_us = 0;
@@ -184,11 +183,12 @@ struct Node {
   // Per group: null when this node hosts no replica of it (never added, or destroyed after
   // applying its removal; a removed node id never rejoins that group, as in etcd).
   std::vector<std::unique_ptr<Replica>> replicas;
-  std::vector<bool> retired;       // per group: the replica was destroyed
-  bool lazy_ready = false;         // steps several inputs before calling ready() (driver mode)
-  int64_t stall_until = 0;         // the disk completes nothing before this time
-  std::vector<DiskWrite> disk;     // waiting for the next batch, in Ready order
-  std::vector<DiskWrite> writing;  // the batch in flight (one write + one fsync)
+  std::vector<bool> retired;         // per group: the replica was destroyed
+  std::vector<LogIndex> removed_at;  // per group: the replica applied its removal at this index
+  bool lazy_ready = false;           // steps several inputs before calling ready() (driver mode)
+  int64_t stall_until = 0;           // the disk completes nothing before this time
+  std::vector<DiskWrite> disk;       // waiting for the next batch, in Ready order
+  std::vector<DiskWrite> writing;    // the batch in flight (one write + one fsync)
 };
 
 struct Client {
@@ -217,7 +217,6 @@ enum class Ev : uint8_t {
   kClientStart,
   kClientTimeout,
   kSnapshotReport,
-  kDestroy,  // a replica that applied its own removal is destroyed (a = incarnation)
 };
 
 struct Event {
@@ -300,9 +299,11 @@ class Sim {
   void maybe_stall_disk();
   // membership (sim_membership.cc)
   void membership_tick(int group);
+  void leave_explicit_joint(int group);
   std::optional<raft::ConfChange> draw_conf_change(int group, const raft::ConfState& cs,
                                                    NodeId leader);
   void create_replica(int node, int group);
+  void destroy_removed();
   void destroy_replica(int node, int group);
   void check_conf(int node, int group, const raft::ConfState& before_ready);
   void note_applied_conf(int node, int group, const raft::Ready& rd);

@@ -84,7 +84,7 @@ void add_options(CLI::App& app, Args& a) {
       ->capture_default_str();
   app.add_option("--mode", a.modes,
                  "force a mode NAME=on|off (else drawn per seed): membership, prevote, "
-                 "checkquorum, quiesce, lazy-ready, split-hs, lazy-commit, disk-stall, "
+                 "checkquorum, quiesce, lazy-ready, split-hs, disk-stall, "
                  "wire-survives");
   app.add_option("--bug", a.o.bug,
                  "reintroduce a classic bug in the core: commit_prev_term, vote_before_persist, "

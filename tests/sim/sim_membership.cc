@@ -29,6 +29,24 @@ std::string change_name(const raft::ConfChange& cc) {
 
 }  // namespace
 
+// The application's half of an explicit joint change (ConfTransition::kJointExplicit): once the
+// leader applied the joint configuration, the driver proposes leaving it, as an admin tool
+// would, until the leader accepts.
+void Sim::leave_explicit_joint(int g) {
+  for (int n = 0; n < n_nodes_; ++n) {
+    raft::Group* grp = running(n, g);
+    if (!grp || grp->role() != raft::Role::kLeader) continue;
+    const raft::ConfState& cs = grp->conf_state();
+    if (!cs.joint() || cs.auto_leave) return;
+    auto index = grp->propose_conf_change(raft::ConfChange{});
+    if (!index) return;
+    trace(fmt::format("n{} g{} proposes leaving the joint configuration: index {}", n + 1, g + 1,
+                      index->value()));
+    drain(n, g);
+    return;
+  }
+}
+
 // Now and then a group's leader proposes a change: add a spare node as learner or voter,
 // promote a learner, demote or remove a voter (the leader itself too), remove a learner, or
 // several of these at once (joint consensus, left automatically or explicitly).
@@ -58,11 +76,8 @@ void Sim::membership_tick(int g) {
 std::optional<raft::ConfChange> Sim::draw_conf_change(int g, const raft::ConfState& cs,
                                                       NodeId leader) {
   raft::ConfChange cc;
-  if (cs.joint()) {
-    if (cs.auto_leave) return std::nullopt;
-    return cc;  // the explicit leave
-  }
-  std::vector<NodeId> spares;  // nodes that may join: never removed from this group
+  if (cs.joint()) return std::nullopt;  // left automatically or by leave_explicit_joint()
+  std::vector<NodeId> spares;           // nodes that may join: never removed from this group
   for (int n = 0; n < n_nodes_; ++n) {
     const NodeId id(node(n).id);
     if (!member(cs, id) && !node(n).retired[static_cast<size_t>(g)]) spares.push_back(id);
@@ -115,8 +130,9 @@ void Sim::create_replica(int n, int g) {
   trace(fmt::format("n{} g{}: replica created", n + 1, g + 1));
 }
 
-// The daemon stops and deletes a replica once it applied its own removal: its state, its
-// queued disk writes, and whatever clients waited on it.
+// The daemon stops and deletes a replica once it applied its own removal and the remaining
+// voters applied it too (destroy_removed): its state, its queued disk writes, and whatever
+// clients waited on it.
 void Sim::destroy_replica(int n, int g) {
   Node& nd = node(n);
   for (Client& c : clients_) {
@@ -127,11 +143,35 @@ void Sim::destroy_replica(int n, int g) {
   std::erase_if(nd.writing, other_group);
   nd.replicas[static_cast<size_t>(g)].reset();
   nd.retired[static_cast<size_t>(g)] = true;
+  nd.removed_at[static_cast<size_t>(g)] = LogIndex(0);
   ++result_.stats.destroyed;
   trace(fmt::format("n{} g{}: replica destroyed after applying its removal", n + 1, g + 1));
   // Its peers' transports learn that the replica is gone (the node answers "no such group"),
   // which wakes quiesced followers as a lost leader does (raft.h).
   wake_all();
+}
+
+// raft.h / doc/raft.md rule 5: a driver keeps a removed replica running until the remaining
+// voters have applied its removal (a running voter applied it; a down one has it below its
+// durable commit index and applies it before it may campaign). Then the replica is destroyed.
+void Sim::destroy_removed() {
+  for (int n = 0; n < n_nodes_; ++n) {
+    for (int g = 0; g < o_.groups; ++g) {
+      const LogIndex at = node(n).removed_at[static_cast<size_t>(g)];
+      if (at.value() == 0 || !hosts(n, g)) continue;
+      const raft::ConfState& cs = rep(n, g).conf;
+      bool all = true;
+      for (const auto* voters : {&cs.voters, &cs.voters_outgoing}) {
+        for (NodeId v : *voters) {
+          const int i = static_cast<int>(v.value()) - 1;
+          if (!hosts(i, g)) continue;
+          const Replica& r = rep(i, g);
+          all = all && (r.group ? r.app.applied >= at : r.hard_state.commit >= at);
+        }
+      }
+      if (all) destroy_replica(n, g);
+    }
+  }
 }
 
 // A replica's configuration changes only when it applies a conf change entry or installs a
@@ -174,8 +214,8 @@ void Sim::note_applied_conf(int n, int g, const raft::Ready& rd) {
   }
   const NodeId self(node(n).id);
   if (member(was, self) && !member(r.conf, self)) {
-    schedule(
-        Event{.t = now_, .kind = Ev::kDestroy, .node = n, .group = g, .a = node(n).incarnation});
+    node(n).removed_at[static_cast<size_t>(g)] = last->index;
+    trace(fmt::format("n{} g{} applied its own removal at {}", n + 1, g + 1, last->index.value()));
   }
 }
 
