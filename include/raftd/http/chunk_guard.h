@@ -60,6 +60,8 @@ class ChunkGuard {
     kBad,
   };
   void bad(int status, std::string_view reason);
+  void step_chunk_line(char c);  // states before the last chunk's CRLF
+  void step_trailers(char c);    // states of the trailer section
 
   State state_ = State::kSize;
   std::uint64_t size_ = 0;
