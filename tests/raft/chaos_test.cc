@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 
 #include "harness.h"
@@ -23,7 +24,36 @@ constexpr uint64_t kSeeds = 60;
 // Simulated ticks a healed cluster gets to elect a leader and commit (many election timeouts).
 constexpr int kLivenessTicks = 400;
 
-void run(uint64_t seed, size_t nodes, ClusterOptions opts) {
+// Seeds per configuration; RAFTD_CHAOS_SEEDS=N runs N instead (for long manual runs).
+uint64_t seed_count() {
+  const char* env = std::getenv("RAFTD_CHAOS_SEEDS");
+  if (env == nullptr) return kSeeds;
+  uint64_t n = std::strtoull(env, nullptr, 10);
+  return n == 0 ? kSeeds : n;
+}
+
+// A random membership change for the current configuration `cs` of the group's nodes 1..nodes:
+// remove a member, add a node as voter (new or a learner being promoted) or as learner (new or
+// a voter being demoted). Never removes the last voter.
+ConfChange random_conf_change(const ConfState& cs, size_t nodes, std::mt19937_64& rng) {
+  NodeId n(1 + rng() % nodes);
+  bool voter = std::find(cs.voters.begin(), cs.voters.end(), n) != cs.voters.end();
+  ConfChange cc;
+  switch (rng() % 3) {
+    case 0:
+      if (!(voter && cs.voters.size() == 1)) cc.changes.push_back({ConfChangeType::kRemove, n});
+      break;
+    case 1: cc.changes.push_back({ConfChangeType::kAddVoter, n}); break;
+    default:
+      if (!(voter && cs.voters.size() == 1)) {
+        cc.changes.push_back({ConfChangeType::kAddLearner, n});
+      }
+      break;
+  }
+  return cc;
+}
+
+void run(uint64_t seed, size_t nodes, ClusterOptions opts, bool membership = false) {
   CAPTURE(seed);
   std::mt19937_64 rng(seed);
   auto pick = [&](uint64_t n) { return rng() % n; };
@@ -73,6 +103,12 @@ void run(uint64_t seed, size_t nodes, ClusterOptions opts) {
         // Reorder what is in flight.
         std::shuffle(c.queue().begin(), c.queue().end(), rng);
         break;
+      case 10:
+        if (membership && c.node(id).up() && c.g(id).role() == Role::kLeader) {
+          ConfChange cc = random_conf_change(c.g(id).conf_state(), nodes, rng);
+          if (!cc.changes.empty()) (void)c.propose_conf_change(id, cc);
+        }
+        break;
       default:
         if (c.node(id).up()) c.tick(id);
         break;
@@ -98,7 +134,10 @@ void run(uint64_t seed, size_t nodes, ClusterOptions opts) {
   }
   // A proposal can still be lost to a leader change; keep proposing until one is applied by all.
   auto everyone_applied_final = [&] {
-    for (uint64_t n = 1; n <= nodes; ++n) {
+    uint64_t l = c.leader();
+    if (l == 0) return false;
+    for (NodeId member : raftd::raft::test::members(c.g(l).conf_state())) {
+      uint64_t n = member.value();
       std::vector<std::string> d = c.node(n).applied_data();
       if (std::find(d.begin(), d.end(), "final") == d.end()) return false;
     }
@@ -118,7 +157,7 @@ void run(uint64_t seed, size_t nodes, ClusterOptions opts) {
 }  // namespace
 
 TEST_CASE("raft chaos: 3 nodes, PreVote + CheckQuorum") {
-  for (uint64_t seed = 1; seed <= kSeeds; ++seed) run(seed, 3, {});
+  for (uint64_t seed = 1; seed <= seed_count(); ++seed) run(seed, 3, {});
 }
 
 TEST_CASE("raft chaos: 5 nodes, plain Raft (no PreVote, no CheckQuorum), small windows") {
@@ -127,11 +166,30 @@ TEST_CASE("raft chaos: 5 nodes, plain Raft (no PreVote, no CheckQuorum), small w
   o.check_quorum = false;
   o.max_inflight_msgs = 2;
   o.max_msg_bytes = 64;
-  for (uint64_t seed = 100; seed < 100 + kSeeds; ++seed) run(seed, 5, o);
+  for (uint64_t seed = 100; seed < 100 + seed_count(); ++seed) run(seed, 5, o);
 }
 
 TEST_CASE("raft chaos: 3 nodes with quiescing") {
   ClusterOptions o;
   o.quiesce_after_ticks = 3;
-  for (uint64_t seed = 200; seed < 200 + kSeeds; ++seed) run(seed, 3, o);
+  for (uint64_t seed = 200; seed < 200 + seed_count(); ++seed) run(seed, 3, o);
+}
+
+TEST_CASE("raft chaos: 3 nodes with membership changes") {
+  for (uint64_t seed = 300; seed < 300 + seed_count(); ++seed) run(seed, 3, {}, true);
+}
+
+TEST_CASE("raft chaos: 3 nodes with membership changes, plain Raft, small windows") {
+  ClusterOptions o;
+  o.pre_vote = false;
+  o.check_quorum = false;
+  o.max_inflight_msgs = 2;
+  o.max_msg_bytes = 64;
+  for (uint64_t seed = 400; seed < 400 + seed_count(); ++seed) run(seed, 3, o, true);
+}
+
+TEST_CASE("raft chaos: 5 nodes with membership changes and quiescing") {
+  ClusterOptions o;
+  o.quiesce_after_ticks = 3;
+  for (uint64_t seed = 500; seed < 500 + seed_count(); ++seed) run(seed, 5, o, true);
 }

@@ -88,6 +88,15 @@ struct Node {
   }
 };
 
+// Every node named in `cs` (voters of both halves, learners, learners_next), sorted, unique.
+inline std::vector<NodeId> members(const ConfState& cs) {
+  std::set<NodeId> all;
+  for (const auto* v : {&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next}) {
+    all.insert(v->begin(), v->end());
+  }
+  return {all.begin(), all.end()};
+}
+
 class Cluster {
  public:
   explicit Cluster(size_t voters, ClusterOptions opts = {}) : opts_(std::move(opts)) {
@@ -339,8 +348,13 @@ class Cluster {
     Status s = try_compact(id, index);
     REQUIRE_MESSAGE(s.is_ok(), s.to_string());
   }
-  // Same, but a refusal (index not applied yet, snapshot being installed) is returned.
+  // Same, but a refusal (index not applied yet, snapshot being installed) is returned. Like a
+  // correct driver, the harness never makes a snapshot durable beyond the durable commit index
+  // (a restart would find applied > commit).
   Status try_compact(uint64_t id, uint64_t index) {
+    if (LogIndex(index) > node(id).durable_hard_state.commit) {
+      return Status(Code::kInvalidArgument, "harness: compaction beyond the durable commit");
+    }
     Result<SnapshotMeta> meta = g(id).compact(LogIndex(index));
     if (!meta.is_ok()) return meta.status();
     node(id).storage->compact(meta.value());

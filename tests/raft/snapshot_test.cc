@@ -138,3 +138,85 @@ TEST_CASE("raft snapshot: a stale snapshot is answered with the commit index") {
   REQUIRE(resp.size() == 1);
   CHECK(resp[0].index == c.g(2).commit_index());
 }
+
+namespace {
+
+using raftd::raft::test::kTestGroup;
+
+Message snapshot_msg(uint64_t from, uint64_t to, Term term, SnapshotMeta meta) {
+  Message m;
+  m.type = MessageType::kSnapshot;
+  m.group = kTestGroup;
+  m.from = NodeId(from);
+  m.to = NodeId(to);
+  m.term = term;
+  m.snapshot = Snapshot{std::move(meta), "app"};
+  return m;
+}
+
+// Gives node 2 the log (1..5, all of term 1) with commit 1, through a hand-made append.
+void give_log_of_term1(Cluster& c) {
+  std::vector<Entry> es;
+  for (uint64_t i = 1; i <= 5; ++i) {
+    es.push_back(Entry{Term(1), LogIndex(i), EntryType::kNormal, "t1-" + std::to_string(i)});
+  }
+  Message m;
+  m.type = MessageType::kAppend;
+  m.group = kTestGroup;
+  m.from = NodeId(1);
+  m.to = NodeId(2);
+  m.term = Term(1);
+  m.entries = es;
+  m.commit = LogIndex(1);
+  c.deliver(m);
+  c.process_readys();
+  REQUIRE(c.g(2).last_index() == LogIndex(5));
+  REQUIRE(c.g(2).commit_index() == LogIndex(1));
+  c.queue().clear();
+}
+
+ConfState voters_123() {
+  ConfState cs;
+  cs.voters = {NodeId(1), NodeId(2), NodeId(3)};
+  return cs;
+}
+
+}  // namespace
+
+TEST_CASE("raft snapshot: installing onto a conflicting log replaces the whole log") {
+  Cluster c(3);
+  give_log_of_term1(c);
+  // A leader of term 2 whose entry 3 has term 2: entries 3..5 of node 2 conflict.
+  c.deliver(snapshot_msg(3, 2, Term(2), SnapshotMeta{LogIndex(3), Term(2), voters_123()}));
+  CHECK(c.g(2).last_index() == LogIndex(3));
+  CHECK(c.g(2).last_term() == Term(2));
+  CHECK(c.g(2).commit_index() == LogIndex(3));
+  CHECK(c.g(2).term_at(LogIndex(4)) == std::nullopt);  // the conflicting tail is gone
+  c.process_readys();
+  std::vector<Message> resp =
+      c.take([](const Message& m) { return m.type == MessageType::kAppendResp; });
+  REQUIRE(resp.size() == 1);
+  CHECK_FALSE(resp[0].reject);
+  CHECK(resp[0].index == LogIndex(3));
+  CHECK(c.node(2).storage->snapshot().index == LogIndex(3));
+  CHECK(c.node(2).storage->last_index() == LogIndex(3));
+  CHECK(c.g(2).applied_index() == LogIndex(3));
+}
+
+TEST_CASE("raft snapshot: a snapshot the follower's log already matches keeps the log") {
+  Cluster c(3);
+  give_log_of_term1(c);
+  c.deliver(snapshot_msg(1, 2, Term(1), SnapshotMeta{LogIndex(3), Term(1), voters_123()}));
+  CHECK(c.g(2).last_index() == LogIndex(5));  // entries 4 and 5 stay
+  CHECK(c.g(2).commit_index() == LogIndex(3));
+  c.process_readys();
+  std::vector<Message> resp =
+      c.take([](const Message& m) { return m.type == MessageType::kAppendResp; });
+  REQUIRE(resp.size() == 1);
+  CHECK_FALSE(resp[0].reject);
+  CHECK(resp[0].index == LogIndex(3));
+  CHECK(c.node(2).storage->snapshot().index == LogIndex(0));  // nothing installed
+  CHECK(c.node(2).storage->last_index() == LogIndex(5));
+  CHECK(c.g(2).applied_index() == LogIndex(3));
+  CHECK(c.node(2).applied_data() == std::vector<std::string>{"t1-1", "t1-2", "t1-3"});
+}

@@ -215,8 +215,9 @@ class Group {
   void report_unreachable(NodeId to);
   // Leaves the quiesced state (see the quiescing rule above). Cheap no-op otherwise.
   void wake();
-  // The driver compacted its log storage up to `index` (<= applied). Returns the metadata of a
-  // snapshot at `index` (term and configuration as of `index`).
+  // The driver compacted its log storage up to `index` (<= applied, and <= the commit index of
+  // the last DURABLE hard state: a snapshot is applied state, see "Hard state" above). Returns
+  // the metadata of a snapshot at `index` (term and configuration as of `index`).
   Result<SnapshotMeta> compact(LogIndex index);
   // Metadata for a snapshot of the application at `index` (in [snapshot index, applied]).
   Result<SnapshotMeta> snapshot_meta_at(LogIndex index) const;
