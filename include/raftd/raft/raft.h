@@ -55,7 +55,9 @@
 // kQuiesce, any proposal or read wakes a replica. Because followers of a quiesced leader never
 // time out, the DRIVER must call wake() on a quiesced follower when it learns that the leader's
 // node is unreachable or restarted (transport failure, node liveness); otherwise a crashed
-// quiesced leader is never replaced.
+// quiesced leader is never replaced. A follower obeys kQuiesce only while it has heard from that
+// leader within an election timeout and not within an election timeout after a wake(), so a
+// notice still in flight when the leader died cannot put woken followers back to sleep.
 #pragma once
 
 #include <cstdint>
@@ -213,7 +215,8 @@ class Group {
   void report_snapshot(NodeId to, bool ok);
   // The transport could not reach `to`: stop pipelining to it (back to probing).
   void report_unreachable(NodeId to);
-  // Leaves the quiesced state (see the quiescing rule above). Cheap no-op otherwise.
+  // Leaves the quiesced state (see the quiescing rule above); on a follower, also refuses
+  // kQuiesce for the next election timeout. Cheap otherwise.
   void wake();
   // The driver compacted its log storage up to `index` (<= applied, and <= the commit index of
   // the last DURABLE hard state: a snapshot is applied state, see "Hard state" above). Returns
