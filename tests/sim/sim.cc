@@ -17,6 +17,7 @@ Modes draw_modes(uint64_t seed, const std::map<std::string, bool>& force) {
   m.split_hs = side.below(3) == 0;
   m.disk_stall = side.below(4) == 0;
   m.wire_survives = side.below(3) == 0;
+  m.two_to_one = side.below(2) == 0;
   for (const auto& [name, on] : force) {
     RAFTD_ASSERT(set_mode(&m, name, on), "sim: unknown mode (checked by the CLI)");
   }
@@ -602,18 +603,19 @@ std::string faults_name(uint32_t faults) {
 }
 
 const std::vector<std::string>& mode_names() {
-  static const std::vector<std::string> kNames = {"membership", "prevote",      "checkquorum",
-                                                  "quiesce",    "lazy-ready",   "split-hs",
-                                                  "disk-stall", "wire-survives"};
+  static const std::vector<std::string> kNames = {"membership", "prevote",       "checkquorum",
+                                                  "quiesce",    "lazy-ready",    "split-hs",
+                                                  "disk-stall", "wire-survives", "two-to-one"};
   return kNames;
 }
 
 namespace {
 
 bool* mode_flag(Modes* m, const std::string& name) {
-  bool* flags[] = {&m->membership, &m->pre_vote, &m->check_quorum, &m->quiesce,
-                   &m->lazy_ready, &m->split_hs, &m->disk_stall,   &m->wire_survives};
+  bool* flags[] = {&m->membership, &m->pre_vote,   &m->check_quorum,  &m->quiesce,   &m->lazy_ready,
+                   &m->split_hs,   &m->disk_stall, &m->wire_survives, &m->two_to_one};
   const auto& names = mode_names();
+  static_assert(std::size(flags) == 9, "one flag per mode name");
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == name) return flags[i];
   }

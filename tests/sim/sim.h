@@ -58,9 +58,10 @@ struct Modes {
   bool split_hs = false;       // a crash may land a batch's entries without its hard state
   bool disk_stall = false;     // a node's disk stops completing for a while
   bool wire_survives = false;  // a crashed node's in-flight messages may still arrive
+  bool two_to_one = false;     // membership changes may shrink two voters to one
 };
 // Mode names, in the order of Modes: membership, prevote, checkquorum, quiesce, lazy-ready,
-// split-hs, disk-stall, wire-survives.
+// split-hs, disk-stall, wire-survives, two-to-one.
 const std::vector<std::string>& mode_names();
 bool set_mode(Modes* m, const std::string& name, bool on);  // false: unknown name
 // "NAME=on|off" -> (name, on); false when malformed or unknown.

@@ -110,6 +110,15 @@ std::optional<raft::ConfChange> Sim::draw_conf_change(int g, const raft::ConfSta
     cc.changes.push_back(it);
   }
   if (cc.changes.empty()) return std::nullopt;
+  // The 2-to-1 shrink (doc/raft.md rule 5) only in `two-to-one` seeds.
+  std::vector<NodeId> incoming = cs.voters;
+  for (const raft::ConfChangeItem& it : cc.changes) {
+    std::erase(incoming, it.node);
+    if (it.type == raft::ConfChangeType::kAddVoter) incoming.push_back(it.node);
+  }
+  if (!swarm_.modes.two_to_one && cs.voters.size() == 2 && incoming.size() == 1) {
+    return std::nullopt;
+  }
   cc.transition = static_cast<raft::ConfTransition>(rng_.below(3));
   return cc;
 }
@@ -152,8 +161,9 @@ void Sim::destroy_replica(int n, int g) {
 }
 
 // raft.h / doc/raft.md rule 5: a driver keeps a removed replica running until the remaining
-// voters have applied its removal (a running voter applied it; a down one has it below its
-// durable commit index and applies it before it may campaign). Then the replica is destroyed.
+// voters have applied its removal. "Applied" must survive their crashes: each has the removal
+// below its durable commit index, so it applies it (again) before it may campaign (rule 7).
+// Then the replica is destroyed.
 void Sim::destroy_removed() {
   for (int n = 0; n < n_nodes_; ++n) {
     for (int g = 0; g < o_.groups; ++g) {
@@ -166,7 +176,7 @@ void Sim::destroy_removed() {
           const int i = static_cast<int>(v.value()) - 1;
           if (!hosts(i, g)) continue;
           const Replica& r = rep(i, g);
-          all = all && (r.group ? r.app.applied >= at : r.hard_state.commit >= at);
+          all = all && r.hard_state.commit >= at;
         }
       }
       if (all) destroy_replica(n, g);
