@@ -308,7 +308,7 @@ void Sim::drain(int n, int g) {
     raft::Ready rd = r.group->ready();
     process_ready(n, g, rd);
   }
-  if (result_.ok) check_conf(n, g, before);
+  if (result_.ok) check_conf(n, g);
   if (result_.ok) check_commit_quorum(n, g, before);
   if (result_.ok) check_replica(n, g);
 }

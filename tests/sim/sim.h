@@ -4,8 +4,10 @@
 // through the same Ready cycle the daemon uses, over a simulated network (loss, delay,
 // duplication, reordering, symmetric and asymmetric partitions) and simulated disks (per-node
 // FIFO of writes with latency; a crash loses every write not yet durable and may tear the one
-// in progress), with crashes, restarts, leader transfers, log compaction and snapshots, and
-// clients doing reads (ReadIndex), writes and cas on a small key space per group.
+// in progress; disks may stall), with crashes, restarts, leader transfers, log compaction and
+// snapshots, membership changes (learners, joint configurations, leader removal, spare nodes
+// joining), per-seed configuration and driver modes (Modes), and clients doing reads
+// (ReadIndex), writes and cas on a small key space per group.
 //
 // Everything random comes from one Prng seeded with the run's seed, time is simulated, and all
 // iteration that affects behaviour is over ordered containers, so a seed replays a run exactly
@@ -15,9 +17,12 @@
 // check_invariants(), at most one leader per (group, term), every newly committed index agrees
 // with the record of everything ever committed, and replicas apply the same entry at each
 // index, and log matching for every entry a Ready hands out (same index and term on two
-// replicas: same data, same term before it); periodically, every replica's committed log
-// prefix against that record; at the end, the client histories are linearizable (lincheck.h)
-// and, after all faults heal, every group elects a leader and commits a fresh entry within
+// replicas: same data, same term before it), a leader is a voter of its configuration, leader
+// completeness, every newly committed entry durable on a majority of the voters, and
+// configurations change only by applying; every tick, availability of healthy groups and no
+// follower asleep under a lost leader; periodically, every replica's committed log prefix
+// against that record; at the end, the client histories are linearizable (lincheck.h) and,
+// after all faults heal, every group elects a leader and commits a fresh entry within
 // kLivenessTicks.
 //
 // Threading: single-threaded. The selected raft mutation (raftd/raft/bugs.h) is process-wide.

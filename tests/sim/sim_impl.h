@@ -305,7 +305,7 @@ class Sim {
   void create_replica(int node, int group);
   void destroy_removed();
   void destroy_replica(int node, int group);
-  void check_conf(int node, int group, const raft::ConfState& before_ready);
+  void check_conf(int node, int group);
   void note_applied_conf(int node, int group, const raft::Ready& rd);
   // availability during faults (sim_checks.cc)
   void availability_tick();

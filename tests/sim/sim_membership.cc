@@ -185,10 +185,8 @@ void Sim::destroy_removed() {
 }
 
 // A replica's configuration changes only when it applies a conf change entry or installs a
-// snapshot (raft.h: apply-time semantics). `before` is the core's configuration before the
-// drain; the Readies of the drain updated Replica::conf.
-void Sim::check_conf(int n, int g, const raft::ConfState& before) {
-  (void)before;
+// snapshot (raft.h: apply-time semantics): the Readies of the drain updated Replica::conf.
+void Sim::check_conf(int n, int g) {
   const Replica& r = rep(n, g);
   if (r.group->conf_state() == r.conf) return;
   violate(
