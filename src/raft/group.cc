@@ -10,8 +10,19 @@
 
 namespace raftd::raft {
 
+namespace {
+
+// The commit index to boot with. A snapshot covers committed entries only, so its index is
+// committed even when the hard state written after it did not become durable (a crash between
+// installing a Ready's snapshot and writing that Ready's hard state: raft.h, "Hard state").
+LogIndex boot_commit(const BootState& boot) {
+  return std::max(boot.hard_state.commit, boot.snapshot.index);
+}
+
+}  // namespace
+
 GroupImpl::GroupImpl(const Config& config, const LogStorage& storage, const BootState& boot)
-    : cfg_(config), log_(storage, boot.snapshot, boot.hard_state.commit, boot.applied) {
+    : cfg_(config), log_(storage, boot.snapshot, boot_commit(boot), boot.applied) {
   Status s = cfg_.validate();
   RAFTD_ASSERT(s.is_ok(), "raft::Group: invalid Config (call Config::validate() first)");
   RAFTD_ASSERT(validate_conf_state(boot.snapshot.conf_state).is_ok(),
@@ -21,11 +32,19 @@ GroupImpl::GroupImpl(const Config& config, const LogStorage& storage, const Boot
   // Subtle bug #16: a hard state ahead of the log means lost or corrupted storage; refuse.
   RAFTD_ASSERT(boot.hard_state.commit <= storage.last_index(),
                "raft::Group: commit index beyond the last stored entry (log lost or truncated?)");
-  RAFTD_ASSERT(boot.snapshot.index <= boot.applied && boot.applied <= boot.hard_state.commit,
+  RAFTD_ASSERT(boot.snapshot.index <= boot.applied && boot.applied <= boot_commit(boot),
                "raft::Group: applied index outside [snapshot index, commit]");
   rng_state_ = cfg_.random_seed ^ (cfg_.id.value() * 0x9E3779B97F4A7C15ull);
   term_ = boot.hard_state.term;
   vote_ = boot.hard_state.vote;
+  if (log_.last_term() > term_) {
+    // The entries of a Ready became durable, its hard state (written after them) did not: the
+    // node had moved to the entries' term in that Ready. It promised nothing in that term (votes
+    // and acks wait for the whole Ready, and a vote in it would have made the term durable in an
+    // earlier Ready), so it resumes in that term with no vote; the next Ready persists it.
+    term_ = log_.last_term();
+    vote_ = kNoNode;
+  }
   conf_ = boot.snapshot.conf_state;
   conf_index_ = boot.snapshot.index;
   // Apply-time semantics: the active configuration is the one as of the applied index.

@@ -304,3 +304,47 @@ TEST_CASE("raft replication: a full window of lost appends is resent after a hea
   c.run_ticks(10);
   CHECK(c.node(2).applied_data().size() == 6);
 }
+
+// The driver writes a Ready's entries before its hard state (raft.h) and crashes in between:
+// the durable log holds entries of a term newer than the durable hard state. The replica boots
+// in that term, with no vote, and persists it with its first Ready.
+TEST_CASE("raft restart: entries durable without their hard state") {
+  ConfState cs;
+  cs.voters = node_ids({1, 2, 3});
+  SnapshotMeta boot{LogIndex(0), Term(0), cs};
+  MemoryLogStorage st(boot);
+  st.append({Entry{Term(1), LogIndex(1), EntryType::kEmpty, ""},
+             Entry{Term(3), LogIndex(2), EntryType::kEmpty, ""},
+             Entry{Term(3), LogIndex(3), EntryType::kNormal, "x"}});
+  Config cfg;
+  cfg.id = NodeId(2);
+  cfg.group = kTestGroup;
+  Group g(cfg, st, BootState{HardState{Term(1), NodeId(1), LogIndex(1)}, boot, LogIndex(0)});
+  CHECK(g.check_invariants().is_ok());
+  CHECK(g.term() == Term(3));
+  CHECK(g.vote() == kNoNode);
+  CHECK(g.commit_index() == LogIndex(1));
+  Ready rd = g.ready();
+  REQUIRE(rd.hard_state.has_value());
+  CHECK(*rd.hard_state == HardState{Term(3), kNoNode, LogIndex(1)});
+  g.advance(rd);
+  CHECK(g.check_invariants().is_ok());
+}
+
+// Same with a snapshot installed from a leader: the snapshot is durable, the hard state written
+// after it is not. A snapshot covers committed entries only, so the replica boots with its
+// commit index at the snapshot index.
+TEST_CASE("raft restart: a snapshot durable without its hard state") {
+  ConfState cs;
+  cs.voters = node_ids({1, 2, 3});
+  SnapshotMeta snap{LogIndex(5), Term(2), cs};
+  MemoryLogStorage st(snap);
+  Config cfg;
+  cfg.id = NodeId(2);
+  cfg.group = kTestGroup;
+  Group g(cfg, st, BootState{HardState{Term(2), kNoNode, LogIndex(2)}, snap, LogIndex(5)});
+  CHECK(g.check_invariants().is_ok());
+  CHECK(g.commit_index() == LogIndex(5));
+  CHECK(g.applied_index() == LogIndex(5));
+  CHECK(g.term() == Term(2));
+}

@@ -23,10 +23,12 @@
 // Hard state (term, vote AND commit; nothing in it is a hint):
 //   - rd.hard_state must be durable before rd.messages_after_persist leave and before
 //     on_persisted() is called for rd.entries (both wait for the whole Ready's write).
-//   - It must not become durable before rd.entries: its commit may cover them, and a hard
-//     state ahead of the log stops the node at boot (subtle bug #16). Entries first, or one
-//     atomic write. Writing only the newest of several queued hard states is fine (they only
-//     grow) as long as the rules above hold for every Ready it stands for.
+//   - It must not become durable before rd.entries (nor before rd.snapshot): its commit may
+//     cover them, and a hard state ahead of the log stops the node at boot (subtle bug #16).
+//     Entries first, or one atomic write. A crash between the two writes is fine: the core boots
+//     in the term of its last entry if that is newer than the hard state's (with no vote), and
+//     with commit >= the snapshot index. Writing only the newest of several queued hard states
+//     is fine (they only grow) as long as the rules above hold for every Ready it stands for.
 //   - The application must never make an applied index durable beyond the durable commit index
 //     (BootState: applied <= hard_state.commit); applying in memory earlier is fine.
 //   - A restart passes the last durable hard state. Restarting with an older commit index is a
@@ -129,7 +131,8 @@ class LogStorage {
 // group starts from {hard_state = {}, snapshot = {index 0, term 0, conf_state = initial members},
 // applied = 0} with empty storage. A restart passes the persisted hard state, the latest snapshot
 // metadata and the index the application has durably applied (snapshot.index <= applied <=
-// hard_state.commit); committed entries after `applied` are handed out again. hard_state must be
+// max(hard_state.commit, snapshot.index)); committed entries after `applied` are handed out
+// again. hard_state must be
 // the last durable one (never an older commit index: see "Hard state" above).
 struct BootState {
   HardState hard_state;
