@@ -99,6 +99,10 @@ class GroupImpl {
   void send(Message m);
   bool step_term_check(const Message& m);
   void step_vote_request(const Message& m);
+  // Vote responses carry the voter's commit index and its term; a candidate whose log matches
+  // there commits up to it (Log Matching makes that prefix committed).
+  void attach_commit(Message* r) const;
+  void learn_commit(const Message& m);
   void step_leader(const Message& m);
   void step_candidate(const Message& m);
   void step_follower(const Message& m);

@@ -46,6 +46,9 @@ void GroupImpl::step(const Message& m) {
   bool idle_traffic =
       m.type == MessageType::kQuiesce || (m.type == MessageType::kHeartbeatResp && !m.reject);
   if (!idle_traffic) unquiesce(false);
+  if (m.type == MessageType::kVoteResp || m.type == MessageType::kPreVoteResp) {
+    learn_commit(m);  // whatever its term: a commit index stays true forever
+  }
   // Only a follower that heard from this very leader within an election timeout, and was not
   // woken by the driver within the last election timeout, may go to sleep: a notice delayed past
   // a wake() (the driver saw the leader's node fail) or past our own election timeout must not
@@ -106,6 +109,7 @@ bool GroupImpl::step_term_check(const Message& m) {
       r.to = m.from;
       r.term = term_;
       r.reject = true;
+      attach_commit(&r);
       send(std::move(r));
     }
     return false;
@@ -125,11 +129,32 @@ void GroupImpl::step_vote_request(const Message& m) {
   r.to = m.from;
   r.term = grant ? m.term : term_;
   r.reject = !grant;
+  attach_commit(&r);
   if (grant && !pre) {
     election_elapsed_ = 0;
     vote_ = m.from;
   }
   send(std::move(r));
+}
+
+void GroupImpl::attach_commit(Message* r) const {
+  std::optional<Term> t = log_.term(log_.committed());
+  if (!t) return;  // a snapshot being installed: nothing to tell
+  r->commit = log_.committed();
+  r->log_term = *t;
+}
+
+void GroupImpl::learn_commit(const Message& m) {
+  // Log Matching: if our entry at m.commit has the term the voter has there, our log up to it is
+  // the voter's, which the voter knows to be committed. This is how a node that missed a commit
+  // (a crash before its hard state was durable, lost messages) learns it from a voter, e.g. that
+  // a change removing that voter is committed, when only that voter could otherwise elect it.
+  if (role_ == Role::kLeader || m.commit <= log_.committed()) return;
+  if (!log_.match_term(m.commit, m.log_term)) return;
+  log_.commit_to(m.commit);
+  // A (pre-)candidate that now has a committed, unapplied configuration change gives up this
+  // election (may_campaign()); it campaigns again under the new configuration once applied.
+  if (role_ != Role::kFollower && has_unapplied_conf_changes()) become_follower(term_, kNoNode);
 }
 
 void GroupImpl::step_candidate(const Message& m) {

@@ -348,3 +348,49 @@ TEST_CASE("raft restart: a snapshot durable without its hard state") {
   CHECK(g.applied_index() == LogIndex(5));
   CHECK(g.term() == Term(2));
 }
+
+// A voter that knows a commit tells it in its vote answers. Two voters {1, 2}; leader 1 removes
+// itself and node 2 misses the commit. Without the commit in the vote answers: node 2 wins with
+// node 1's vote and appends its no-op, which reaches node 1 but is lost on node 2 (crash before
+// its write); then node 1's log is longer, it refuses node 2's votes and, removed, never
+// campaigns: no leader ever. With it, node 2 learns from node 1's answer that the removal is
+// committed, applies it and elects itself alone.
+TEST_CASE("raft membership: a candidate learns a missed commit from a voter's answer") {
+  Cluster c(2);
+  c.elect(1);
+  Result<LogIndex> rm = c.propose_conf_change(1, cc_remove(1));
+  REQUIRE(rm.is_ok());
+  const LogIndex at = rm.value();
+  c.set_filter([at](const Message& m) {
+    return !(m.from == NodeId(1) && (m.commit >= at || m.type == MessageType::kTimeoutNow));
+  });
+  c.stabilize();
+  REQUIRE(c.g(1).role() == Role::kFollower);
+  REQUIRE(c.g(1).commit_index() >= at);
+  REQUIRE(c.g(2).commit_index() < at);
+  c.set_filter(nullptr);
+
+  // Node 2 campaigns; whatever it leads, its own writes never complete before the crash, while
+  // node 1 stores what node 2 sends it (but its answers are lost).
+  c.set_manual_persist(2, true);
+  c.force_campaign(2);
+  for (int i = 0; i < 10; ++i) {
+    c.stabilize();
+    if (c.g(2).role() == Role::kLeader) break;  // its no-op stays unwritten
+    c.persist(2);
+  }
+  c.set_filter([](const Message& m) { return m.from != NodeId(1); });
+  c.stabilize();
+  c.crash(2);
+  c.set_filter(nullptr);
+  c.restart(2);
+  c.set_manual_persist(2, false);
+
+  for (int i = 0; i < 100 && c.leader() == 0; ++i) c.run_ticks(1);
+  REQUIRE(c.leader() == 2);
+  CHECK(c.g(2).conf_state().voters == node_ids({2}));
+  c.crash(1);
+  REQUIRE(c.propose(2, "alone").is_ok());
+  c.stabilize();
+  CHECK(c.node(2).applied_data() == std::vector<std::string>{"alone"});
+}

@@ -120,9 +120,10 @@ Result<ConfChange> decode_conf_change(const std::string& data);
 
 enum class MessageType : uint8_t {
   kVote = 0,        // candidate -> voter: index/log_term = candidate's last entry; transfer flag
-  kVoteResp,        // reject = not granted
+  kVoteResp,        // reject = not granted; commit/log_term = the voter's commit index and its
+                    // term (a candidate whose log matches there learns that commit)
   kPreVote,         // like kVote, term = the term the candidate would use; changes no state
-  kPreVoteResp,     // term = the request's term when granted
+  kPreVoteResp,     // term = the request's term when granted; commit/log_term as kVoteResp
   kAppend,          // index/log_term = previous entry; entries; commit
   kAppendResp,      // index = last index known to match; on reject see reject_hint/log_term
   kHeartbeat,       // commit = min(follower's match, leader commit); context = read round
@@ -146,11 +147,13 @@ struct Message {
   Term term;  // sender's term (kPreVote: the term it would campaign in)
 
   Term log_term;   // kAppend: term of entry `index`; votes: candidate's last term;
+                   // vote responses: term of entry `commit`;
                    // rejected kAppendResp: term of the follower's entry at reject_hint
   LogIndex index;  // kAppend: previous entry's index; votes: candidate's last index;
                    // kAppendResp: last matching index (or the rejected index when reject)
   std::vector<Entry> entries;
-  LogIndex commit;  // kAppend / kHeartbeat / kQuiesce: the leader's commit index for this follower
+  LogIndex commit;  // kAppend / kHeartbeat / kQuiesce: the leader's commit index for this
+                    // follower; vote responses: the voter's commit index
 
   bool reject = false;
   LogIndex reject_hint;  // rejected kAppendResp: follower's guess of the last matching index
