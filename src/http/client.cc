@@ -292,7 +292,8 @@ void ClientConnection::consume(std::string_view data) {
 }
 
 void ClientConnection::process_backlog() {
-  while (!backlog_.empty() && !body_paused_ && busy_ && !closing_) {
+  // A body paused on its last byte ends with an empty feed, with nothing in the backlog.
+  while ((!backlog_.empty() || parser_.body_paused()) && !body_paused_ && busy_ && !closing_) {
     std::string input;
     input.swap(backlog_);
     consume(input);

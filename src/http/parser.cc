@@ -305,6 +305,8 @@ Framing MessageParser::framing_after_head() {
 }
 
 FeedResult MessageParser::feed(std::string_view data) {
+  // An empty feed only finishes a body paused on its last byte (see body_paused()).
+  if (data.empty() && !body_paused_) return {0, ParseEvent::kNeedMore};
   std::size_t total = 0;
   for (;;) {
     const FeedResult r = feed_once(data.substr(total));
@@ -337,6 +339,7 @@ void MessageParser::end_message() {
 // known), then, for a chunked body, no more than the chunk guard has scanned.
 FeedResult MessageParser::feed_once(std::string_view data) {
   if (error_status_ != 0) return {0, ParseEvent::kError};
+  body_paused_ = false;
   std::size_t limit = data.size();
   const bool guarding = chunk_guard_on_;
   if (guard_.verdict() != HeaderGuard::Verdict::kDone) {
@@ -360,10 +363,12 @@ FeedResult MessageParser::feed_once(std::string_view data) {
     }
     limit = std::min(guarded_, data.size());
   }
-  const llhttp_errno_t err = llhttp_execute(&parser_, data.data(), limit);
+  // Never a null pointer, even for the empty feed that resumes a paused body.
+  const char* at = data.empty() ? "" : data.data();
+  const llhttp_errno_t err = llhttp_execute(&parser_, at, limit);
   std::size_t consumed = limit;
   if (err == HPE_PAUSED) {
-    consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - at);
   }
   if (guarding && err != HPE_OK && err != HPE_PAUSED) {
     consumed = 0;
@@ -382,7 +387,10 @@ FeedResult MessageParser::feed_once(std::string_view data) {
   }
   if (err == HPE_PAUSED) {
     llhttp_resume(&parser_);
-    if (!message_done_) return {consumed, ParseEvent::kBodyPaused};
+    if (!message_done_) {
+      body_paused_ = true;
+      return {consumed, ParseEvent::kBodyPaused};
+    }
     if (guarding && !guard_ended) {
       fail(400, "chunked body framing is ambiguous");
       return {0, ParseEvent::kError};

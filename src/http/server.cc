@@ -305,7 +305,8 @@ void Connection::process(std::string_view fresh) {
   if (from_pending) pending_.append(fresh);
   std::string_view input = from_pending ? std::string_view(pending_) : fresh;
   const std::size_t before = input.size();
-  while (!input.empty() && can_parse()) {
+  // A body paused on its last byte ends with an empty feed: no input needs to wait for it.
+  while ((!input.empty() || parser_.body_paused()) && can_parse()) {
     if (!ex_.active_ && !parser_.mid_message()) request_start_ = Clock::now();
     const FeedResult r = parser_.feed(input);
     input.remove_prefix(r.consumed);

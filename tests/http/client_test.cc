@@ -321,6 +321,30 @@ TEST_SUITE("http") {
     }
   }
 
+  TEST_CASE("http::Client: a response body paused on its last byte ends when resumed") {
+    // Declared before the fixture: its close() reports to them if the test fails early.
+    std::optional<Status> done;
+    std::string body;
+    Fixture f;
+    ResponseCallbacks cb;
+    cb.on_body = [&](std::string_view chunk) {
+      body.append(chunk);
+      return Flow::kPause;
+    };
+    cb.on_done = [&](Status st) { done = std::move(st); };
+    const RequestId id = f.client->request("127.0.0.1", f.server->port(), make("GET", "/x"), cb);
+    REQUIRE(testing::run_until(*f.reactor, [&] { return body == "GET /x "; }));
+    testing::run_for(*f.reactor, 50ms);
+    CHECK_FALSE(done.has_value());
+    // The whole response is in; nothing more will arrive. Resuming must end it at once (not at
+    // the response timeout, 30 s).
+    f.client->resume(id);
+    REQUIRE(testing::run_until(
+        *f.reactor, [&] { return done.has_value(); }, 5s));
+    CHECK(done->is_ok());
+    CHECK(f.client->idle_connections("127.0.0.1", f.server->port()) == 1);
+  }
+
   TEST_CASE("http::Client: close() cancels queued and running requests") {
     ClientOptions co;
     co.connections_per_target_max = 1;

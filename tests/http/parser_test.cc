@@ -412,6 +412,29 @@ TEST_SUITE("http") {
     CHECK(r.consumed == 27);
     CHECK(rec.t.text.find("BODY abcdef\nEND\nHEAD GET / 1.1") != std::string::npos);
   }
+
+  TEST_CASE("http::RequestParser: a body paused on its last byte ends on an empty feed") {
+    RequestRecorder rec;
+    rec.pause_every = 1;
+    RequestParser parser(rec);
+    const std::string input = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
+    FeedResult r = parser.feed(input);
+    REQUIRE(r.event == ParseEvent::kBodyPaused);
+    CHECK(r.consumed == input.size());
+    CHECK(parser.body_paused());
+    // Nothing else will arrive (the client waits for the answer): the owner resumes with an
+    // empty feed, which must end the message.
+    r = parser.feed({});
+    CHECK(r.event == ParseEvent::kMessageEnd);
+    CHECK(r.consumed == 0);
+    CHECK_FALSE(parser.body_paused());
+    CHECK_FALSE(parser.mid_message());
+    CHECK(rec.t.text.ends_with("BODY abc\nEND\n"));
+    // An empty feed between messages is a no-op.
+    r = parser.feed({});
+    CHECK(r.event == ParseEvent::kNeedMore);
+    CHECK_FALSE(parser.mid_message());
+  }
 }
 
 // ---- responses ----

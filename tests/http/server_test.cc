@@ -387,6 +387,25 @@ TEST_SUITE("http") {
     CHECK(c.received.ends_with("late"));
   }
 
+  TEST_CASE("http::Server: a body paused on its last byte ends when resumed") {
+    // The progress timeout would end a request that is never completed; keep it short so a
+    // request stuck after resume_body() shows as a closed connection, not a slow test.
+    ServerOptions o;
+    o.progress_timeout_ms = 3000;
+    ServerFixture f(o);
+    RawClient c(f.port());
+    c.send("POST /pause HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.paused.size() == 1; }));
+    testing::run_for(*f.reactor, 50ms);
+    CHECK(f.handler.ended.empty());
+    // The client sends nothing more: it waits for the answer.
+    f.handler.paused[0]->resume_body();
+    REQUIRE(c.wait_for(*f.reactor, ends_with("POST /pause abc")));
+    CHECK_FALSE(c.closed);
+    CHECK(f.handler.ended.size() == 1);
+    CHECK(f.handler.paused.size() == 1);  // the whole body came in one piece
+  }
+
   TEST_CASE("http::Server: close() aborts open exchanges") {
     ServerFixture f;
     RawClient c(f.port());

@@ -15,7 +15,8 @@ class TestHandler : public Handler {
     std::string bytes;
   };
 
-  // "/slow" and "/hang" are held (the test answers them or never does); "/reject" is answered
+  // "/slow" and "/hang" are held (the test answers them or never does); "/pause" pauses its
+  // body at every piece (the test resumes it); "/reject" is answered
   // 403 from on_headers; "/chunked" streams a chunked response; "/head-len" declares a length;
   // anything else echoes "<method> <target> <body>".
   void on_headers(Exchange& ex) override {
@@ -25,7 +26,9 @@ class TestHandler : public Handler {
   }
   Flow on_body(Exchange& ex, std::string_view chunk) override {
     static_cast<Body*>(ex.context())->bytes.append(chunk);
-    return Flow::kContinue;
+    if (ex.request().target != "/pause") return Flow::kContinue;
+    paused.push_back(&ex);
+    return Flow::kPause;
   }
   void on_end(Exchange& ex) override {
     const Request& req = ex.request();
@@ -68,11 +71,13 @@ class TestHandler : public Handler {
   void on_aborted(Exchange& ex) override {
     ++aborted;
     std::erase(held, &ex);
+    std::erase(paused, &ex);
   }
 
   std::vector<std::string> heads;
   std::vector<std::string> ended;
   std::vector<Exchange*> held;
+  std::vector<Exchange*> paused;  // "/pause" exchanges, once per paused body piece
   int aborted = 0;
   int big_pieces_written = 0;
 };

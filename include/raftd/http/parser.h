@@ -55,6 +55,10 @@ class MessageParser {
   // Consumes a prefix of `data` (see ParseEvent). After kMessageEnd, the next call starts the
   // next message. After kError every call returns kError.
   FeedResult feed(std::string_view data);
+  // The last feed() returned kBodyPaused. The body may have been paused on its very last byte:
+  // its end is then reported by the next feed(), which may be empty (the owner must make that
+  // call on resume even when no input waits, or the message never ends).
+  bool body_paused() const { return body_paused_; }
 
   // The status code to answer with (400, 413, 431, 501, 505; 502 for responses) and a short
   // reason; 0 if no error.
@@ -122,6 +126,7 @@ class MessageParser {
   bool head_done_ = false;
   bool message_done_ = false;
   bool message_reported_ = false;
+  bool body_paused_ = false;  // the last feed_once() returned kBodyPaused
   std::uint64_t body_bytes_ = 0;
   int error_status_ = 0;
   std::string error_reason_;
