@@ -48,9 +48,10 @@ enum Faults : uint32_t {
 bool parse_faults(const std::string& text, uint32_t* out);
 std::string faults_name(uint32_t faults);
 
-// Checker self-test: the log-matching checker sees node 2's entry at SimOptions::diverge_index
-// with other data, or after an entry of another term, as if that replica's log had diverged.
-enum class Diverge : uint8_t { kNone, kData, kPrevTerm };
+// Checker self-tests: the log-matching checker sees node 2's entry at SimOptions::diverge_index
+// with other data, or after an entry of another term, as if that replica's log had diverged;
+// kLeaderNotVoter: the membership checker sees every leader's configuration without it.
+enum class Diverge : uint8_t { kNone, kData, kPrevTerm, kLeaderNotVoter };
 
 // The configuration and driver modes of a run. Each is drawn from the seed (a stream of its own)
 // unless forced on or off with SimOptions::force (`--mode NAME=on|off`).

@@ -167,6 +167,14 @@ TEST_CASE("sim: membership changes in a calm cluster: spares join, leaders leave
   CHECK(destroyed >= 1);
 }
 
+TEST_CASE("sim: the membership checker sees a leader outside its configuration") {
+  SimOptions o = small(3, kFaultNone);
+  o.diverge = Diverge::kLeaderNotVoter;
+  const SimResult r = run_simulation(o);
+  CHECK_FALSE(r.ok);
+  CHECK(r.violation.find("leads a configuration it is not a voter of") != std::string::npos);
+}
+
 TEST_CASE("sim: the availability checker sees a group that cannot elect while healthy") {
   SimOptions o = small(3, kFaultNone);
   o.mute_votes = true;
