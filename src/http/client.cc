@@ -451,11 +451,44 @@ Client::~Client() {
   connections_.clear();
 }
 
+namespace {
+
+// The request the serializer would write is one every reader ends at the same byte: the
+// method, target and fields may come from data (a key in a URL, a forwarded value), and a CR,
+// LF or space in them would add fields or a second request for the server to read. Framing
+// fields and Host are the client's own.
+Status check_request(const ClientRequest& request) {
+  if (!is_token(request.method)) {
+    return Status(Code::kInvalidArgument, "http request: method is not a token");
+  }
+  if (!is_request_target(request.target)) {
+    return Status(Code::kInvalidArgument,
+                  "http request: target is empty or holds a space, CTL or non-ASCII byte");
+  }
+  for (const Header& h : request.headers) {
+    if (!is_token(h.name) || !is_field_value(h.value)) {
+      return Status(Code::kInvalidArgument,
+                    "http request: header name is not a token, or its value holds a CTL");
+    }
+    if (is_framing_header(h.name) || iequals(h.name, "Host")) {
+      return Status(Code::kInvalidArgument,
+                    "http request: framing headers and Host are written by the client");
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 RequestId Client::request(std::string_view host, std::uint16_t port, ClientRequest request,
                           ResponseCallbacks callbacks) {
   const RequestId id = next_id_++;
   if (closing_) {
     fail_later(std::move(callbacks), Status(Code::kCancelled, "http client is closed"));
+    return id;
+  }
+  if (Status st = check_request(request); !st) {
+    fail_later(std::move(callbacks), std::move(st));
     return id;
   }
   std::string key = target_key(host, port);

@@ -1,5 +1,6 @@
 #include "raftd/http/serializer.h"
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 
@@ -52,6 +53,28 @@ bool is_framing_header(std::string_view name) {
          iequals(name, "Connection");
 }
 
+bool is_token(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+bool is_field_value(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u == '\t' || (u >= 0x20 && u != 0x7f);
+  });
+}
+
+bool is_request_target(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u < 0x7f;
+  });
+}
+
 namespace {
 
 void append_uint(std::string& out, std::uint64_t v) {
@@ -76,12 +99,18 @@ std::string_view http_date() {
   return {buf, len};
 }
 
+// A caller's field. A name or value a reader could split differently (a CR or LF inside, a
+// space in the name) would let the caller's data add fields or end the head early.
+void append_field(std::string& out, const Header& h) {
+  RAFTD_ASSERT(!is_framing_header(h.name), "framing headers are written by the serializer");
+  RAFTD_ASSERT(is_token(h.name) && is_field_value(h.value),
+               "header field name is not a token, or its value holds a CTL (CR, LF, NUL)");
+  out.append(h.name).append(": ").append(h.value).append("\r\n");
+}
+
 void append_fields(std::string& out, const Headers& headers, Framing framing,
                    std::uint64_t content_length) {
-  for (const Header& h : headers) {
-    RAFTD_ASSERT(!is_framing_header(h.name), "framing headers are written by the serializer");
-    out.append(h.name).append(": ").append(h.value).append("\r\n");
-  }
+  for (const Header& h : headers) append_field(out, h);
   if (framing == Framing::kChunked) {
     out.append("Transfer-Encoding: chunked\r\n");
   } else {
@@ -104,10 +133,7 @@ void append_response_head(std::string& out, int status, const Headers& headers, 
   out.append(reason_phrase(status)).append("\r\nDate: ").append(http_date()).append("\r\n");
   // 204 and 304 never carry a body or framing headers (RFC 9110 8.6, 15.3.5).
   if (status == 204 || status == 304) {
-    for (const Header& h : headers) {
-      RAFTD_ASSERT(!is_framing_header(h.name), "framing headers are written by the serializer");
-      out.append(h.name).append(": ").append(h.value).append("\r\n");
-    }
+    for (const Header& h : headers) append_field(out, h);
   } else {
     append_fields(out, headers, framing, content_length);
   }
@@ -122,13 +148,12 @@ void append_response_head(std::string& out, int status, const Headers& headers, 
 void append_request_head(std::string& out, std::string_view method, std::string_view target,
                          std::string_view host, const Headers& headers, Framing framing,
                          std::uint64_t content_length) {
+  RAFTD_ASSERT(is_token(method) && is_request_target(target) && is_field_value(host),
+               "request method is not a token or the target is not visible ASCII");
   out.append(method).push_back(' ');
   out.append(target).append(" HTTP/1.1\r\nHost: ").append(host).append("\r\n");
   if (framing == Framing::kNone && (method == "GET" || method == "HEAD")) {
-    for (const Header& h : headers) {
-      RAFTD_ASSERT(!is_framing_header(h.name), "framing headers are written by the serializer");
-      out.append(h.name).append(": ").append(h.value).append("\r\n");
-    }
+    for (const Header& h : headers) append_field(out, h);
   } else {
     append_fields(out, headers, framing, content_length);
   }

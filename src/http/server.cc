@@ -148,6 +148,9 @@ void Exchange::reset() {
 void Exchange::add_header(std::string name, std::string value) {
   RAFTD_ASSERT(!head_sent_, "headers added after the response head was sent");
   RAFTD_ASSERT(!is_framing_header(name), "framing headers are the server's");
+  // Checked here too (the serializer asserts it later) so the failure points at the handler.
+  RAFTD_ASSERT(is_token(name) && is_field_value(value),
+               "response header name is not a token, or its value holds CR, LF or another CTL");
   headers_.push_back(Header{std::move(name), std::move(value)});
 }
 

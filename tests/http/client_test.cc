@@ -345,6 +345,43 @@ TEST_SUITE("http") {
     CHECK(f.client->idle_connections("127.0.0.1", f.server->port()) == 1);
   }
 
+  TEST_CASE("http::Client: a request a server could read as two is refused, never sent") {
+    auto with_header = [](std::string name, std::string value) {
+      ClientRequest r = make("GET", "/");
+      r.headers.push_back(Header{std::move(name), std::move(value)});
+      return r;
+    };
+    std::vector<ClientRequest> bad;
+    // A target from data carrying a second request.
+    bad.push_back(make("GET", "/a HTTP/1.1\r\nHost: x\r\n\r\nGET /smuggled"));
+    bad.push_back(make("GET", "/a b"));
+    bad.push_back(make("GET", ""));
+    bad.push_back(make("GET", "/\x80"));
+    bad.push_back(make("GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\nGET", "/"));
+    bad.push_back(make("", "/"));
+    bad.push_back(with_header("X-Key", "v\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x"));
+    bad.push_back(with_header("X-Key", std::string("v\0w", 3)));
+    bad.push_back(with_header("X Key", "v"));
+    bad.push_back(with_header("", "v"));
+    bad.push_back(with_header("Content-Length", "0"));
+    bad.push_back(with_header("transfer-encoding", "chunked"));
+    bad.push_back(with_header("Host", "elsewhere"));
+    Fixture f;
+    for (ClientRequest& req : bad) {
+      INFO(req.method << " " << req.target);
+      auto r = f.fetch(std::move(req));
+      CHECK(r.status().code() == Code::kInvalidArgument);
+    }
+    CHECK(f.client->stats().requests == 0);
+    CHECK(f.client->stats().connections_opened == 0);
+    testing::run_for(*f.reactor, 50ms);
+    CHECK(f.handler.heads.empty());
+    // Values may hold HTAB and obs-text; those are written as they are.
+    auto ok = f.fetch(with_header("X-Key", "a\tb \x80"));
+    REQUIRE(ok.is_ok());
+    CHECK(ok->head.status == 200);
+  }
+
   TEST_CASE("http::Client: close() cancels queued and running requests") {
     ClientOptions co;
     co.connections_per_target_max = 1;

@@ -2,7 +2,11 @@
 #include "raftd/http/serializer.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <functional>
 #include <string>
 
 #include "raftd/http/parser.h"
@@ -21,6 +25,21 @@ struct Collect : ResponseSink {
   }
   void on_response_end() override { ++ends; }
 };
+
+// Runs `fn` in a child process: true when it dies (an assertion) instead of returning.
+bool dies(const std::function<void()>& fn) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    if (null >= 0) ::dup2(null, STDERR_FILENO);
+    fn();
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+}
 
 }  // namespace
 
@@ -83,6 +102,50 @@ TEST_SUITE("http") {
     out.clear();
     append_request_head(out, "POST", "/y", "h:1", {}, Framing::kContentLength, 7);
     CHECK(out == "POST /y HTTP/1.1\r\nHost: h:1\r\nContent-Length: 7\r\n\r\n");
+  }
+
+  TEST_CASE("http::append_request_head: names, values and targets a reader would split") {
+    CHECK(is_token("X-Key_1.~!"));
+    CHECK_FALSE(is_token(""));
+    CHECK_FALSE(is_token("X Key"));
+    CHECK_FALSE(is_token("X:"));
+    CHECK_FALSE(is_token("X\x80"));
+    CHECK(is_field_value(""));
+    CHECK(is_field_value("a\tb c\x80\xff"));
+    CHECK_FALSE(is_field_value("a\r\nX: y"));
+    CHECK_FALSE(is_field_value("a\rb"));
+    CHECK_FALSE(is_field_value("a\nb"));
+    CHECK_FALSE(is_field_value(std::string("a\0b", 3)));
+    CHECK_FALSE(is_field_value("a\x7f"));
+    CHECK(is_request_target("/a?b=c&d=%20#f"));
+    CHECK(is_request_target("*"));
+    CHECK_FALSE(is_request_target(""));
+    CHECK_FALSE(is_request_target("/a b"));
+    CHECK_FALSE(is_request_target("/a\r\n"));
+    CHECK_FALSE(is_request_target("/\x80"));
+    // The serializer never writes one: a head whose fields a reader would split differently
+    // (a second request or response, an extra framing field) is a programmer error.
+    CHECK(dies([] {
+      std::string out;
+      append_response_head(out, 200, {{"X", "a\r\nContent-Length: 0"}}, Framing::kNone, 0, true);
+    }));
+    CHECK(dies([] {
+      std::string out;
+      append_response_head(out, 204, {{"X Y", "a"}}, Framing::kNone, 0, true);
+    }));
+    CHECK(dies([] {
+      std::string out;
+      append_request_head(out, "GET", "/a HTTP/1.1\r\nHost: x\r\n\r\nGET /b", "h", {},
+                          Framing::kNone, 0);
+    }));
+    CHECK(dies([] {
+      std::string out;
+      append_request_head(out, "GET", "/", "h", {{"X", "a\nb"}}, Framing::kNone, 0);
+    }));
+    CHECK_FALSE(dies([] {
+      std::string out;
+      append_request_head(out, "GET", "/", "h", {{"X", "a\tb\x80"}}, Framing::kNone, 0);
+    }));
   }
 }
 

@@ -27,6 +27,15 @@ std::string_view reason_phrase(int status);
 // True for a header the serializer owns (Content-Length, Transfer-Encoding, Connection).
 bool is_framing_header(std::string_view name);
 
+// What the serializer may write without a reader finding a different message: a method or
+// field name must be a token (RFC 9110 5.6.2), a field value must hold no CTL but HTAB (no CR,
+// LF or NUL that would end the line or the head early; RFC 9110 5.5), a request-target must be
+// visible ASCII and not empty (no SP that would end it early; RFC 9112 3.2). The serializer
+// asserts these; callers that take them from data (Client::request) check them first.
+bool is_token(std::string_view s);
+bool is_field_value(std::string_view s);
+bool is_request_target(std::string_view s);
+
 // Status line, Date, the caller's headers, framing headers, blank line. `framing` is kNone,
 // kContentLength or kChunked. `keep_alive` false adds "Connection: close"; true, towards an
 // HTTP/1.0 client (request_minor 0), adds "Connection: keep-alive", which 1.0 needs.
