@@ -29,8 +29,9 @@
 //     in the term of its last entry if that is newer than the hard state's (with no vote), and
 //     with commit >= the snapshot index. Writing only the newest of several queued hard states
 //     is fine (they only grow) as long as the rules above hold for every Ready it stands for.
-//   - The application must never make an applied index durable beyond the durable commit index
-//     (BootState: applied <= hard_state.commit); applying in memory earlier is fine.
+//   - The application must never make an applied index (or a snapshot of its state) durable
+//     beyond the durable commit index (BootState: applied <= hard_state.commit, except for a
+//     snapshot the core installed, see above); applying in memory earlier is fine.
 //   - A restart passes the last durable hard state. Restarting with an older commit index is a
 //     driver bug the core cannot detect: configuration changes the node had seen committed would
 //     not be re-applied, and it could campaign under a configuration the group has left (two
