@@ -172,6 +172,8 @@ void ClientConnection::write_request() {
   }
   append_request_head(out_, req.method, req.target, pool_.key, req.headers, framing, length);
   parser_.expect_no_body(req.method == "HEAD");
+  parser_.set_body_bytes_max(
+      std::min(client_.options_.response_body_bytes_max, req.response_body_bytes_max));
   encoder_ = BodyEncoder(framing, length);
   if (!req.source) {
     if (framing != Framing::kNone) encoder_.write(out_, req.body);
@@ -278,7 +280,9 @@ void ClientConnection::on_recv(int32_t res, std::string_view data) {
 void ClientConnection::consume(std::string_view data) {
   const FeedResult r = parser_.feed(data);
   if (r.event == ParseEvent::kError) {
-    fail(Status(Code::kCorruption,
+    // 413: the body is over the caller's cap; anything else is a malformed response.
+    const Code code = parser_.error_status() == 413 ? Code::kTooLarge : Code::kCorruption;
+    fail(Status(code,
                 "bad response from " + pool_.key + ": " + std::string(parser_.error_reason())));
     return;
   }
@@ -650,28 +654,21 @@ std::size_t Client::idle_connections(std::string_view host, std::uint16_t port) 
 
 void Client::fetch(std::string_view host, std::uint16_t port, ClientRequest request,
                    std::function<void(Result<Response>)> done, std::uint64_t body_bytes_max) {
-  struct State {
-    Response response;
-    bool too_large = false;
-  };
-  auto state = std::make_shared<State>();
+  // The parser enforces the cap: a body crossing it ends the request (kTooLarge) there, instead
+  // of being read and dropped until the server stops, which might be never.
+  request.response_body_bytes_max = std::min(request.response_body_bytes_max, body_bytes_max);
+  auto response = std::make_shared<Response>();
   ResponseCallbacks cb;
-  cb.on_head = [state](const ResponseHead& head) { state->response.head = head; };
-  cb.on_body = [state, body_bytes_max](std::string_view chunk) {
-    if (state->response.body.size() + chunk.size() > body_bytes_max) {
-      state->too_large = true;
-    } else {
-      state->response.body.append(chunk);
-    }
+  cb.on_head = [response](const ResponseHead& head) { response->head = head; };
+  cb.on_body = [response](std::string_view chunk) {
+    response->body.append(chunk);
     return Flow::kContinue;
   };
-  cb.on_done = [state, done = std::move(done)](Status st) {
+  cb.on_done = [response, done = std::move(done)](Status st) {
     if (!st) {
       done(std::move(st));
-    } else if (state->too_large) {
-      done(Status(Code::kTooLarge, "response body over the caller's limit"));
     } else {
-      done(std::move(state->response));
+      done(std::move(*response));
     }
   };
   this->request(host, port, std::move(request), std::move(cb));

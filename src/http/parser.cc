@@ -460,9 +460,11 @@ int ResponseParser::head_complete() {
   // RFC 9112 4: three digits; 1xx..5xx are the classes RFC 9110 15 defines.
   if (status < 100 || status > 599) return fail(502, "invalid status code");
   if (status < 200) {
+    if (++interim_count_ > kInterimResponsesMax) return fail(502, "too many interim responses");
     interim_ = true;  // 100 Continue and friends: skipped, the final response follows
     return 1;         // and never have a body (RFC 9110 15.2)
   }
+  interim_count_ = 0;
   head_.status = status;
   head_.reason = std::move(status_reason());
   head_.version_minor = p->http_minor;
@@ -477,7 +479,7 @@ int ResponseParser::head_complete() {
     head_.framing = framing_after_head();
     head_.content_length = head_.framing == Framing::kContentLength ? p->content_length : 0;
   }
-  if (head_.content_length > limits().body_bytes_max) return fail(502, "response body too large");
+  if (head_.content_length > limits().body_bytes_max) return fail(413, "response body too large");
   head_.keep_alive = llhttp_should_keep_alive(p) != 0;
   sink_.on_response_head(head_);
   return no_body ? 1 : 0;

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,6 +77,45 @@ std::string pattern(std::size_t total) {
   for (std::size_t i = 0; i < total; ++i) s.push_back(static_cast<char>('a' + i % 26));
   return s;
 }
+
+// A hand-written server for one connection: accepts, reads the request head, then sends what
+// the test gives it, without blocking (the test thread also turns the client's reactor).
+class ScriptedServer {
+ public:
+  ScriptedServer() {
+    auto l = io::listen_tcp("127.0.0.1", 0);
+    REQUIRE(l.is_ok());
+    listen_fd_ = l->fd;
+    port = l->port;
+  }
+  ~ScriptedServer() {
+    io::close_fd(peer_);
+    io::close_fd(listen_fd_);
+  }
+  // Accepts and reads; true once a whole request head arrived.
+  bool poll_request() {
+    pollfd pfd{listen_fd_, POLLIN, 0};
+    if (peer_ < 0 && ::poll(&pfd, 1, 0) == 1) {
+      peer_ = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK);
+    }
+    char buf[4096];
+    const ssize_t n = peer_ < 0 ? -1 : ::recv(peer_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) request.append(buf, static_cast<std::size_t>(n));
+    return request.find("\r\n\r\n") != std::string::npos;
+  }
+  // Sends what the socket takes now; false once the client closed the connection.
+  bool try_send(std::string_view bytes) {
+    const ssize_t n = ::send(peer_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK;
+  }
+
+  std::uint16_t port = 0;
+  std::string request;
+
+ private:
+  int listen_fd_ = -1;
+  int peer_ = -1;
+};
 
 }  // namespace
 
@@ -380,6 +420,78 @@ TEST_SUITE("http") {
     auto ok = f.fetch(with_header("X-Key", "a\tb \x80"));
     REQUIRE(ok.is_ok());
     CHECK(ok->head.status == 200);
+  }
+
+  TEST_CASE("http::Client: a response that never ends fails at the caller's body cap") {
+    // A body past the cap ends the request at once, whatever its framing, instead of being read
+    // (and dropped) for as long as the server keeps sending.
+    struct Shape {
+      const char* head;
+      std::string more;  // sent again and again
+    };
+    const std::string kib(1024, 'z');
+    const Shape shapes[] = {
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "400\r\n" + kib + "\r\n"},
+        {"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", kib},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n", kib},
+    };
+    for (const Shape& shape : shapes) {
+      INFO(shape.head);
+      std::optional<Result<Response>> out;
+      ScriptedServer peer;
+      Fixture f;
+      f.client->fetch(
+          "127.0.0.1", peer.port, make("GET", "/"),
+          [&](Result<Response> r) { out.emplace(std::move(r)); }, 64 * 1024);
+      REQUIRE(testing::run_until(*f.reactor, [&] { return peer.poll_request(); }));
+      REQUIRE(peer.try_send(shape.head));
+      bool peer_open = true;
+      REQUIRE(testing::run_until(
+          *f.reactor,
+          [&] {
+            if (peer_open) peer_open = peer.try_send(shape.more);
+            return out.has_value();
+          },
+          10s));
+      CHECK(out->status().code() == Code::kTooLarge);
+      CHECK(testing::run_until(*f.reactor, [&] { return f.client->open_connections() == 0; }));
+    }
+  }
+
+  TEST_CASE("http::Client: endless interim responses fail the request") {
+    std::optional<Result<Response>> out;
+    ScriptedServer peer;
+    Fixture f;
+    f.client->fetch("127.0.0.1", peer.port, make("GET", "/"),
+                    [&](Result<Response> r) { out.emplace(std::move(r)); });
+    REQUIRE(testing::run_until(*f.reactor, [&] { return peer.poll_request(); }));
+    bool peer_open = true;
+    REQUIRE(testing::run_until(
+        *f.reactor,
+        [&] {
+          if (peer_open) peer_open = peer.try_send("HTTP/1.1 100 Continue\r\n\r\n");
+          return out.has_value();
+        },
+        10s));
+    CHECK(out->status().code() == Code::kCorruption);
+    CHECK(testing::run_until(*f.reactor, [&] { return f.client->open_connections() == 0; }));
+  }
+
+  TEST_CASE("http::Client: a few interim responses before the final one are skipped") {
+    std::optional<Result<Response>> out;
+    ScriptedServer peer;
+    Fixture f;
+    f.client->fetch("127.0.0.1", peer.port, make("GET", "/"),
+                    [&](Result<Response> r) { out.emplace(std::move(r)); });
+    REQUIRE(testing::run_until(*f.reactor, [&] { return peer.poll_request(); }));
+    std::string answer;
+    for (std::size_t i = 0; i < kInterimResponsesMax; ++i)
+      answer += "HTTP/1.1 103 Early Hints\r\n\r\n";
+    answer += "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    REQUIRE(peer.try_send(answer));
+    REQUIRE(testing::run_until(*f.reactor, [&] { return out.has_value(); }));
+    REQUIRE(out->is_ok());
+    CHECK((*out)->body == "ok");
   }
 
   TEST_CASE("http::Client: close() cancels queued and running requests") {

@@ -70,6 +70,11 @@ struct ClientRequest {
   // source_bytes if that is set (the source must produce exactly that many), else chunked.
   BodySource source;
   std::optional<std::uint64_t> source_bytes;
+  // Cap on this response's body (ClientOptions::response_body_bytes_max applies too; the
+  // smaller wins). A larger Content-Length, or a chunked or EOF-delimited body growing past it,
+  // fails the request with kTooLarge at once and closes the connection: a response that never
+  // ends is not read forever.
+  std::uint64_t response_body_bytes_max = UINT64_MAX;
 };
 
 // Identifies a request for Client::resume.
@@ -106,7 +111,8 @@ class Client {
   void resume(RequestId id);
   // The request's BodySource has data again after it returned nothing. No-op otherwise.
   void resume_source(RequestId id);
-  // The whole response buffered; a body over body_bytes_max fails with kTooLarge.
+  // The whole response buffered; a body over body_bytes_max fails with kTooLarge as soon as
+  // it crosses it (request.response_body_bytes_max lowered to body_bytes_max).
   void fetch(std::string_view host, std::uint16_t port, ClientRequest request,
              std::function<void(Result<Response>)> done,
              std::uint64_t body_bytes_max = 64ull * 1024 * 1024);

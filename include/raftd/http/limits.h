@@ -81,4 +81,9 @@ inline constexpr std::size_t kPoolConnectionsPerTargetMax = 64;
 // Response header section accepted by the client (431-equivalent: the request fails).
 inline constexpr std::size_t kResponseHeaderBytesMax = 64 * 1024;
 
+// Interim (1xx) responses accepted before a final one. They carry no body and reset no limit,
+// so without a bound a server sending "100 Continue" forever would hold the request forever
+// (the response timeout sees progress); real servers send one or two.
+inline constexpr std::size_t kInterimResponsesMax = 8;
+
 }  // namespace raftd::http

@@ -170,8 +170,10 @@ class ResponseSink {
   virtual ~ResponseSink() = default;
 };
 
-// Parses responses; 1xx interim responses (100 Continue) are skipped. A 101 is an error: raftd
-// never asks to switch protocols.
+// Parses responses; 1xx interim responses (100 Continue) are skipped, at most
+// kInterimResponsesMax before each final one (502 beyond). A 101 is an error: raftd never asks
+// to switch protocols. A body over the body limit is a 413 (the caller's cap, not the server's
+// fault).
 class ResponseParser final : public MessageParser {
  public:
   explicit ResponseParser(ResponseSink& sink, const ParserLimits& limits = response_limits());
@@ -194,6 +196,7 @@ class ResponseParser final : public MessageParser {
   ResponseHead head_;
   bool no_body_ = false;
   bool interim_ = false;
+  std::size_t interim_count_ = 0;  // interim responses before the current final one
 };
 
 }  // namespace raftd::http
