@@ -13,14 +13,23 @@ namespace {
 
 std::string describe_segment(const SegmentSummary& s, bool spare) {
   if (spare) {
-    return fmt::format("segment {} seq {} prepared (unused) capacity {}\n", s.path, s.sequence,
-                       s.header.capacity);
+    return fmt::format("segment {} seq {} prepared (unused) capacity {} write_bytes_max {}\n",
+                       s.path, s.sequence, s.header.capacity, s.header.write_bytes_max);
   }
-  std::string frames = s.frames == 0
-                           ? std::string("no frames")
-                           : fmt::format("frames {}..{}", s.header.first_frame, s.last_frame);
-  return fmt::format("segment {} seq {} salt {:016x} {} used {} of {} bytes\n", s.path, s.sequence,
-                     s.header.salt, frames, s.end_offset, s.header.capacity);
+  return fmt::format(
+      "segment {} seq {} salt {:016x} frames {}..{} batches {}..{} used {} of {} bytes "
+      "write_bytes_max {}\n",
+      s.path, s.sequence, s.header.salt, s.first_frame, s.last_frame, s.first_batch, s.last_batch,
+      s.end_offset, s.header.capacity, s.header.write_bytes_max);
+}
+
+// Read-only: says what the next open will do, never that something was cut.
+std::string describe_torn(const TornTail& t) {
+  return fmt::format(
+      "torn tail: {} at offset {}: the last batch ({}) is incomplete ({}; at offset {}); "
+      "nothing of a later batch follows, so it can only be the write in flight at a crash, "
+      "never acknowledged; the next open cuts it ({} bytes)\n",
+      t.path, t.offset, t.batch, t.what, t.damage_offset, t.bytes);
 }
 
 class Printer final : public FrameObserver {
@@ -32,9 +41,9 @@ class Printer final : public FrameObserver {
   void on_frame(const SegmentSummary& s, uint64_t offset, const FrameHeader& h,
                 std::span<const std::byte>) override {
     if (!frames_) return;
-    *out_ += fmt::format("  {} frame {} @{} {} items {} length {}{}\n", s.path, h.frame_number,
-                         offset, frame_type_name(h.type), h.item_count, h.length,
-                         (h.flags & kFrameFlagBatchEnd) ? " batch-end" : "");
+    *out_ += fmt::format("  {} frame {} @{} batch {}.{} {} items {} length {}{}\n", s.path,
+                         h.frame_number, offset, h.batch, h.batch_index, frame_type_name(h.type),
+                         h.item_count, h.length, h.batch_end() ? " batch-end" : "");
   }
   std::string segments_;
 
@@ -69,12 +78,7 @@ Status verify_dir(Env& env, const std::string& dir, std::string* report) {
   *report = fmt::format("ok: {} segments ({} prepared), {} frames, {} groups, {} bytes checked\n",
                         log->written.size() + log->spares.size(), log->spares.size(), log->frames,
                         log->groups.size(), log->bytes_scanned);
-  if (log->torn) {
-    *report += fmt::format(
-        "warning: torn tail in {} at offset {} ({} bytes): {}; the next open cuts it (it was "
-        "never acknowledged)\n",
-        log->torn->path, log->torn->offset, log->torn->bytes, log->torn->what);
-  }
+  if (log->torn) *report += "warning: " + describe_torn(*log->torn);
   return Status::ok();
 }
 
@@ -86,12 +90,9 @@ Status inspect_dir(Env& env, const std::string& dir, const InspectOptions& optio
   if (!log) return log.status();
   *report = printer.segments_;
   if (options.frames) *report += frames;
-  *report += fmt::format("next frame {}\n", log->next_frame);
+  *report += fmt::format("next frame {} next batch {}\n", log->next_frame, log->next_batch);
   *report += describe_groups(*log);
-  if (log->torn) {
-    *report += fmt::format("torn tail: {} at offset {} ({} bytes): {}\n", log->torn->path,
-                           log->torn->offset, log->torn->bytes, log->torn->what);
-  }
+  if (log->torn) *report += describe_torn(*log->torn);
   return Status::ok();
 }
 

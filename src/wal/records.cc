@@ -70,6 +70,11 @@ namespace {
 
 Status bad(std::string what) { return Status(Code::kCorruption, std::move(what)); }
 
+bool all_zero(std::span<const std::byte> b) {
+  return std::all_of(b.begin(), b.end(), [](std::byte x) { return x == std::byte{0}; });
+}
+
+// item_count counts group blocks, not entries (doc/wal-format.md, ENTRIES).
 Status decode_entries(uint32_t items, std::span<const std::byte> body, BodyVisitor& v) {
   uint64_t off = 0;
   for (uint32_t i = 0; i < items; ++i) {
@@ -79,23 +84,39 @@ Status decode_entries(uint32_t items, std::span<const std::byte> body, BodyVisit
     LogIndex first(get_u64(p + 8));
     uint32_t count = get_u32(p + 16);
     if (first.value() == 0) return bad(fmt::format("ENTRIES block of group {} at index 0", raw(g)));
+    if (count == 0) return bad(fmt::format("ENTRIES block of group {} holds no entry", raw(g)));
+    if (get_u32(p + 20) != 0) {
+      return bad(fmt::format("ENTRIES block of group {}: reserved field is not 0", raw(g)));
+    }
     off += kEntriesBlockBytes;
     if (Status s = v.on_entries_block(g, first, count); !s) return s;
     for (uint32_t k = 0; k < count; ++k) {
       if (body.size() - off < kEntryHeaderBytes) return bad("entry header past body end");
       const std::byte* e = body.data() + off;
       uint64_t len = get_u32(e + 8);
-      if (len > kEntryBytesMax || body.size() - off - kEntryHeaderBytes < len) {
-        return bad(fmt::format("entry length {} past body end", len));
+      if (len > kEntryBytesMax) {
+        return bad(fmt::format("group {} entry {} is {} bytes, over the limit of {}", raw(g),
+                               raw(first + k), len, kEntryBytesMax));
+      }
+      if (get_u16(e + 14) != 0) {
+        return bad(
+            fmt::format("group {} entry {}: reserved field is not 0", raw(g), raw(first + k)));
       }
       uint64_t payload = off + kEntryHeaderBytes;
+      uint64_t padded = align_up(len, kFrameAlignBytes);
+      if (body.size() - payload < padded) {
+        return bad(fmt::format("group {} entry {} of {} bytes runs past the body end", raw(g),
+                               raw(first + k), len));
+      }
+      if (!all_zero(body.subspan(payload + len, padded - len))) {
+        return bad(fmt::format("group {} entry {}: padding is not zero", raw(g), raw(first + k)));
+      }
       if (Status s = v.on_entry(g, first + k, Term(get_u64(e)), get_u16(e + 12),
                                 body.subspan(payload, len), payload);
           !s) {
         return s;
       }
-      off = payload + align_up(len, kFrameAlignBytes);
-      if (off > body.size()) return bad("entry padding past body end");
+      off = payload + padded;
     }
   }
   if (off != body.size()) return bad("trailing bytes after the last ENTRIES block");
@@ -119,6 +140,9 @@ Status decode_fixed(uint32_t items, std::span<const std::byte> body, uint64_t re
 Status decode_body(FrameType type, uint32_t items, std::span<const std::byte> body,
                    BodyVisitor& v) {
   auto u = [](const std::byte* p, int k) { return get_u64(p + 8 * k); };
+  if (items == 0 && type != FrameType::kCheckpoint) {
+    return bad(fmt::format("{} frame holds no record", frame_type_name(type)));
+  }
   switch (type) {
     case FrameType::kEntries: return decode_entries(items, body, v);
     case FrameType::kHardState:

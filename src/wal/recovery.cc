@@ -1,5 +1,6 @@
-// Recovery: verify every segment and frame, rebuild group state, classify damage as a torn tail
-// (cut) or corruption (refuse). The rules are in doc/wal-format.md, "Recovery rules".
+// Recovery: verify every segment and frame, rebuild group state from complete batches, classify
+// damage as a torn tail (cut) or corruption (refuse). The rules are in doc/wal-format.md,
+// "Recovery rules"; the rule numbers in comments refer to that section.
 #include "raftd/wal/recovery.h"
 
 #include <fmt/format.h>
@@ -7,9 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <map>
 #include <memory>
-#include <unordered_set>
 
 #include "raftd/base/log.h"
 
@@ -99,10 +98,8 @@ class SegmentBuffer {
     filled_ = to;
     return Status::ok();
   }
-  std::byte* data() { return bytes_.get(); }
   const std::byte* data() const { return bytes_.get(); }
   uint64_t size() const { return size_; }
-  uint64_t filled() const { return filled_; }
   // The first n bytes (n <= filled()).
   std::span<const std::byte> prefix(uint64_t n) const {
     RAFTD_ASSERT(n <= filled_, "segment bytes used before they were read");
@@ -117,18 +114,23 @@ class SegmentBuffer {
   uint64_t capacity_ = 0;
 };
 
-// Applies frame bodies to the groups' state, checking the rules of doc/wal-format.md.
+// Applies frame bodies to the groups' state, checking the group rules of doc/wal-format.md.
 class Rebuilder final : public BodyVisitor {
  public:
   explicit Rebuilder(std::unordered_map<GroupId, GroupLog>* groups) : groups_(groups) {}
 
-  void begin_frame(uint64_t segment, uint64_t frame_offset, bool first_segment) {
+  // A new segment: its CHECKPOINT frames start over. In the first segment of the directory
+  // they define the groups; in every later one they must agree with the rebuilt state.
+  void begin_segment(bool first_segment) {
+    first_segment_ = first_segment;
+    checkpointed_ = 0;
+    last_checkpointed_.reset();
+  }
+  void begin_frame(uint64_t segment, uint64_t frame_offset) {
     segment_ = segment;
     frame_offset_ = frame_offset;
-    first_segment_ = first_segment;
   }
-  uint64_t checkpointed() const { return checkpointed_.size(); }
-  void reset_checkpoint() { checkpointed_.clear(); }
+  uint64_t checkpointed() const { return checkpointed_; }
 
   Status on_entries_block(GroupId g, LogIndex first, uint32_t) override {
     GroupLog& l = (*groups_)[g];
@@ -171,7 +173,7 @@ class Rebuilder final : public BodyVisitor {
     GroupLog& l = (*groups_)[g];
     if (from <= l.mark.index || from > l.last_index() + 1) {
       return bad(fmt::format("TRUNCATE of group {} from {} outside its log {}..{}", raw(g),
-                             raw(from), raw(l.mark.index + 1), raw(l.last_index())));
+                             raw(from), raw(l.mark.index + 1), raw(l.last_index() + 1)));
     }
     l.truncate_from(from, [](EntryLoc&) {});
     return Status::ok();
@@ -182,6 +184,10 @@ class Rebuilder final : public BodyVisitor {
       return bad(fmt::format("SNAPSHOT_MARK of group {} moves back from {} to {}", raw(g),
                              raw(l.mark.index), raw(m.index)));
     }
+    if (m.index == l.mark.index && m.term != l.mark.term) {
+      return bad(fmt::format("SNAPSHOT_MARK of group {} at {} changes its term from {} to {}",
+                             raw(g), raw(m.index), raw(l.mark.term), raw(m.term)));
+    }
     if (const EntryLoc* e = l.at(m.index); e != nullptr && e->term != m.term) {
       return bad(fmt::format("SNAPSHOT_MARK of group {} at {} has term {}, the entry has {}",
                              raw(g), raw(m.index), raw(m.term), raw(e->term)));
@@ -190,13 +196,27 @@ class Rebuilder final : public BodyVisitor {
     return Status::ok();
   }
   Status on_checkpoint(const CheckpointRecord& c) override {
-    if (!checkpointed_.insert(c.group).second) {
-      return bad(fmt::format("group {} appears twice in the checkpoint", raw(c.group)));
+    if (last_checkpointed_ && c.group <= *last_checkpointed_) {
+      return bad(
+          fmt::format("checkpoint lists group {} after group {} (each group once, in "
+                      "ascending order)",
+                      raw(c.group), raw(*last_checkpointed_)));
     }
+    last_checkpointed_ = c.group;
+    ++checkpointed_;
     auto it = groups_->find(c.group);
     if (it == groups_->end()) {
-      if (!first_segment_)
+      if (!first_segment_) {
         return bad(fmt::format("checkpoint names unknown group {}", raw(c.group)));
+      }
+      if (c.mark.index > c.last_index ||
+          (c.mark.index == c.last_index && c.mark.term != c.last_term)) {
+        return bad(
+            fmt::format("checkpoint of group {}: mark {}@{} does not fit its log ending "
+                        "at {}@{}",
+                        raw(c.group), raw(c.mark.index), raw(c.mark.term), raw(c.last_index),
+                        raw(c.last_term)));
+      }
       GroupLog& l = (*groups_)[c.group];
       l.hard = c.hard;
       l.mark = c.mark;
@@ -222,16 +242,30 @@ class Rebuilder final : public BodyVisitor {
   static Status bad(std::string what) { return Status(Code::kCorruption, std::move(what)); }
 
   std::unordered_map<GroupId, GroupLog>* groups_;
-  std::unordered_set<GroupId> checkpointed_;
+  uint64_t checkpointed_ = 0;
+  std::optional<GroupId> last_checkpointed_;
   uint64_t segment_ = 0;
   uint64_t frame_offset_ = 0;
   bool first_segment_ = false;
 };
 
+// Where the log stands after the last complete batch.
+struct Chain {
+  bool started = false;  // a complete batch has been applied
+  uint64_t next_frame = 1;
+  uint64_t last_checksum = 0;
+  uint64_t last_batch = 0;
+};
+
+// An intact frame of the batch being read, applied when the batch is complete.
+struct PendingFrame {
+  uint64_t offset;
+  FrameHeader header;
+};
+
 struct FrameScan {
-  uint64_t end = kSegmentHeaderBytes;          // end of the last valid frame
-  uint64_t batch_start = kSegmentHeaderBytes;  // end of the last valid BATCH_END frame
-  bool damaged = false;  // stopped at a bad frame, or at a zero header with bytes after it
+  uint64_t end = kSegmentHeaderBytes;  // end of the last complete batch
+  bool damaged = false;  // stopped at a damaged frame, an incomplete batch, or a dirty zero tail
   uint64_t bad_offset = 0;
   std::string what;
 };
@@ -250,23 +284,24 @@ class Recovery {
   };
   Status list_segments(std::vector<Name>* names);
   Status sync_all(const std::vector<Name>& names);
-  Status load(const Name& n);
+  Status load(const std::vector<Name>& names, size_t i, SegmentHeader* header);
   Status fill(uint64_t end) { return buf_.fill_to(end, 0, &out_.bytes_scanned); }
   Status fill_ahead(uint64_t end) {
     return buf_.fill_to(end, SegmentBuffer::kReadChunkBytes, &out_.bytes_scanned);
   }
-  Status scan_written(SegmentSummary& s, bool last_written, FrameScan* scan);
-  Status check_zero_tail(const SegmentSummary& s, bool last_written, uint64_t off, FrameScan* scan);
   Status find_last_written(const std::vector<Name>& names);
-  bool written_after(size_t i) const { return last_written_ != SIZE_MAX && last_written_ > i; }
-  Status check_header_chain(const SegmentSummary& s);
+  Status scan_segment(SegmentSummary& s, bool last_written, FrameScan* scan);
+  Status check_frame_header(const SegmentSummary& s, uint64_t off, const FrameHeader& h);
+  Status apply_batch(SegmentSummary& s);
   Status apply_frame(SegmentSummary& s, uint64_t off, const FrameHeader& h);
   Status check_checkpoint_complete(const SegmentSummary& s);
-  Status analyze_torn(const std::string& path, uint64_t salt, uint64_t bad_offset,
-                      uint64_t batch_start, uint64_t last_number, uint64_t write_bytes_max,
-                      uint64_t* nz_end);
-  Status cut(const std::string& path, uint64_t from, uint64_t to, const SegmentHeader* reprepare);
-  Status classify_tail_segments(const std::vector<Name>& names, size_t first, bool allow_torn);
+  uint64_t damaged_batch() const;
+  uint64_t find_later_batch(uint64_t salt, uint64_t from, uint64_t batch, FrameHeader* found);
+  Status classify_last(const std::vector<Name>& names, size_t i, SegmentSummary& s,
+                       const FrameScan& scan);
+  Status check_first_spare(const std::vector<Name>& names, size_t i);
+  Status cut(const std::string& path, uint64_t from, uint64_t to);
+  void note_torn(TornTail t);
   Status finish_groups();
 
   Env& env_;
@@ -275,11 +310,17 @@ class Recovery {
   FrameObserver* observer_;
   RecoveredLog out_;
   Rebuilder rebuild_;
-  SegmentBuffer buf_;  // the current segment, read on demand
-  bool in_checkpoint_head_ = false;
+  SegmentBuffer buf_;         // the current segment, read on demand
   size_t loaded_ = SIZE_MAX;  // index (in the sorted names) of the segment held in buf_
-  // Index of the last segment whose header is valid and written (not prepared); SIZE_MAX: none.
+  // Index of the last segment whose first frame slot is not zero; SIZE_MAX: none.
   size_t last_written_ = SIZE_MAX;
+  std::vector<SegmentHeader> headers_;  // validated headers, by index in the sorted names
+  Chain chain_;
+  std::vector<PendingFrame> pending_;  // intact frames of the batch being read
+  bool in_checkpoint_head_ = false;
+  uint64_t checkpoint_frames_ = 0;      // CHECKPOINT frames seen in this segment's head
+  uint64_t checkpoint_last_items_ = 0;  // records in the last of them
+  uint64_t groups_before_segment_ = 0;  // groups known when the current segment's scan began
 };
 
 Status Recovery::list_segments(std::vector<Name>* names) {
@@ -302,10 +343,10 @@ Status Recovery::list_segments(std::vector<Name>* names) {
   for (size_t i = 1; i < names->size(); ++i) {
     if ((*names)[i].sequence != (*names)[i - 1].sequence + 1) {
       return corrupt((*names)[i].path, 0,
-                     fmt::format("gap in the segment sequence: {} follows {} ({} missing)",
+                     fmt::format("gap in the segment sequence: {} is missing ({} follows {})",
+                                 segment_file_name((*names)[i - 1].sequence + 1),
                                  segment_file_name((*names)[i].sequence),
-                                 segment_file_name((*names)[i - 1].sequence),
-                                 segment_file_name((*names)[i - 1].sequence + 1)));
+                                 segment_file_name((*names)[i - 1].sequence)));
     }
   }
   return Status::ok();
@@ -322,9 +363,11 @@ Status Recovery::sync_all(const std::vector<Name>& names) {
   return env_.sync_dir(dir_);
 }
 
-// Opens a segment and reads its header and first frame slot: enough to classify a prepared
-// segment (see classify_tail_segments); scanning reads the rest on demand.
-Status Recovery::load(const Name& n) {
+// Opens segment i, reads its header and first frame slot and validates the header (rule 1).
+// Header errors name offset 0: the header is written once and synced before the segment is
+// used, so any damage to it is damage to durable data.
+Status Recovery::load(const std::vector<Name>& names, size_t i, SegmentHeader* header) {
+  const Name& n = names[i];
   loaded_ = SIZE_MAX;
   uint64_t size = 0;
   if (Status s = buf_.open(env_, n.path, &size); !s) return s;
@@ -332,32 +375,84 @@ Status Recovery::load(const Name& n) {
     return corrupt(n.path, 0, fmt::format("file size {} is not a segment size", size));
   }
   buf_.resize(size);
-  return fill(kSegmentHeaderBytes + kFrameHeaderBytes);
+  if (Status s = fill(kSegmentHeaderBytes + kFrameHeaderBytes); !s) return s;
+  uint64_t bad_byte = 0;
+  HeaderError he = decode_segment_header(buf_.prefix(kSegmentHeaderBytes), header, &bad_byte);
+  if (he == HeaderError::kNonZero) {
+    return corrupt(n.path, 0, fmt::format("{} (byte {})", header_error_name(he), bad_byte));
+  }
+  if (he != HeaderError::kOk) return corrupt(n.path, 0, std::string(header_error_name(he)));
+  if (header->sequence != n.sequence) {
+    return corrupt(
+        n.path, 0,
+        fmt::format("header says sequence {} (stale or misnamed file)", header->sequence));
+  }
+  if (header->capacity != size) {
+    return corrupt(
+        n.path, 0,
+        fmt::format("header capacity {} but the file has {} bytes", header->capacity, size));
+  }
+  loaded_ = i;
+  return Status::ok();
 }
 
-Status Recovery::check_header_chain(const SegmentSummary& s) {
-  const SegmentHeader& h = s.header;
-  if (h.sequence != s.sequence) {
-    return corrupt(s.path, 16,
-                   fmt::format("header says sequence {} (stale or misnamed file)", h.sequence));
+// Finds the last segment whose first frame slot is not zero, reading headers and first slots
+// from the newest file back; the segments passed over are spares (their headers are validated
+// here, rule 1; their first slot is zero, rule 3).
+Status Recovery::find_last_written(const std::vector<Name>& names) {
+  last_written_ = SIZE_MAX;
+  headers_.assign(names.size(), SegmentHeader{});
+  for (size_t k = names.size(); k-- > 0;) {
+    if (Status s = load(names, k, &headers_[k]); !s) return s;
+    if (!is_zero_header(buf_.data() + kSegmentHeaderBytes)) {
+      last_written_ = k;
+      return Status::ok();
+    }
   }
-  if (h.capacity != buf_.size()) {
-    return corrupt(
-        s.path, 48,
-        fmt::format("header capacity {} but the file has {} bytes", h.capacity, buf_.size()));
+  return Status::ok();
+}
+
+// Rules for an intact frame header (its checksum matched, so the writer wrote it this way):
+// breaking one is corruption wherever the frame is, never a torn write (rule 2).
+Status Recovery::check_frame_header(const SegmentSummary& s, uint64_t off, const FrameHeader& h) {
+  auto bad = [&](std::string what) {
+    return corrupt(s.path, off, fmt::format("frame {}: {}", h.frame_number, what));
+  };
+  if (std::string_view e = frame_header_rule_error(h); !e.empty()) {
+    return bad(fmt::format("{} (type {}, flags {:#x}, length {})", e, uint16_t(h.type), h.flags,
+                           h.length));
   }
-  if (out_.written.empty()) {
-    if (h.first_frame == 1 && h.prev_checksum != 0) {
-      return corrupt(s.path, 40, "first segment of the log chains to a previous one");
+  if (h.length > buf_.size() - off - kFrameHeaderBytes) {
+    return bad(fmt::format("length {} runs past the end of the segment", h.length));
+  }
+  const bool first_of_log = pending_.empty() && !chain_.started;
+  if (first_of_log) {
+    // The first frame of the oldest segment: nothing before it to chain to.
+    if (h.batch_index != 0 || h.batch == 0 || h.batch > h.frame_number ||
+        (h.frame_number == 1 && (h.prev_checksum != 0 || h.batch != 1))) {
+      return bad(fmt::format("not a valid first frame of the log (batch {} index {} prev {:016x})",
+                             h.batch, h.batch_index, h.prev_checksum));
     }
     return Status::ok();
   }
-  if (h.first_frame != out_.next_frame || h.prev_checksum != out_.last_checksum) {
-    return corrupt(
-        s.path, 32,
-        fmt::format("broken chain: header starts at frame {} chained to {:016x}, the "
-                    "previous segment ends before frame {} with checksum {:016x}",
-                    h.first_frame, h.prev_checksum, out_.next_frame, out_.last_checksum));
+  const FrameHeader* prev = pending_.empty() ? nullptr : &pending_.back().header;
+  const uint64_t want_number = prev ? prev->frame_number + 1 : chain_.next_frame;
+  const uint64_t want_prev = prev ? prev->header_checksum : chain_.last_checksum;
+  const uint64_t want_batch = prev ? prev->batch : chain_.last_batch + 1;
+  const uint64_t want_index = pending_.size();
+  if (h.frame_number != want_number) {
+    return bad(fmt::format("broken chain: frame number {} where {} was expected", h.frame_number,
+                           want_number));
+  }
+  if (h.prev_checksum != want_prev) {
+    return bad(
+        fmt::format("broken chain: prev_checksum {:016x} but the previous frame's checksum "
+                    "is {:016x}",
+                    h.prev_checksum, want_prev));
+  }
+  if (h.batch != want_batch || h.batch_index != want_index) {
+    return bad(fmt::format("batch {} index {} where batch {} index {} was expected", h.batch,
+                           h.batch_index, want_batch, want_index));
   }
   return Status::ok();
 }
@@ -377,13 +472,28 @@ Status Recovery::apply_frame(SegmentSummary& s, uint64_t off, const FrameHeader&
   if (s.frames == 0 && h.type != FrameType::kCheckpoint) {
     return corrupt(s.path, off, "the first frame of a segment is not a CHECKPOINT");
   }
-  if (h.type != FrameType::kCheckpoint) {
-    if (Status st = check_checkpoint_complete(s); !st) return st;
-  } else if (!in_checkpoint_head_) {
-    return corrupt(s.path, off, "CHECKPOINT frame after the head of the segment");
+  if (h.type == FrameType::kCheckpoint) {
+    if (!in_checkpoint_head_) {
+      return corrupt(s.path, off,
+                     "CHECKPOINT frame after the head of the segment (only the first frames of a "
+                     "segment's first batch are CHECKPOINT frames)");
+    }
+    if (h.item_count > kCheckpointRecordsPerFrame ||
+        (checkpoint_frames_ > 0 &&
+         (checkpoint_last_items_ < kCheckpointRecordsPerFrame || h.item_count == 0))) {
+      return corrupt(s.path, off,
+                     fmt::format("CHECKPOINT frame of {} groups after {} frame(s) (every "
+                                 "CHECKPOINT frame but the last lists {} groups, the last at "
+                                 "least 1 unless it is the only one)",
+                                 h.item_count, checkpoint_frames_, kCheckpointRecordsPerFrame));
+    }
+    ++checkpoint_frames_;
+    checkpoint_last_items_ = h.item_count;
+  } else if (Status st = check_checkpoint_complete(s); !st) {
+    return st;
   }
   std::span<const std::byte> body(buf_.data() + off + kFrameHeaderBytes, h.length);
-  rebuild_.begin_frame(s.sequence, off, out_.written.empty());
+  rebuild_.begin_frame(s.sequence, off);
   if (Status st = decode_body(h.type, h.item_count, body, rebuild_); !st) {
     return corrupt(
         s.path, off,
@@ -393,142 +503,119 @@ Status Recovery::apply_frame(SegmentSummary& s, uint64_t off, const FrameHeader&
   return Status::ok();
 }
 
-// After the last valid frame of a segment, an all-zero frame header at `off`: the rest must be
-// zeros. In an older segment that is checked to the end of the file (usually a short tail: the
-// writer rolls over when a batch does not fit, or after a restart, see Wal::open). In the last
-// written segment only the bytes a crash could have torn are checked: one write of at most
-// write_bytes_max bytes, which starts at the start of the last batch (doc/wal-format.md, "Recovery
-// rules", rule 2).
-Status Recovery::check_zero_tail(const SegmentSummary& s, bool last_written, uint64_t off,
-                                 FrameScan* scan) {
-  uint64_t limit = buf_.size();
-  if (last_written && s.header.write_bytes_max != 0) {
-    limit = std::min(limit, std::max(off, scan->batch_start + s.header.write_bytes_max));
+// A BATCH_END frame arrived intact: the batch is complete, so its frames are applied (batches
+// are atomic) and the chain advances past it.
+Status Recovery::apply_batch(SegmentSummary& s) {
+  for (const PendingFrame& f : pending_) {
+    if (Status st = apply_frame(s, f.offset, f.header); !st) return st;
+    ++s.frames;
+    ++out_.frames;
+    if (s.first_frame == 0) {
+      s.first_frame = f.header.frame_number;
+      s.first_batch = f.header.batch;
+    }
   }
-  if (Status st = fill(limit); !st) return st;
-  uint64_t nz = nonzero_end(buf_.prefix(limit), off);
-  if (nz > off) {
-    scan->damaged = true;
-    scan->bad_offset = off;
-    scan->what = fmt::format("zero frame header followed by data up to {}", nz);
-  }
+  // The checkpoint head is the start of the segment's first batch and ends with it.
+  if (Status st = check_checkpoint_complete(s); !st) return st;
+  const FrameHeader& last = pending_.back().header;
+  s.last_frame = last.frame_number;
+  s.last_checksum = last.header_checksum;
+  s.last_batch = last.batch;
+  chain_ = Chain{true, last.frame_number + 1, last.header_checksum, last.batch};
+  pending_.clear();
   return Status::ok();
 }
 
-// Walks the frames of a written segment, applying each valid one. Stops at the end of the
-// written data or at the first bad frame (scan->damaged); a frame that passes its checksums but
-// breaks the format's rules is corruption right away.
-Status Recovery::scan_written(SegmentSummary& s, bool last_written, FrameScan* scan) {
+// Walks the frames of a written segment, applying each complete batch. Stops at the end of the
+// written data, or at damage (scan->damaged): a frame whose header or body checksum does not
+// match, a batch without its BATCH_END frame, or non-zero bytes after the all-zero header that
+// ends the frames (rule 2). An intact frame that breaks a rule is corruption right away.
+Status Recovery::scan_segment(SegmentSummary& s, bool last_written, FrameScan* scan) {
   const uint64_t salt = s.header.salt;
   uint64_t off = kSegmentHeaderBytes;
-  uint64_t expect = s.header.first_frame;
-  uint64_t prev = s.header.prev_checksum;
+  pending_.clear();
   in_checkpoint_head_ = true;
-  rebuild_.reset_checkpoint();
-  auto fail = [&](std::string what) {
+  checkpoint_frames_ = 0;
+  checkpoint_last_items_ = 0;
+  groups_before_segment_ = out_.groups.size();
+  rebuild_.begin_segment(out_.written.empty());
+  auto damage = [&](std::string what) {
     scan->damaged = true;
     scan->bad_offset = off;
     scan->what = std::move(what);
-    return Status::ok();
   };
+  bool zero_header = false;
   while (off + kFrameHeaderBytes <= buf_.size()) {
     if (Status st = fill_ahead(off + kFrameHeaderBytes); !st) return st;
     const std::byte* p = buf_.data() + off;
     if (is_zero_header(p)) {
-      if (Status st = check_zero_tail(s, last_written, off, scan); !st) return st;
+      zero_header = true;
+      break;
+    }
+    if (!frame_header_valid(p, salt)) {
+      damage("frame header checksum mismatch (damaged, or written with another salt)");
       break;
     }
     FrameHeader h;
     decode_frame_header(p, &h);
-    if (frame_header_checksum(p, salt) != h.header_checksum) {
-      return fail("frame header checksum mismatch (damaged, or written with another salt)");
-    }
-    if (h.frame_number != expect) {
-      return fail(fmt::format("frame number {} where {} was expected", h.frame_number, expect));
-    }
-    if (h.prev_checksum != prev) return fail("broken hash chain (prev_checksum mismatch)");
-    if (h.length > buf_.size() - off - kFrameHeaderBytes ||
-        off + frame_bytes(h.length) > buf_.size()) {
-      return fail(fmt::format("frame length {} runs past the end of the segment", h.length));
-    }
+    if (Status st = check_frame_header(s, off, h); !st) return st;
     if (Status st = fill_ahead(off + frame_bytes(h.length)); !st) return st;
     p = buf_.data() + off;
     if (checksum({p + kFrameHeaderBytes, h.length}, salt) != h.body_checksum) {
-      return fail("frame body checksum mismatch");
+      damage(fmt::format("frame {} body checksum mismatch", h.frame_number));
+      break;
     }
-    if (Status st = apply_frame(s, off, h); !st) return st;
-    prev = h.header_checksum;
-    ++expect;
-    ++s.frames;
-    ++out_.frames;
-    s.last_frame = h.frame_number;
-    s.last_checksum = h.header_checksum;
+    pending_.push_back({off, h});
     off += frame_bytes(h.length);
-    scan->end = off;
-    if (h.flags & kFrameFlagBatchEnd) scan->batch_start = off;
+    if (h.batch_end()) {
+      if (Status st = apply_batch(s); !st) return st;
+      scan->end = off;
+    }
   }
-  if (!scan->damaged && s.frames > 0) {
-    if (Status st = check_checkpoint_complete(s); !st) return st;
+  if (scan->damaged) return Status::ok();
+  if (!pending_.empty()) {
+    damage(fmt::format("batch {} ends without its BATCH_END frame (incomplete)",
+                       pending_.front().header.batch));
+    return Status::ok();
+  }
+  if (!zero_header) return Status::ok();  // frames fill the segment to its end
+  // After the all-zero header the rest must be zeros: to the end of an older segment; in the
+  // last written segment as far as the next write could reach (rule 2).
+  uint64_t limit = buf_.size();
+  if (last_written) limit = std::min(limit, std::max(off, scan->end + s.header.write_bytes_max));
+  if (Status st = fill(limit); !st) return st;
+  if (uint64_t nz = nonzero_end(buf_.prefix(limit), off); nz > off) {
+    damage(fmt::format("all-zero frame header followed by data up to offset {}", nz));
   }
   return Status::ok();
 }
 
-// A bad frame at bad_offset in the last written segment: torn (OK) or corruption.
-Status Recovery::analyze_torn(const std::string& path, uint64_t salt, uint64_t bad_offset,
-                              uint64_t batch_start, uint64_t last_number, uint64_t write_bytes_max,
-                              uint64_t* nz_end) {
-  // The last write started at batch_start and was at most write_bytes_max long (0: unknown, the
-  // whole file): a torn write can only have left bytes before window_end.
-  const uint64_t window_end =
-      write_bytes_max == 0 ? buf_.size() : std::min(buf_.size(), batch_start + write_bytes_max);
-  if (bad_offset >= window_end) {
-    return corrupt(
-        path, bad_offset,
-        fmt::format("damage past the reach of the last write ({}..{})", batch_start, window_end));
-  }
-  // Damage was found: this rare path reads and checks the whole rest of the file.
-  if (Status s = fill(buf_.size()); !s) return s;
-  *nz_end = nonzero_end(buf_.prefix(window_end), bad_offset);
-  const uint64_t file_nz_end = nonzero_end(buf_.prefix(buf_.size()), bad_offset);
-  // Look for valid frames after the damage. One of a later batch means the damaged frame was
-  // acknowledged (its batch was synced before the later one was written); one past the window
-  // cannot belong to the last write. Either way the damage is in acknowledged data.
-  uint64_t first_batch_end = UINT64_MAX;
-  uint64_t first_batch_end_off = 0;
-  uint64_t max_number = 0;
-  uint64_t max_off = 0;
-  for (uint64_t y = bad_offset + 8; y + kFrameHeaderBytes <= file_nz_end; y += 8) {
+// The number of the batch the damage is in: the batch of the intact frames read before it, or
+// the one after the last complete batch (1 when the log holds none).
+uint64_t Recovery::damaged_batch() const {
+  if (!pending_.empty()) return pending_.front().header.batch;
+  return chain_.last_batch + 1;
+}
+
+// Looks in the loaded segment, from `from` on, for an intact frame header (checksum matches with
+// `salt`) of a batch after `batch`. Returns its offset (*found: the header) or UINT64_MAX. Its
+// batch was written after `batch` was durable: one batch is in flight at a time, and batch
+// numbers only grow (a cut batch's number is reused, never a higher one).
+uint64_t Recovery::find_later_batch(uint64_t salt, uint64_t from, uint64_t batch,
+                                    FrameHeader* found) {
+  const uint64_t end = nonzero_end(buf_.prefix(buf_.size()), from);
+  // A header may end in zero bytes (item_count 0), so it may reach past the last non-zero byte.
+  for (uint64_t y = align_up(from, kFrameAlignBytes);
+       y < end && y + kFrameHeaderBytes <= buf_.size(); y += kFrameAlignBytes) {
     const std::byte* p = buf_.data() + y;
-    if (get_u64(p) == 0 || frame_header_checksum(p, salt) != get_u64(p)) continue;
-    FrameHeader h;
-    decode_frame_header(p, &h);
-    if (h.frame_number <= last_number) continue;
-    if ((h.flags & kFrameFlagBatchEnd) && h.frame_number < first_batch_end) {
-      first_batch_end = h.frame_number;
-      first_batch_end_off = y;
-    }
-    if (h.frame_number > max_number) {
-      max_number = h.frame_number;
-      max_off = y;
-    }
-    if (y + kFrameHeaderBytes > window_end) {
-      return corrupt(path, bad_offset,
-                     fmt::format("damaged frame followed by valid frame {} at offset {}, past the "
-                                 "reach of the last write ({}..{})",
-                                 h.frame_number, y, batch_start, window_end));
-    }
+    if (get_u64(p) == 0 || !frame_header_valid(p, salt)) continue;
+    decode_frame_header(p, found);
+    if (found->batch > batch) return y;
   }
-  if (first_batch_end != UINT64_MAX && max_number > first_batch_end) {
-    return corrupt(path, bad_offset,
-                   fmt::format("damaged frame followed by valid frames of a later batch (frame "
-                               "{} at offset {} ends a batch, frame {} at offset {} follows)",
-                               first_batch_end, first_batch_end_off, max_number, max_off));
-  }
-  return Status::ok();
+  return UINT64_MAX;
 }
 
-Status Recovery::cut(const std::string& path, uint64_t from, uint64_t to,
-                     const SegmentHeader* reprepare) {
+Status Recovery::cut(const std::string& path, uint64_t from, uint64_t to) {
   if (mode_ != RecoveryMode::kRepair) return Status::ok();
   // Zero what was cut (etcd's ZeroToEnd): stale bytes after the new end could otherwise look
   // like valid frames once new frames are written before them.
@@ -538,72 +625,110 @@ Status Recovery::cut(const std::string& path, uint64_t from, uint64_t to,
     std::vector<std::byte> zeros(to - from);
     if (Status s = write_all(**f, zeros, from); !s) return s;
   }
-  if (reprepare != nullptr) {
-    std::array<std::byte, kSegmentHeaderBytes> hdr;
-    encode_segment_header(*reprepare, hdr);
-    if (Status s = write_all(**f, hdr, 0); !s) return s;
-  }
   return (*f)->sync_data();
 }
 
-// Segments after the last written one must be prepared spares; the first of them may instead
-// hold a torn first batch (its header rewrite did not complete), which is cut.
-//
-// A spare is recognised from its header and its first frame slot alone (4144 bytes, not the
-// whole file): the writer's first write into a segment is one contiguous write starting at
-// offset 0 ([header][checkpoint][batch]), so any completed first write changed both, and no
-// later write happens before it is durable. Bytes further in could only be left by a torn
-// first write whose header and first slot both failed to reach the disk: unacknowledged, never
-// reachable by a scan (it follows the hash chain from offset 4096 and stops at the first zero
-// slot), overwritten front to back by the next writes, and inside the torn-tail window of
-// whatever is written there next, where recovery cuts them (doc/wal-format.md, rules 3 and 4).
-Status Recovery::classify_tail_segments(const std::vector<Name>& names, size_t first,
-                                        bool allow_torn) {
-  for (size_t i = first; i < names.size(); ++i) {
-    const Name& n = names[i];
-    if (loaded_ != i) {
-      if (Status s = load(n); !s) return s;
-    }
-    SegmentSummary sp;
-    sp.sequence = n.sequence;
-    sp.path = n.path;
-    HeaderError he = decode_segment_header(buf_.prefix(kSegmentHeaderBytes), &sp.header);
-    bool header_ok = he == HeaderError::kOk && sp.header.is_prepared() &&
-                     sp.header.sequence == n.sequence && sp.header.capacity == buf_.size();
-    bool first_slot_zero = buf_.size() < kSegmentHeaderBytes + kFrameHeaderBytes ||
-                           is_zero_header(buf_.data() + kSegmentHeaderBytes);
-    if (header_ok && first_slot_zero) {
-      out_.spares.push_back(sp);
-      if (observer_ != nullptr) observer_->on_segment(sp, true);
-      continue;
-    }
-    bool torn_candidate = allow_torn && i == first && (he == HeaderError::kChecksum || header_ok);
-    if (!torn_candidate) {
-      if (he != HeaderError::kOk) return corrupt(n.path, 0, std::string(header_error_name(he)));
-      return corrupt(n.path, header_ok ? kSegmentHeaderBytes : 0,
-                     "segment after the last written one is not a clean prepared segment");
-    }
-    uint64_t salt = raw_salt(buf_.prefix(kSegmentHeaderBytes));
-    uint64_t nz_end = 0;
-    if (Status s = analyze_torn(n.path, salt, kSegmentHeaderBytes - 8, 0, 0, 0, &nz_end); !s) {
-      return s;
-    }
-    out_.torn = TornTail{n.path, 0, nz_end,
-                         "segment header rewrite of an unacknowledged first "
-                         "batch did not complete"};
-    log::warn("wal: torn tail in {} at offset 0 ({} bytes): {}; cut", n.path, nz_end,
-              out_.torn->what);
-    SegmentHeader prepared{n.sequence, salt, 0, 0, buf_.size(), 0};
-    if (Status s =
-            cut(n.path, kSegmentHeaderBytes, std::max(nz_end, kSegmentHeaderBytes), &prepared);
-        !s) {
-      return s;
-    }
-    sp.header = prepared;
-    out_.spares.push_back(sp);
-    if (observer_ != nullptr) observer_->on_segment(sp, true);
+void Recovery::note_torn(TornTail t) {
+  if (mode_ == RecoveryMode::kRepair) {
+    log::warn(
+        "wal: torn tail in {} at offset {}: batch {} is incomplete ({}; damage at offset "
+        "{}); cutting {} bytes",
+        t.path, t.offset, t.batch, t.what, t.damage_offset, t.bytes);
   }
-  return Status::ok();
+  out_.torn = std::move(t);
+}
+
+// Damage in the last written segment (rule 4): a torn tail when it lies within the reach of the
+// last write and nothing of a later batch follows it, in this segment or in the next file;
+// otherwise corruption. A torn tail is the incomplete last batch, cut whole.
+Status Recovery::classify_last(const std::vector<Name>& names, size_t i, SegmentSummary& s,
+                               const FrameScan& scan) {
+  const uint64_t start = scan.end;  // where the incomplete batch starts
+  const uint64_t batch = damaged_batch();
+  const uint64_t reach =
+      start == kSegmentHeaderBytes
+          ? first_write_bytes_max(groups_before_segment_, s.header.write_bytes_max)
+          : s.header.write_bytes_max;
+  const uint64_t window_end = std::min(buf_.size(), start + reach);
+  if (scan.bad_offset >= window_end) {
+    return corrupt(s.path, scan.bad_offset,
+                   fmt::format("{}; this is past the reach of the last write ({}..{}), so it is "
+                               "not a torn write",
+                               scan.what, start, window_end));
+  }
+  // Damage was found: this rare path reads the whole rest of the file, and the next one.
+  if (Status st = fill(buf_.size()); !st) return st;
+  FrameHeader later;
+  if (uint64_t y = find_later_batch(s.header.salt, scan.bad_offset, batch, &later);
+      y != UINT64_MAX) {
+    return corrupt(s.path, scan.bad_offset,
+                   fmt::format("{}; frame {} of the later batch {} follows at offset {}, so "
+                               "batch {} was acknowledged",
+                               scan.what, later.frame_number, later.batch, y, batch));
+  }
+  const uint64_t nz_end = nonzero_end(buf_.prefix(window_end), start);
+  if (i + 1 < names.size()) {
+    SegmentHeader next;
+    if (Status st = load(names, i + 1, &next); !st) return st;
+    if (Status st = fill(buf_.size()); !st) return st;
+    if (uint64_t y = find_later_batch(next.salt, kSegmentHeaderBytes, batch, &later);
+        y != UINT64_MAX) {
+      return corrupt(
+          s.path, scan.bad_offset,
+          fmt::format("{}; frame {} of the later batch {} follows in {} at offset {}, "
+                      "so batch {} was acknowledged",
+                      scan.what, later.frame_number, later.batch, names[i + 1].path, y, batch));
+    }
+    // The write in flight was this segment's, so nothing was written into the next one since
+    // the last repair zeroed the reach of its first write (rule 3): data there is a second
+    // damaged place, and at most one can be a torn write.
+    const uint64_t next_end =
+        std::min(buf_.size(), kSegmentHeaderBytes +
+                                  first_write_bytes_max(out_.groups.size(), next.write_bytes_max));
+    if (uint64_t nz = nonzero_end(buf_.prefix(next_end), kSegmentHeaderBytes);
+        nz > kSegmentHeaderBytes) {
+      return corrupt(s.path, scan.bad_offset,
+                     fmt::format("{}; {} holds data up to offset {} where its first write would "
+                                 "go: two damaged places, at most one of them a torn write",
+                                 scan.what, names[i + 1].path, nz));
+    }
+  }
+  note_torn(TornTail{s.path, start, nz_end - start, scan.bad_offset, batch, scan.what});
+  return cut(s.path, start, nz_end);
+}
+
+// The first spare after the last written segment is where the next write goes when the last
+// batch did not fit the segment before it. Its first frame slot is zero, so any first write
+// into it did not complete; bytes that write left further in are cut like any torn tail, so that
+// no stale bytes carrying this segment's salt remain when it is written later (rule 3).
+Status Recovery::check_first_spare(const std::vector<Name>& names, size_t i) {
+  SegmentHeader h;
+  if (loaded_ != i) {
+    if (Status st = load(names, i, &h); !st) return st;
+  }
+  h = headers_[i];
+  const uint64_t window_end =
+      std::min(buf_.size(),
+               kSegmentHeaderBytes + first_write_bytes_max(out_.groups.size(), h.write_bytes_max));
+  if (Status st = fill(window_end); !st) return st;
+  const uint64_t nz_end = nonzero_end(buf_.prefix(window_end), kSegmentHeaderBytes);
+  if (nz_end == kSegmentHeaderBytes) return Status::ok();
+  const uint64_t batch = chain_.last_batch + 1;
+  const std::string what = fmt::format(
+      "first frame slot is zero but the reach of the segment's first write holds data up to "
+      "offset {}",
+      nz_end);
+  if (Status st = fill(buf_.size()); !st) return st;
+  FrameHeader later;
+  if (uint64_t y = find_later_batch(h.salt, kSegmentHeaderBytes, batch, &later); y != UINT64_MAX) {
+    return corrupt(names[i].path, kSegmentHeaderBytes,
+                   fmt::format("{}; frame {} of batch {} at offset {} was written after the last "
+                               "complete batch {}, so this segment's first frame was lost",
+                               what, later.frame_number, later.batch, y, batch - 1));
+  }
+  note_torn(TornTail{names[i].path, kSegmentHeaderBytes, nz_end - kSegmentHeaderBytes,
+                     kSegmentHeaderBytes, batch, what});
+  return cut(names[i].path, kSegmentHeaderBytes, nz_end);
 }
 
 Status Recovery::finish_groups() {
@@ -619,27 +744,6 @@ Status Recovery::finish_groups() {
   return Status::ok();
 }
 
-// Finds the last segment with a valid, written (not prepared) header, reading headers only,
-// from the newest file back: only the spares at the end are passed over.
-Status Recovery::find_last_written(const std::vector<Name>& names) {
-  last_written_ = SIZE_MAX;
-  for (size_t k = names.size(); k-- > 0;) {
-    auto f = env_.open(names[k].path, OpenMode::kRead);
-    if (!f) return f.status();
-    std::array<std::byte, kSegmentHeaderBytes> hb;
-    if (Status s = read_exact(**f, hb, 0); !s) {
-      if (s.code() == Code::kCorruption) continue;  // shorter than a header: load() reports it
-      return s;
-    }
-    SegmentHeader h;
-    if (decode_segment_header(hb, &h) == HeaderError::kOk && !h.is_prepared()) {
-      last_written_ = k;
-      return Status::ok();
-    }
-  }
-  return Status::ok();
-}
-
 Result<RecoveredLog> Recovery::run() {
   std::vector<Name> names;
   if (Status s = list_segments(&names); !s) return s;
@@ -647,58 +751,61 @@ Result<RecoveredLog> Recovery::run() {
     if (Status s = sync_all(names); !s) return s;
   }
   if (Status s = find_last_written(names); !s) return s;
-  size_t i = 0;
-  for (; i < names.size(); ++i) {
-    if (Status s = load(names[i]); !s) return s;
-    loaded_ = i;
+  std::vector<SegmentSummary> spares;
+  const size_t written_end = last_written_ == SIZE_MAX ? 0 : last_written_ + 1;
+  for (size_t i = 0; i < written_end; ++i) {
     SegmentSummary seg;
     seg.sequence = names[i].sequence;
     seg.path = names[i].path;
-    HeaderError he = decode_segment_header(buf_.prefix(kSegmentHeaderBytes), &seg.header);
-    if (he != HeaderError::kOk) {
-      // A damaged header on the segment after the last written one may be a torn header
-      // rewrite (classify_tail_segments decides); anywhere else it is corruption.
-      if (he == HeaderError::kChecksum && !written_after(i)) break;
-      return corrupt(seg.path, 0, std::string(header_error_name(he)));
+    if (loaded_ != i) {
+      if (Status s = load(names, i, &headers_[i]); !s) return s;
     }
-    if (seg.header.is_prepared()) break;
-    if (Status s = check_header_chain(seg); !s) return s;
-    const bool last_written = !written_after(i);
+    seg.header = headers_[i];
+    const bool last = i == last_written_;
+    if (!last && is_zero_header(buf_.data() + kSegmentHeaderBytes)) {
+      // Rule 3: a segment is written front to back, from its first frame slot, and only after
+      // the one before it; a later segment holding frames means this one was written too.
+      return corrupt(seg.path, kSegmentHeaderBytes,
+                     fmt::format("the first frame slot is zero (a prepared, never written "
+                                 "segment) but {} after it holds frames",
+                                 names[last_written_].path));
+    }
     FrameScan scan;
-    if (Status s = scan_written(seg, last_written, &scan); !s) return s;
-    seg.end_offset = scan.end;
-    seg.batch_end_offset = scan.batch_start;
+    if (Status s = scan_segment(seg, last, &scan); !s) return s;
     if (scan.damaged) {
-      // Only the last written segment may end in a torn batch; if a later one holds frames,
-      // this damage is in acknowledged data.
-      if (!last_written) return corrupt(seg.path, scan.bad_offset, scan.what);
-      uint64_t nz_end = 0;
-      uint64_t last_number = seg.frames ? seg.last_frame : seg.header.first_frame - 1;
-      if (Status s = analyze_torn(seg.path, seg.header.salt, scan.bad_offset, scan.batch_start,
-                                  last_number, seg.header.write_bytes_max, &nz_end);
-          !s) {
-        return corrupt(seg.path, scan.bad_offset, scan.what + "; " + s.message());
+      if (!last) {
+        return corrupt(seg.path, scan.bad_offset,
+                       fmt::format("{}; {} after it holds frames, so every batch of this "
+                                   "segment was acknowledged",
+                                   scan.what, names[last_written_].path));
       }
-      out_.torn = TornTail{seg.path, scan.bad_offset, nz_end - scan.bad_offset, scan.what};
-      log::warn("wal: torn tail in {} at offset {} ({} bytes): {}; cut", seg.path, scan.bad_offset,
-                nz_end - scan.bad_offset, scan.what);
-      if (Status s = cut(seg.path, scan.bad_offset, nz_end, nullptr); !s) return s;
+      if (Status s = classify_last(names, i, seg, scan); !s) return s;
     }
-    if (seg.frames > 0) {
-      out_.next_frame = seg.last_frame + 1;
-      out_.last_checksum = seg.last_checksum;
-    } else {
-      out_.next_frame = seg.header.first_frame;
-      out_.last_checksum = seg.header.prev_checksum;
+    seg.end_offset = scan.end;
+    if (seg.frames == 0) {
+      spares.push_back(seg);  // its only batch was cut: a spare again
+      continue;
     }
     if (observer_ != nullptr) observer_->on_segment(seg, false);
     out_.written.push_back(std::move(seg));
-    if (scan.damaged) {
-      ++i;
-      break;
-    }
   }
-  if (Status s = classify_tail_segments(names, i, !out_.torn.has_value()); !s) return s;
+  for (size_t i = written_end; i < names.size(); ++i) {
+    SegmentSummary sp;
+    sp.sequence = names[i].sequence;
+    sp.path = names[i].path;
+    sp.header = headers_[i];
+    spares.push_back(std::move(sp));
+  }
+  if (!out_.torn && written_end < names.size()) {
+    if (Status s = check_first_spare(names, written_end); !s) return s;
+  }
+  for (SegmentSummary& sp : spares) {
+    if (observer_ != nullptr) observer_->on_segment(sp, true);
+    out_.spares.push_back(std::move(sp));
+  }
+  out_.next_frame = chain_.next_frame;
+  out_.last_checksum = chain_.last_checksum;
+  out_.next_batch = chain_.last_batch + 1;
   if (Status s = finish_groups(); !s) return s;
   return std::move(out_);
 }

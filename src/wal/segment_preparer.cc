@@ -11,10 +11,11 @@
 namespace raftd::wal {
 
 SegmentPreparer::SegmentPreparer(Env& env, std::string dir, uint64_t segment_bytes,
-                                 Executor& executor, bool threaded)
+                                 uint64_t write_bytes_max, Executor& executor, bool threaded)
     : env_(env),
       dir_(std::move(dir)),
       segment_bytes_(segment_bytes),
+      write_bytes_max_(write_bytes_max),
       executor_(executor),
       threaded_(threaded) {
   if (threaded_) thread_ = std::thread([this] { loop(); });
@@ -110,16 +111,20 @@ Result<PreparedSegment> SegmentPreparer::do_prepare(uint64_t sequence) {
     h.salt = rng();
   } while (h.salt == 0);
   h.capacity = segment_bytes_;
+  h.write_bytes_max = write_bytes_max_;
   std::array<std::byte, kSegmentHeaderBytes> hdr;
   encode_segment_header(h, hdr);
   if (Status s = write_all(file, hdr, 0); !s) return fail(s);
+  // The header and the zeros are durable before the file is renamed to .wal: recovery may then
+  // treat any damage to the header as damage to durable data, never as a torn write.
   if (Status s = file.sync_data(); !s) return fail(s);
   f->reset();
   if (Status s = env_.rename(tmp, path); !s) return fail(s);
   if (Status s = env_.sync_dir(dir_); !s) return s;
   auto reopened = env_.open(path, OpenMode::kReadWrite);
   if (!reopened) return reopened.status();
-  return PreparedSegment{sequence, h.salt, segment_bytes_, path, std::move(*reopened)};
+  return PreparedSegment{sequence,         h.salt, segment_bytes_,
+                         write_bytes_max_, path,   std::move(*reopened)};
 }
 
 Status SegmentPreparer::do_remove(const std::string& path) {

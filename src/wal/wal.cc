@@ -75,6 +75,7 @@ struct Wal::Segment {
   std::string path;
   uint64_t salt = 0;
   uint64_t capacity = 0;
+  uint64_t write_bytes_max = 0;  // from the header: every write after the first is at most this
   std::unique_ptr<File> file;
   std::unordered_set<GroupId> groups;  // groups with entries placed in this segment
 };
@@ -86,7 +87,8 @@ Wal::Wal(Env& env, std::string dir, WalOptions options, Executor& executor, Sync
       executor_(executor),
       writer_(writer),
       alive_(std::make_shared<Wal*>(this)) {
-  preparer_ = std::make_unique<SegmentPreparer>(env_, dir_, options_.segment_bytes, executor_,
+  preparer_ = std::make_unique<SegmentPreparer>(env_, dir_, options_.segment_bytes,
+                                                options_.batch_bytes_max, executor_,
                                                 options_.prepare_on_thread);
 }
 
@@ -104,10 +106,11 @@ Result<std::unique_ptr<Wal>> Wal::open(Env& env, const std::string& dir, WalOpti
                   fmt::format("wal segment_bytes {} must be a multiple of 4096 in [{}, {}]",
                               options.segment_bytes, kSegmentBytesMin, kSegmentBytesMax));
   }
-  if (options.batch_bytes_max < 4096 || options.batch_bytes_max > options.segment_bytes / 4) {
+  if (options.batch_bytes_max < kWriteBytesMin ||
+      options.batch_bytes_max > options.segment_bytes / 4) {
     return Status(Code::kInvalidArgument,
-                  fmt::format("wal batch_bytes_max {} must be in [4096, segment_bytes/4 = {}]",
-                              options.batch_bytes_max, options.segment_bytes / 4));
+                  fmt::format("wal batch_bytes_max {} must be in [{}, segment_bytes/4 = {}]",
+                              options.batch_bytes_max, kWriteBytesMin, options.segment_bytes / 4));
   }
   if (options.ready_segments < 1 || options.ready_segments > 2 || options.queued_batches_max < 1 ||
       !options.on_durable) {
@@ -140,6 +143,7 @@ Status Wal::adopt(RecoveredLog&& log) {
     seg->path = s.path;
     seg->salt = s.header.salt;
     seg->capacity = s.header.capacity;
+    seg->write_bytes_max = s.header.write_bytes_max;
     seg->file = std::move(*f);
     next_sequence_ = std::max(next_sequence_, s.sequence + 1);
     return seg;
@@ -149,6 +153,7 @@ Status Wal::adopt(RecoveredLog&& log) {
     if (!seg) return seg.status();
     written_.push_back(std::move(*seg));
   }
+  if (Status s = drop_small_spares(&log.spares); !s) return s;
   for (const SegmentSummary& s : log.spares) {
     auto seg = open_segment(s);
     if (!seg) return seg.status();
@@ -164,23 +169,39 @@ Status Wal::adopt(RecoveredLog&& log) {
         written_[loc.segment - first_seq]->groups.insert(g);
       }
     }
+    // Recovery ends the log at the end of the last complete batch; the next write starts there
+    // and must stay within the reach recovery measures from that point, the header's
+    // write_bytes_max. A larger batch limit now would exceed it: continue in a fresh segment.
     const SegmentSummary& last = log.written.back();
     write_offset_ = last.end_offset;
-    active_needs_head_ = last.frames == 0;
-    // Recovery's torn-tail window for this segment is the largest write its header records,
-    // measured from the end of the last complete batch; a larger batch limit now, or valid
-    // frames of an unfinished batch after that end, would put the next write past it, so
-    // continue in a fresh segment instead.
-    if (last.header.write_bytes_max < options_.batch_bytes_max ||
-        last.batch_end_offset != last.end_offset) {
+    active_needs_head_ = false;
+    if (last.header.write_bytes_max < options_.batch_bytes_max)
       write_offset_ = last.header.capacity;
-      active_needs_head_ = false;
-    }
   }
   next_frame_ = log.next_frame;
   last_checksum_ = log.last_checksum;
+  next_batch_ = log.next_batch;
   torn_ = std::move(log.torn);
   return Status::ok();
+}
+
+// Spares prepared (by an earlier run) with a smaller write_bytes_max than the current batch
+// limit cannot take this run's batches within their headers' bound: delete them, newest first
+// so the sequence never has a gap, and prepare new ones with the same sequence numbers.
+Status Wal::drop_small_spares(std::vector<SegmentSummary>* spares) {
+  auto small = std::find_if(spares->begin(), spares->end(), [&](const SegmentSummary& s) {
+    return s.header.write_bytes_max < options_.batch_bytes_max;
+  });
+  if (small == spares->end()) return Status::ok();
+  next_sequence_ = std::max(next_sequence_, small->sequence);
+  for (auto it = spares->end(); it != small;) {
+    --it;
+    if (Status s = env_.remove(it->path); !s) return s;
+    log::info("wal: removed spare segment {}: its write_bytes_max {} is below batch_bytes_max {}",
+              it->path, it->header.write_bytes_max, options_.batch_bytes_max);
+  }
+  spares->erase(small, spares->end());
+  return env_.sync_dir(dir_);
 }
 
 Status Wal::check_open() const {
@@ -346,6 +367,11 @@ Status Wal::compact(GroupId g, LogIndex index, Term term) {
                   fmt::format("wal compact of group {} to {}: term {} but the entry has {}", raw(g),
                               raw(index), raw(term), raw(e->term)));
   }
+  if (index == l.mark.index && term != l.mark.term) {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("wal compact of group {} to its mark {}: term {} but the mark has {}",
+                              raw(g), raw(index), raw(term), raw(l.mark.term)));
+  }
   if (SnapshotMark{index, term} == l.mark) return Status::ok();
   auto body = reserve(g, gs, FrameType::kSnapshotMark, kSnapshotMarkRecordBytes);
   if (!body) return body.status();
@@ -372,20 +398,15 @@ void Wal::flush() {
   if (!queued_.empty()) submit_front();
 }
 
-uint64_t Wal::checkpoint_bytes() const {
-  uint64_t n = durable_groups_;
-  uint64_t frames =
-      std::max<uint64_t>(1, (n + kCheckpointRecordsPerFrame - 1) / kCheckpointRecordsPerFrame);
-  return frames * kFrameHeaderBytes + n * kCheckpointRecordBytes;
-}
-
 // CHECKPOINT frames: every group's durable state, which is the state before this batch (one
-// batch in flight, so every earlier batch is durable when this one is encoded).
-void Wal::encode_checkpoint(std::byte* out, uint64_t* pos) {
+// batch in flight, so every earlier batch is durable when this one is encoded). They are the
+// first frames of the batch; groups in ascending order, kCheckpointRecordsPerFrame per frame.
+void Wal::encode_checkpoint(std::byte* out, uint64_t* pos, uint32_t* batch_index) {
   std::vector<GroupId> ids;
   for (const auto& [g, gs] : groups_) {
     if (gs->durable_exists) ids.push_back(g);
   }
+  RAFTD_ASSERT(ids.size() == durable_groups_, "durable group count matches the groups");
   std::sort(ids.begin(), ids.end());
   const uint64_t salt = written_.back()->salt;
   size_t at = 0;
@@ -400,6 +421,8 @@ void Wal::encode_checkpoint(std::byte* out, uint64_t* pos) {
     FrameHeader h;
     h.prev_checksum = last_checksum_;
     h.frame_number = next_frame_++;
+    h.batch = next_batch_;
+    h.batch_index = (*batch_index)++;
     h.type = FrameType::kCheckpoint;
     h.item_count = items;
     last_checksum_ = encode_frame(h, body, salt, out + *pos);
@@ -410,12 +433,12 @@ void Wal::encode_checkpoint(std::byte* out, uint64_t* pos) {
 
 bool Wal::submit_front() {
   Batch& b = *queued_.front();
-  const uint64_t ckpt = checkpoint_bytes();
+  const uint64_t ckpt = checkpoint_bytes(durable_groups_);
   auto fits_active = [&] {
     if (written_.empty()) return false;
     const Segment& s = *written_.back();
-    uint64_t start = active_needs_head_ ? 0 : write_offset_;
-    uint64_t head = active_needs_head_ ? kSegmentHeaderBytes + ckpt : 0;
+    uint64_t start = active_needs_head_ ? kSegmentHeaderBytes : write_offset_;
+    uint64_t head = active_needs_head_ ? ckpt : 0;
     return start + head + b.bytes <= s.capacity;
   };
   if (!fits_active()) {
@@ -435,14 +458,18 @@ bool Wal::submit_front() {
     active_needs_head_ = true;
     request_segments();
     if (!fits_active()) {
-      fail(EFBIG, 0, kSegmentHeaderBytes + ckpt + b.bytes);
+      fail(EFBIG, kSegmentHeaderBytes, ckpt + b.bytes);
       return false;
     }
   }
   Segment& seg = *written_.back();
   const bool head = active_needs_head_;
-  const uint64_t start = head ? 0 : write_offset_;
-  const uint64_t total = (head ? kSegmentHeaderBytes + ckpt : 0) + b.bytes;
+  const uint64_t start = head ? kSegmentHeaderBytes : write_offset_;
+  const uint64_t total = (head ? ckpt : 0) + b.bytes;
+  // Recovery bounds the torn-tail window by these limits (doc/wal-format.md, rule 2).
+  RAFTD_ASSERT(total <= (head ? first_write_bytes_max(durable_groups_, seg.write_bytes_max)
+                              : seg.write_bytes_max),
+               "a WAL write stays within its segment's write_bytes_max");
   if (total > buf_capacity_) {
     std::free(buf_);
     buf_capacity_ = align_up(total, kBufferAlignBytes);
@@ -450,19 +477,16 @@ bool Wal::submit_front() {
     RAFTD_ASSERT(buf_ != nullptr, "out of memory for the WAL write buffer");
   }
   uint64_t pos = 0;
-  if (head) {
-    SegmentHeader h{seg.sequence,   seg.salt,     next_frame_,
-                    last_checksum_, seg.capacity, std::max(total, options_.batch_bytes_max)};
-    encode_segment_header(h, std::span<std::byte, kSegmentHeaderBytes>(buf_, kSegmentHeaderBytes));
-    pos = kSegmentHeaderBytes;
-    encode_checkpoint(buf_, &pos);
-  }
+  uint32_t batch_index = 0;
+  if (head) encode_checkpoint(buf_, &pos, &batch_index);
   std::vector<uint64_t> frame_offsets(b.frames.size());
   for (size_t i = 0; i < b.frames.size(); ++i) {
     Batch::Frame& f = b.frames[i];
     FrameHeader h;
     h.prev_checksum = last_checksum_;
     h.frame_number = next_frame_++;
+    h.batch = next_batch_;
+    h.batch_index = batch_index++;
     h.type = f.type;
     h.flags = i + 1 == b.frames.size() ? kFrameFlagBatchEnd : 0;
     h.item_count = f.items;
@@ -472,6 +496,7 @@ bool Wal::submit_front() {
     ++stats_.frames;
   }
   RAFTD_ASSERT(pos == total, "encoded batch size matches its accounting");
+  ++next_batch_;
   place_entries(b, frame_offsets, seg);
   flight_ = std::move(queued_.front());
   queued_.pop_front();
@@ -588,6 +613,7 @@ void Wal::on_prepared(Result<PreparedSegment> r) {
   seg->path = r->path;
   seg->salt = r->salt;
   seg->capacity = r->capacity;
+  seg->write_bytes_max = r->write_bytes_max;
   seg->file = std::move(r->file);
   ready_.push_back(std::move(seg));
   ++next_sequence_;

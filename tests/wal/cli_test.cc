@@ -1,6 +1,8 @@
-// The raftd binary's `wal verify` / `wal inspect` exit codes on a good and a damaged WAL.
-// RAFTD_BIN names the binary (set by meson).
+// The raftd binary's `wal verify` / `wal inspect` exit codes and messages on good and damaged
+// WALs, including one flipped bit in every byte of the last two batches. RAFTD_BIN names the
+// binary (set by meson).
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -8,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "raftd/wal/recovery.h"
 #include "raftd/wal/sync_writer.h"
@@ -35,8 +38,27 @@ Run run(const std::string& args) {
   return {WEXITSTATUS(status), out};
 }
 
-// Writes a WAL with three segments into dir through the real file system.
-void write_wal(const std::string& dir) {
+std::string make_temp_dir() {
+  auto dir = std::filesystem::temp_directory_path() / "raftd-cli-test-XXXXXX";
+  std::string d = dir.string();
+  REQUIRE(::mkdtemp(d.data()) != nullptr);
+  return d;
+}
+
+void flip(const std::string& path, uint64_t offset, int bit) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  REQUIRE(f.good());
+  f.seekg(std::streamoff(offset));
+  char c = 0;
+  f.read(&c, 1);
+  c = char(c ^ (1 << bit));
+  f.seekp(std::streamoff(offset));
+  f.write(&c, 1);
+}
+
+// Writes a WAL with three segments into dir through the real file system, then `small` more
+// small batches.
+void write_wal(const std::string& dir, int small = 0) {
   ManualExecutor exec;
   FileSyncWriter writer(exec);
   WalOptions o;
@@ -58,12 +80,23 @@ void write_wal(const std::string& dir) {
     wal.flush();
     exec.run_pending();
   }
+  for (int k = 0; k < small; ++k) {
+    // Two frames (ENTRIES, HARD_STATE), except the very last batch: one HARD_STATE frame.
+    LogIndex next = wal.group(GroupId(1))->last_index + 1;
+    std::string d1 = fmt::format("s{}", k);
+    EntryView e{Term(2), 0, std::as_bytes(std::span(d1))};
+    if (k + 1 < small) REQUIRE(wal.append(GroupId(1), next, std::span(&e, 1)).is_ok());
+    REQUIRE(wal.set_hard_state(GroupId(1), HardState{Term(2), NodeId(1), next - 1}).is_ok());
+    wal.flush();
+    while (!wal.idle() || exec.pending() > 0) {
+      exec.run_pending();
+      wal.flush();
+    }
+  }
 }
 
 TEST_CASE("raftd wal verify/inspect: exit 0 on a good WAL, 1 on a damaged one, 2 on misuse") {
-  auto dir = std::filesystem::temp_directory_path() / "raftd-cli-test-XXXXXX";
-  std::string d = dir.string();
-  REQUIRE(::mkdtemp(d.data()) != nullptr);
+  std::string d = make_temp_dir();
   write_wal(d);
 
   Run ok = run("wal verify " + d);
@@ -73,6 +106,10 @@ TEST_CASE("raftd wal verify/inspect: exit 0 on a good WAL, 1 on a damaged one, 2
   CHECK(inspect.code == 0);
   CHECK(inspect.output.find("group 1:") != std::string::npos);
   CHECK(inspect.output.find("0000000000000001.wal") != std::string::npos);
+  CHECK(inspect.output.find("batches 1..") != std::string::npos);
+  Run frames = run("wal inspect --frames " + d);
+  CHECK(frames.code == 0);
+  CHECK(frames.output.find("batch 1.0 CHECKPOINT") != std::string::npos);
 
   CHECK(run("wal verify").code == 2);
   CHECK(run("wal verify " + d + "/no-such-dir").code == 2);
@@ -94,23 +131,121 @@ TEST_CASE("raftd wal verify/inspect: exit 0 on a good WAL, 1 on a damaged one, 2
   Run torn = run("wal verify " + d);
   CHECK(torn.code == 0);
   CHECK(torn.output.find("warning: torn tail") != std::string::npos);
+  // Read-only: nothing was cut, and nothing says so.
+  CHECK(torn.output.find("; cut") == std::string::npos);
+  CHECK(torn.output.find("cutting") == std::string::npos);
+  CHECK(run("wal verify " + d).output == torn.output);
 
   // Damage the oldest segment in the middle of its frames.
   std::string seg = d + "/0000000000000001.wal";
-  {
-    std::fstream f(seg, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(5000);
-    char c = 0;
-    f.read(&c, 1);
-    c = char(c ^ 0x04);
-    f.seekp(5000);
-    f.write(&c, 1);
-  }
+  flip(seg, 5000, 2);
   Run bad = run("wal verify " + d);
   CHECK(bad.code == 1);
   CHECK(bad.output.find(seg) != std::string::npos);
   CHECK(bad.output.find("at offset") != std::string::npos);
   CHECK(run("wal inspect " + d).code == 1);
+  std::filesystem::remove_all(d);
+}
+
+// One flipped bit in every byte of the last two batches (the bit varies with the byte), through
+// the binary: in the last batch a torn tail (exit 0, a warning naming the file and where the
+// batch starts), in the batch before it damage (exit 1, naming the file and the damaged frame).
+TEST_CASE("raftd wal verify: a flip in the last batch is a torn tail, in the one before damage") {
+  std::string d = make_temp_dir();
+  write_wal(d, 2);
+  struct FrameLister final : FrameObserver {
+    void on_segment(const SegmentSummary&, bool) override {}
+    void on_frame(const SegmentSummary& s, uint64_t off, const FrameHeader& h,
+                  std::span<const std::byte>) override {
+      frames.push_back({s.path, off, h.batch});
+    }
+    struct F {
+      std::string path;
+      uint64_t offset;
+      uint64_t batch;
+    };
+    std::vector<F> frames;
+  } lister;
+  auto log = recover_log(posix_env(), d, RecoveryMode::kReadOnly, &lister);
+  REQUIRE(log.is_ok());
+  const SegmentSummary& seg = log->written.back();
+  const uint64_t last_batch = seg.last_batch;
+  uint64_t starts[3] = {0, 0, seg.end_offset};  // batch last-1 start, last start, end
+  for (const auto& f : lister.frames) {
+    if (f.path != seg.path) continue;
+    if (f.batch == last_batch - 1 && starts[0] == 0) starts[0] = f.offset;
+    if (f.batch == last_batch && starts[1] == 0) starts[1] = f.offset;
+  }
+  REQUIRE(starts[0] > kSegmentHeaderBytes);
+  REQUIRE(starts[1] > starts[0]);
+  int torn = 0;
+  int damaged = 0;
+  for (uint64_t at = starts[0]; at < starts[2]; ++at) {
+    const int bit = int(at % 8);
+    INFO("byte ", at, " bit ", bit);
+    flip(seg.path, at, bit);
+    Run r = run("wal verify " + d);
+    flip(seg.path, at, bit);
+    if (at >= starts[1]) {
+      CHECK(r.code == 0);
+      CHECK_MESSAGE(r.output.find(fmt::format("warning: torn tail: {} at offset {}", seg.path,
+                                              starts[1])) != std::string::npos,
+                    r.output);
+      ++torn;
+    } else {
+      uint64_t frame = 0;
+      for (const auto& f : lister.frames) {
+        if (f.path == seg.path && f.offset <= at) frame = std::max(frame, f.offset);
+      }
+      CHECK(r.code == 1);
+      CHECK_MESSAGE(r.output.find(fmt::format(
+                        "raftd wal verify: damaged: {} at offset {}: ", seg.path, frame)) == 0,
+                    r.output);
+      ++damaged;
+    }
+  }
+  CHECK(torn == int(starts[2] - starts[1]));
+  CHECK(damaged == int(starts[1] - starts[0]));
+  CHECK(run("wal verify " + d).code == 0);
+  std::filesystem::remove_all(d);
+}
+
+TEST_CASE("raftd wal verify: headers, unwritten segments between written ones, empty dirs") {
+  std::string d = make_temp_dir();
+  CHECK(run("wal verify " + d).output.find("ok: 0 segments") == 0);
+  write_wal(d);
+  auto log = recover_log(posix_env(), d, RecoveryMode::kReadOnly);
+  REQUIRE(log.is_ok());
+  const std::string last = log->written.back().path;
+  // A damaged header of the last segment: synced before use, so damage, at offset 0.
+  flip(last, 30, 0);
+  Run header = run("wal verify " + d);
+  CHECK(header.code == 1);
+  CHECK_MESSAGE(header.output.find("damaged: " + last + " at offset 0: segment header checksum") !=
+                    std::string::npos,
+                header.output);
+  flip(last, 30, 0);
+  flip(last, 2000, 0);  // the header's zero area
+  Run zero = run("wal verify " + d);
+  CHECK(zero.code == 1);
+  CHECK(zero.output.find(last + " at offset 0: non-zero byte in the header's zero area (byte "
+                                "2000)") != std::string::npos);
+  flip(last, 2000, 0);
+  // A written segment made to look unwritten (its first frame slot zeroed) between written ones
+  // is named, not the healthy segment after it.
+  const std::string middle = log->written[1].path;
+  {
+    std::fstream f(middle, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(kSegmentHeaderBytes));
+    std::string zeros(kFrameHeaderBytes, '\0');
+    f.write(zeros.data(), std::streamsize(zeros.size()));
+  }
+  Run gap = run("wal verify " + d);
+  CHECK(gap.code == 1);
+  CHECK_MESSAGE(gap.output.find("damaged: " + middle +
+                                " at offset 4096: the first frame slot is "
+                                "zero") != std::string::npos,
+                gap.output);
   std::filesystem::remove_all(d);
 }
 

@@ -16,6 +16,7 @@ namespace {
 using testing::append_one;
 using testing::Harness;
 using testing::Model;
+using testing::reseal_frame;
 
 constexpr size_t kPayloadMax = 300;
 
@@ -174,7 +175,9 @@ TEST_CASE("wal::Wal: a bit flip in the last batch is cut as a torn tail") {
   CHECK(h.wal->group(GroupId(1))->last_index == info->last_index);
 }
 
-TEST_CASE("wal::Wal: recovery reads only a spare's header and first frame slot") {
+TEST_CASE(
+    "wal::Wal: recovery reads spares by header and first slot, the next one as far as its "
+    "first write reaches") {
   Harness h;
   REQUIRE(h.open().is_ok());
   REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(1), Term(1), "a").is_ok());
@@ -185,18 +188,34 @@ TEST_CASE("wal::Wal: recovery reads only a spare's header and first frame slot")
   REQUIRE(log.is_ok());
   REQUIRE(log->written.size() == 1);
   REQUIRE(log->spares.size() == 2);
-  // At most the written segment, then 4096 + 48 bytes of each spare.
-  CHECK(log->bytes_scanned <= h.segment_bytes + 2 * (kSegmentHeaderBytes + kFrameHeaderBytes));
-  // A byte past a spare's first frame slot is never read (the writer's first write into a
-  // segment starts at offset 0, so it always changes the header or the first slot)...
+  // The written segment (read in 1 MiB chunks, so whole), the header and first frame slot of
+  // each spare (read from the newest back to find the last written segment), and the next
+  // spare again as far as its first write reaches (checkpoint of one group plus one batch).
+  const uint64_t reach = first_write_bytes_max(1, h.batch_bytes_max);
+  CHECK(log->bytes_scanned <= h.segment_bytes + 2 * (kSegmentHeaderBytes + kFrameHeaderBytes) +
+                                  (kSegmentHeaderBytes + reach));
+  // A byte past the first frame slot of the second spare is never read (the writer's first
+  // write into a segment starts at its first slot, and it writes the spares in order)...
   h.env.write_raw(h.segment_path(3), kSegmentHeaderBytes + 8192, {std::byte{1}});
   REQUIRE(h.open().is_ok());
+  CHECK_FALSE(h.wal->recovered_torn_tail().has_value());
   h.wal.reset();
-  // ...but a frame header in the first slot of a spare that is not the next to be written is.
+  // ...a byte inside the reach of the next spare's first write is a torn first write: cut...
+  h.env.write_raw(h.segment_path(2), kSegmentHeaderBytes + 1000, {std::byte{1}});
+  REQUIRE(h.open().is_ok());
+  REQUIRE(h.wal->recovered_torn_tail().has_value());
+  CHECK(h.wal->recovered_torn_tail()->path == h.segment_path(2));
+  CHECK(h.wal->recovered_torn_tail()->offset == kSegmentHeaderBytes);
+  CHECK(h.env.read_raw(h.segment_path(2))[kSegmentHeaderBytes + 1000] == std::byte{0});
+  CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(1));
+  h.wal.reset();
+  // ...and a frame header in the first slot of a spare that is not the next to be written is
+  // corruption (it makes that segment the last written one, after an unwritten one).
   h.env.write_raw(h.segment_path(3), kSegmentHeaderBytes, {std::byte{1}});
   Status s = h.open();
   REQUIRE(s.code() == Code::kCorruption);
-  CHECK(s.message().find(h.segment_path(3)) != std::string::npos);
+  CHECK(s.message().find(h.segment_path(2) + " at offset 4096") != std::string::npos);
+  CHECK(s.message().find("never written") != std::string::npos);
 }
 
 TEST_CASE("wal::Wal: the zero tail of the last segment is checked within one write's reach") {
@@ -208,7 +227,7 @@ TEST_CASE("wal::Wal: the zero tail of the last segment is checked within one wri
   auto log = recover_log(h.env, Harness::kDir, RecoveryMode::kReadOnly);
   REQUIRE(log.is_ok());
   const uint64_t end = log->written.back().end_offset;
-  const uint64_t window_end = kSegmentHeaderBytes + log->written.back().header.write_bytes_max;
+  const uint64_t window_end = end + log->written.back().header.write_bytes_max;
   REQUIRE(window_end + 4096 < h.segment_bytes);
   const std::string path = h.segment_path(1);
   // Past the window no write of the writer can have reached: not read, the log is clean.
@@ -225,8 +244,7 @@ TEST_CASE("wal::Wal: the zero tail of the last segment is checked within one wri
   CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(1));
 }
 
-TEST_CASE(
-    "wal::Wal: after a batch torn behind some of its frames, writing goes on in a new segment") {
+TEST_CASE("wal::Wal: a batch torn behind some of its frames is cut whole (batches are atomic)") {
   Harness h;
   REQUIRE(h.open().is_ok());
   REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(1), Term(1), "a").is_ok());
@@ -242,20 +260,24 @@ TEST_CASE(
   while (start < after.size() && before[start] == after[start]) ++start;
   REQUIRE(start < after.size());
   h.wal.reset();
-  const uint64_t second_frame = start + frame_bytes(kEntriesBlockBytes + kEntryHeaderBytes + 1);
+  const uint64_t second_frame = start + frame_bytes(kEntriesBlockBytes + kEntryHeaderBytes + 8);
   h.env.flip_bit(path, second_frame + 60, 0);
   REQUIRE(h.open().is_ok());
   REQUIRE(h.wal->recovered_torn_tail().has_value());
-  CHECK(h.wal->recovered_torn_tail()->offset == second_frame);
-  CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(2));  // the first frame survived
-  // The next write would start after the unfinished batch, outside the torn-tail window that
-  // recovery measures from the last complete batch: it goes to the next segment instead.
-  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(3), Term(1), "c").is_ok());
+  CHECK(h.wal->recovered_torn_tail()->offset == start);
+  CHECK(h.wal->recovered_torn_tail()->damage_offset == second_frame);
+  CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(1));  // the intact first frame too
+  CHECK(h.wal->group(GroupId(1))->hard == HardState{});
+  // The cut region was zeroed, so the writer goes on where the cut batch began.
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(2), Term(1), "c").is_ok());
   h.settle();
-  CHECK(h.wal->segment_sequences().back() == 2);
+  CHECK(h.wal->segment_sequences().back() == 1);
   REQUIRE(h.open().is_ok());
   CHECK_FALSE(h.wal->recovered_torn_tail().has_value());
-  CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(3));
+  CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(2));
+  auto r = h.wal->read(GroupId(1), LogIndex(2), LogIndex(3), 100);
+  REQUIRE(r.is_ok());
+  CHECK(r->at(0).data == "c");
 }
 
 TEST_CASE("wal::Wal: a stale segment with the wrong salt is corruption") {
@@ -273,7 +295,7 @@ TEST_CASE("wal::Wal: a stale segment with the wrong salt is corruption") {
   h.env.write_raw(path, 0, enc);
   Status s = h.open();
   REQUIRE(s.code() == Code::kCorruption);
-  CHECK(s.message().find(path) != std::string::npos);
+  CHECK(s.message().find(path + " at offset 4096") != std::string::npos);
   CHECK(s.message().find("salt") != std::string::npos);
 }
 
@@ -290,21 +312,19 @@ TEST_CASE("wal::Wal: a missing segment is corruption") {
   CHECK(s.message().find(segment_file_name(2)) != std::string::npos);
 }
 
-TEST_CASE("wal::Wal: a broken chain between segments is corruption") {
+TEST_CASE("wal::Wal: a broken chain between segments is corruption, even in the last batch") {
   Harness h;
   REQUIRE(h.open().is_ok());
   fill_segments(h, 3);
   h.wal.reset();
   const std::string path = h.segment_path(3);
-  std::vector<std::byte> raw = h.env.read_raw(path);
-  SegmentHeader hdr;
-  REQUIRE(decode_segment_header(raw, &hdr) == HeaderError::kOk);
-  hdr.prev_checksum ^= 1;
-  std::vector<std::byte> enc(kSegmentHeaderBytes);
-  encode_segment_header(hdr, std::span<std::byte, kSegmentHeaderBytes>(enc.data(), enc.size()));
-  h.env.write_raw(path, 0, enc);
+  // An intact frame (both checksums match) that does not chain to the frame before it was
+  // written that way: not a torn write, wherever it is.
+  reseal_frame(h.env, path, kSegmentHeaderBytes,
+               [](FrameHeader& f, std::vector<std::byte>&) { f.prev_checksum ^= 1; });
   Status s = h.open();
   REQUIRE(s.code() == Code::kCorruption);
+  CHECK(s.message().find(path + " at offset 4096") != std::string::npos);
   CHECK(s.message().find("broken chain") != std::string::npos);
 }
 
@@ -378,6 +398,43 @@ TEST_CASE("wal::Wal: short writes are completed before the fdatasync") {
   h.crash();
   REQUIRE(h.open().is_ok());
   m.check(*h.wal, /*exact=*/true, "short writes");
+}
+
+}  // namespace
+}  // namespace raftd::wal
+
+namespace raftd::wal {
+namespace {
+
+using testing::append_one;
+using testing::Harness;
+
+// Recovery measures the torn-tail window with each segment's write_bytes_max, fixed when the
+// segment was prepared: a writer restarted with a larger batch limit must not write batches
+// that large into segments prepared for smaller ones.
+TEST_CASE("wal::Wal: a larger batch limit after a restart replaces spares and rolls over") {
+  Harness h;
+  h.segment_bytes = 256 * 1024;
+  h.batch_bytes_max = 16 * 1024;
+  REQUIRE(h.open().is_ok());
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(1), Term(1), "a").is_ok());
+  h.settle();
+  REQUIRE(h.wal->ready_segment_count() == 2);
+  h.wal.reset();
+  h.batch_bytes_max = 64 * 1024;
+  REQUIRE(h.open().is_ok());
+  auto log = recover_log(h.env, Harness::kDir, RecoveryMode::kReadOnly);
+  REQUIRE(log.is_ok());
+  REQUIRE(log->spares.size() == 2);
+  for (const SegmentSummary& s : log->spares) CHECK(s.header.write_bytes_max == 64 * 1024);
+  // A 40 KiB batch: more than segment 1 may take after its first write, so it goes to 2.
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(2), Term(1), std::string(40000, 'b')).is_ok());
+  h.settle();
+  CHECK(h.wal->segment_sequences() == std::vector<uint64_t>{1, 2});
+  CHECK_FALSE(h.failed.has_value());
+  REQUIRE(h.open().is_ok());
+  CHECK(h.wal->group(GroupId(1))->last_index == LogIndex(2));
+  CHECK(h.wal->read(GroupId(1), LogIndex(2), LogIndex(3), 1)->at(0).data.size() == 40000);
 }
 
 }  // namespace

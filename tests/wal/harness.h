@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "raftd/wal/fault_env.h"
+#include "raftd/wal/recovery.h"
 #include "raftd/wal/sync_writer.h"
 #include "raftd/wal/wal.h"
 
@@ -18,7 +19,7 @@ namespace raftd::wal::testing {
 
 inline std::vector<std::byte> bytes_of(const std::string& s) {
   std::vector<std::byte> out(s.size());
-  std::memcpy(out.data(), s.data(), s.size());
+  if (!s.empty()) std::memcpy(out.data(), s.data(), s.size());
   return out;
 }
 
@@ -83,6 +84,75 @@ inline Status append_one(Wal& wal, GroupId g, LogIndex i, Term t, const std::str
   std::vector<std::byte> b = bytes_of(data);
   EntryView e{t, 0, b};
   return wal.append(g, i, std::span(&e, 1));
+}
+
+// What recovery rebuilt for one group, comparable.
+struct GroupView {
+  HardState hard;
+  SnapshotMark mark;
+  LogIndex last_index;
+  Term last_term;
+  bool operator==(const GroupView&) const = default;
+};
+using LogView = std::map<uint64_t, GroupView>;
+
+inline LogView view_of(const RecoveredLog& log) {
+  LogView v;
+  for (const auto& [g, l] : log.groups) {
+    v[g.value()] = GroupView{l.hard, l.mark, l.last_index(), l.last_term()};
+  }
+  return v;
+}
+inline LogView view_of(const Wal& wal) {
+  LogView v;
+  for (GroupId g : wal.groups()) {
+    auto i = wal.group(g);
+    v[g.value()] = GroupView{i->hard, i->mark, i->last_index, i->last_term};
+  }
+  return v;
+}
+
+// Every frame of the complete batches, as recovery applies them.
+struct FrameAt {
+  std::string path;
+  uint64_t offset;
+  FrameHeader header;
+};
+class FrameLister final : public FrameObserver {
+ public:
+  void on_segment(const SegmentSummary&, bool) override {}
+  void on_frame(const SegmentSummary& s, uint64_t offset, const FrameHeader& h,
+                std::span<const std::byte>) override {
+    frames.push_back({s.path, offset, h});
+  }
+  std::vector<FrameAt> frames;
+};
+inline std::vector<FrameAt> list_frames(Env& env, const std::string& dir) {
+  FrameLister l;
+  auto log = recover_log(env, dir, RecoveryMode::kReadOnly, &l);
+  REQUIRE_MESSAGE(log.is_ok(), log.status().to_string());
+  return l.frames;
+}
+
+// Rewrites the frame at `offset` of `path` after `edit` changed its header fields or body, with
+// both checksums recomputed: a frame the writer could have written (an intact frame).
+template <typename Edit>
+void reseal_frame(FaultEnv& env, const std::string& path, uint64_t offset, Edit edit) {
+  std::vector<std::byte> raw = env.read_raw(path);
+  SegmentHeader sh;
+  REQUIRE(decode_segment_header(raw, &sh) == HeaderError::kOk);
+  FrameHeader h;
+  decode_frame_header(raw.data() + offset, &h);
+  std::vector<std::byte> body(raw.begin() + long(offset + kFrameHeaderBytes),
+                              raw.begin() + long(offset + kFrameHeaderBytes + h.length));
+  h.length = uint32_t(body.size());
+  edit(h, body);  // may change the length field too
+  std::vector<std::byte> out(kFrameHeaderBytes + body.size());
+  h.body_checksum = checksum(body, sh.salt);
+  encode_frame_header(h, out.data());
+  put_u64(out.data(), frame_header_checksum(out.data(), sh.salt));
+  std::memcpy(out.data() + kFrameHeaderBytes, body.data(), body.size());
+  env.write_raw(path, offset, out);
 }
 
 }  // namespace raftd::wal::testing

@@ -99,9 +99,11 @@ class BodyVisitor {
   virtual Status on_checkpoint(const CheckpointRecord& c) = 0;
 };
 
-// Checks the body's structure (record sizes, item count, no trailing bytes) and calls the
-// visitor for each record. A structural error or a visitor error is returned as kCorruption
-// with a message saying what is wrong (the caller adds file and offset).
+// Checks the body's structure (record sizes, item count: group blocks for ENTRIES, records for
+// the other types; at least one except for CHECKPOINT; no trailing bytes; reserved fields and
+// entry padding zero; entries within kEntryBytesMax) and calls the visitor for each record. A
+// structural error or a visitor error is returned as kCorruption with a message saying what is
+// wrong (the caller adds file and offset).
 Status decode_body(FrameType type, uint32_t item_count, std::span<const std::byte> body,
                    BodyVisitor& v);
 

@@ -3,6 +3,10 @@
 // first, cuts a torn tail, deletes unfinished .prep files) and by `raftd wal verify|inspect`
 // (read-only mode: changes nothing).
 //
+// Batches are atomic: only complete batches (their BATCH_END frame intact) are applied. At most
+// the last batch of the log can be torn (one write in flight at a time), and only when nothing
+// of a later batch follows the damage; that batch is cut. Damage anywhere else is corruption.
+//
 // Errors: kCorruption with "<file> at offset <n>: <what is wrong>" for damage that recovery must
 // not repair; kIoError etc. for failing I/O. A torn tail is not an error: it is reported in
 // RecoveredLog::torn (and cut in repair mode, with a warning logged).
@@ -31,21 +35,23 @@ struct SegmentSummary {
   uint64_t sequence = 0;
   std::string path;
   SegmentHeader header;
-  uint64_t end_offset = kSegmentHeaderBytes;  // end of the last valid frame
-  // End of the last valid BATCH_END frame (kSegmentHeaderBytes: none). Less than end_offset
-  // when the last batch was torn after some of its frames: the writer must not continue that
-  // segment then, or its next write would start outside the torn-tail window (doc/wal-format.md,
-  // recovery rule 2).
-  uint64_t batch_end_offset = kSegmentHeaderBytes;
+  // End of the last complete batch: where the log ends in this segment and where the writer's
+  // next write into it starts. kSegmentHeaderBytes for a spare.
+  uint64_t end_offset = kSegmentHeaderBytes;
   uint64_t frames = 0;
+  uint64_t first_frame = 0;    // frame number of the first frame (0: none)
   uint64_t last_frame = 0;     // frame number of the last frame (0: none)
   uint64_t last_checksum = 0;  // header checksum of the last frame (chain into the next)
+  uint64_t first_batch = 0;    // batch numbers of the first and last batch (0: none)
+  uint64_t last_batch = 0;
 };
 
 struct TornTail {
   std::string path;
-  uint64_t offset = 0;  // where valid data ends; bytes from here on were cut
-  uint64_t bytes = 0;   // length of the non-zero region that was cut
+  uint64_t offset = 0;         // start of the incomplete last batch: bytes from here on were cut
+  uint64_t bytes = 0;          // length of the non-zero region that was cut
+  uint64_t damage_offset = 0;  // where the damage was found (>= offset)
+  uint64_t batch = 0;          // number of the batch that was cut
   std::string what;
 };
 
@@ -55,12 +61,13 @@ struct RecoveredLog {
   std::unordered_map<GroupId, GroupLog> groups;
   uint64_t next_frame = 1;     // frame number of the next frame to write
   uint64_t last_checksum = 0;  // header checksum of the last valid frame
+  uint64_t next_batch = 1;     // batch number of the next batch to write
   std::optional<TornTail> torn;
   uint64_t bytes_scanned = 0;  // bytes read from segment files
   uint64_t frames = 0;
 };
 
-// Sees every valid frame as recovery applies it (for `raftd wal inspect`).
+// Sees every frame of every complete batch as recovery applies it (for `raftd wal inspect`).
 class FrameObserver {
  public:
   virtual ~FrameObserver() = default;
@@ -70,7 +77,7 @@ class FrameObserver {
 };
 
 enum class RecoveryMode {
-  kReadOnly,  // verify/inspect: no writes, no syncs
+  kReadOnly,  // verify/inspect: no writes, no syncs, no warnings logged
   kRepair,    // open: sync files and directory first, cut a torn tail, remove .prep files
 };
 

@@ -1,6 +1,8 @@
 // SegmentPreparer: the compaction thread. Does the slow file work off the reactor: creates the
-// next segments (temporary name, fallocate, zero fill, prepared header, fdatasync, rename,
-// directory fsync) and deletes compacted ones (unlink, directory fsync). Results go back to the
+// next segments (temporary name, fallocate, zero fill, the segment header, fdatasync, rename,
+// directory fsync) and deletes compacted ones (unlink, directory fsync). The header is durable
+// before the file has its .wal name, and nothing rewrites it afterwards: recovery treats any
+// damage to it as corruption (doc/wal-format.md). Results go back to the
 // reactor through Executor::post.
 //
 // Threading: prepare() and remove() are called on the reactor thread; the work runs on the
@@ -28,6 +30,7 @@ struct PreparedSegment {
   uint64_t sequence = 0;
   uint64_t salt = 0;
   uint64_t capacity = 0;
+  uint64_t write_bytes_max = 0;  // the header's bound on every write after the first
   std::string path;
   std::unique_ptr<File> file;  // open read-write
 };
@@ -41,8 +44,9 @@ class SegmentPreparer {
 
   // threaded = false runs each job inside prepare()/remove() (still delivering the result via
   // the executor), for deterministic tests.
-  SegmentPreparer(Env& env, std::string dir, uint64_t segment_bytes, Executor& executor,
-                  bool threaded);
+  // write_bytes_max goes into every header: the writer's batch limit (doc/wal-format.md).
+  SegmentPreparer(Env& env, std::string dir, uint64_t segment_bytes, uint64_t write_bytes_max,
+                  Executor& executor, bool threaded);
   ~SegmentPreparer();
   SegmentPreparer(const SegmentPreparer&) = delete;
   SegmentPreparer& operator=(const SegmentPreparer&) = delete;
@@ -60,6 +64,7 @@ class SegmentPreparer {
   Env& env_;
   std::string dir_;
   uint64_t segment_bytes_;
+  uint64_t write_bytes_max_;
   Executor& executor_;
   bool threaded_;
   std::mutex mu_;

@@ -55,8 +55,6 @@ inline constexpr uint64_t kCacheBytesDefault = 64ULL << 20;
 inline constexpr uint32_t kQueuedBatchesDefault = 8;
 // Segments kept prepared ahead, so roll-over never waits for file creation.
 inline constexpr uint32_t kReadySegmentsDefault = 2;
-// Groups per CHECKPOINT frame (64 B each: 1 MiB bodies).
-inline constexpr uint64_t kCheckpointRecordsPerFrame = 16384;
 
 struct FailStopInfo {
   std::string path;
@@ -76,7 +74,9 @@ struct Durable {
 
 struct WalOptions {
   uint64_t segment_bytes = kSegmentBytesDefault;  // [kSegmentBytesMin, kSegmentBytesMax]
-  uint64_t batch_bytes_max = kBatchBytesDefault;  // <= segment_bytes / 4
+  // [kWriteBytesMin, segment_bytes / 4]; also the largest record (an ENTRIES frame of one
+  // entry, so entries are smaller than this: doc/wal-format.md, "Limits").
+  uint64_t batch_bytes_max = kBatchBytesDefault;
   uint64_t cache_bytes_max = kCacheBytesDefault;
   uint32_t queued_batches_max = kQueuedBatchesDefault;
   uint32_t ready_segments = kReadySegmentsDefault;  // 1 or 2
@@ -134,8 +134,9 @@ class Wal final : private SyncCompletion {
   // Removes entries >= from (mark.index < from <= last_index + 1).
   Status truncate(GroupId g, LogIndex from);
   // Compaction point: entries <= index are no longer needed (the app's snapshot covers them).
-  // index >= the current mark; when index <= last_index, term must be that entry's term; when
-  // index > last_index (a snapshot was installed), the log restarts empty after index.
+  // index >= the current mark (at the mark's index, only with the mark's term: a no-op); when
+  // index <= last_index, term must be that entry's term; when index > last_index (a snapshot was
+  // installed), the log restarts empty after index.
   Status compact(GroupId g, LogIndex index, Term term);
 
   // End of a reactor turn: if no batch is in flight, writes what was staged as one batch.
@@ -186,8 +187,8 @@ class Wal final : private SyncCompletion {
   Result<std::vector<std::byte>*> reserve(GroupId g, GroupState& gs, FrameType t, uint64_t bytes);
   void seal_open_batch();
   bool open_batch_empty() const;
-  uint64_t checkpoint_bytes() const;
-  void encode_checkpoint(std::byte* out, uint64_t* pos);
+  void encode_checkpoint(std::byte* out, uint64_t* pos, uint32_t* batch_index);
+  Status drop_small_spares(std::vector<SegmentSummary>* spares);
   bool submit_front();
   void place_entries(Batch& b, const std::vector<uint64_t>& frame_offsets, Segment& seg);
   Result<std::string> read_payload(const EntryLoc& loc);
@@ -214,8 +215,9 @@ class Wal final : private SyncCompletion {
   uint32_t preparing_ = 0;
   std::chrono::steady_clock::time_point prepare_retry_at_{};
   uint64_t write_offset_ = kSegmentHeaderBytes;  // in written_.back()
-  bool active_needs_head_ = true;  // next write into the active segment starts with header
+  bool active_needs_head_ = true;  // next write into the active segment starts with checkpoint
   uint64_t next_frame_ = 1;
+  uint64_t next_batch_ = 1;  // batch number of the next write
   uint64_t last_checksum_ = 0;
   uint64_t next_token_ = 1;
   uint64_t durable_groups_ = 0;  // groups with durable_exists (the checkpoint's size)
