@@ -7,8 +7,8 @@
 // io_uring until the next completion: time per batch is about one write + fdatasync. It prints, per
 // run: batches, fdatasyncs per batch (must be exactly 1), entries per batch, time per batch, the
 // write + fdatasync time beside the loop's own time per batch (wall and CPU), bytes per batch
-// (the write size to compare fio at), payload and written MiB/s; then the recovery scan rate of the directory it wrote (read-only
-// recovery, page cache warm).
+// (the write size to compare fio at), payload and written MiB/s; then the recovery scan rate of the
+// directory it wrote (read-only recovery, page cache warm).
 //
 // usage: wal_bench DIR GROUPS [OUTSTANDING=64] [ENTRY_BYTES=1024] [TOTAL_MIB=64] [SEGMENT_MIB=64]
 #include <fmt/format.h>
