@@ -478,6 +478,10 @@ void Connection::sweep(TimePoint now) {
   // from the last send, not the last byte received: a peer that keeps sending but never reads
   // must not keep the connection.
   if (output_pending() && now - send_progress_ > ms(o.progress_timeout_ms)) {
+    // Reset, not FIN: the kernel would otherwise keep the unread answer (up to the socket's
+    // send buffer) of a closed connection, retrying for minutes, for a peer that never reads.
+    const ::linger reset{1, 0};
+    (void)::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
     timeout_close(false);
     return;
   }

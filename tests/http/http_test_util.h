@@ -113,6 +113,20 @@ class RawClient {
         r, [&] { return !poll(); }, limit);
   }
 
+  // Reads (and drops) until the connection ends: 0 for an orderly EOF, the errno of a reset,
+  // -1 if it is still open after `limit`. Does not turn any reactor.
+  int drain_to_end(std::chrono::milliseconds limit = kWaitMax) {
+    const auto give_up = std::chrono::steady_clock::now() + limit;
+    char buf[65536];
+    while (std::chrono::steady_clock::now() < give_up) {
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0) return 0;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return errno;
+      if (n < 0) ::usleep(1000);
+    }
+    return -1;
+  }
+
   std::string received;
   bool closed = false;
 

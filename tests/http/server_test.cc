@@ -213,6 +213,19 @@ TEST_SUITE("http") {
     MESSAGE("pieces of 64 KiB written before the reader stalled: " << f.handler.big_pieces_written);
   }
 
+  TEST_CASE("http::Server: a reader that stops is reset, its unread answer not left queued") {
+    ServerOptions o;
+    o.progress_timeout_ms = 300;
+    ServerFixture f(o);
+    RawClient deaf(f.port());  // asks for 64 MiB and reads nothing until it is dropped
+    deaf.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.aborted == 1; }));
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 0; }));
+    // A plain close would leave the answer queued in the kernel, still being delivered (ending
+    // in an orderly EOF) to a peer that may never read it; a reset drops it.
+    CHECK(deaf.drain_to_end() == ECONNRESET);
+  }
+
   TEST_CASE("http::Server: a client that pipelines and never reads is bounded, then dropped") {
     ServerOptions o;
     o.progress_timeout_ms = 3000;  // longer than the burst below: it must outlive it
