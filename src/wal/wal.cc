@@ -31,6 +31,9 @@ int rank_of(FrameType t) {
 constexpr int kRanks = 4;
 // The write buffer is page-aligned so an O_DIRECT mode can use it unchanged.
 constexpr uint64_t kBufferAlignBytes = 4096;
+// Capacity of frame bodies kept for reuse between batches: two default batches' worth, so a
+// steady load reuses its buffers while one large burst does not pin its memory for ever.
+constexpr uint64_t kSpareBodyBytesMax = 2 * kBatchBytesDefault;
 
 }  // namespace
 
@@ -59,6 +62,7 @@ struct Wal::Batch {
     uint64_t token;
     uint32_t frame_id;
     uint32_t payload_offset;
+    uint64_t cache_end;
   };
   uint64_t id = 0;
   std::vector<Frame> frames;
@@ -87,6 +91,12 @@ Wal::Wal(Env& env, std::string dir, WalOptions options, Executor& executor, Sync
       executor_(executor),
       writer_(writer),
       alive_(std::make_shared<Wal*>(this)) {
+  // Room for every cached durable entry (at most cache_bytes_max after an eviction pass) plus
+  // everything that can be staged and not yet durable (the open batch, the queue and the batch in
+  // flight), plus one lap-end gap and one entry of slack (an entry fits in a batch).
+  const uint64_t staged = (uint64_t(options_.queued_batches_max) + 2) * options_.batch_bytes_max;
+  const uint64_t entry_max = std::min(kEntryBytesMax, options_.batch_bytes_max);
+  cache_ = std::make_unique<CacheArena>(options_.cache_bytes_max + staged + 2 * entry_max);
   preparer_ = std::make_unique<SegmentPreparer>(env_, dir_, options_.segment_bytes,
                                                 options_.batch_bytes_max, executor_,
                                                 options_.prepare_on_thread);
@@ -229,17 +239,13 @@ Result<std::vector<std::byte>*> Wal::reserve(GroupId g, GroupState& gs, FrameTyp
     return Status(Code::kTooLarge, fmt::format("a {}-byte WAL record exceeds the batch limit {}",
                                                bytes, options_.batch_bytes_max));
   }
-  if (!open_) {
-    open_ = std::make_unique<Batch>();
-    open_->id = next_batch_id_++;
-  }
+  if (!open_) open_ = new_batch();
   if (open_->bytes + extra_for(*open_) > options_.batch_bytes_max) {
     if (queued_.size() >= options_.queued_batches_max) {
       return Status(Code::kUnavailable, "wal batch queue is full; retry after the next sync");
     }
     seal_open_batch();
-    open_ = std::make_unique<Batch>();
-    open_->id = next_batch_id_++;
+    open_ = new_batch();
   }
   Batch& b = *open_;
   if (gs.staged_batch == b.id && gs.section == b.section && r < gs.rank) {
@@ -254,6 +260,11 @@ Result<std::vector<std::byte>*> Wal::reserve(GroupId g, GroupState& gs, FrameTyp
     f.section = b.section;
     f.rank = r;
     f.id = uint32_t(b.frames.size());
+    if (!spare_bodies_.empty()) {
+      f.body = std::move(spare_bodies_.back());
+      spare_bodies_.pop_back();
+      spare_body_bytes_ -= f.body.capacity();
+    }
     b.frames.push_back(std::move(f));
     b.bytes += kFrameHeaderBytes;
   }
@@ -315,9 +326,11 @@ Status Wal::append(GroupId g, LogIndex first, std::span<const EntryView> entries
     loc.type = e.type;
     loc.cached = true;
     loc.token = next_token_++;
-    loc.payload.assign(reinterpret_cast<const char*>(e.data.data()), e.data.size());
+    make_cache_room(e.data.size());
+    loc.cache_pos = cache_->put(e.data);
     cache_bytes_ += loc.length;
-    b.fixups.push_back({g, l.last_index() + 1, loc.token, frame_id, uint32_t(off)});
+    b.fixups.push_back(
+        {g, l.last_index() + 1, loc.token, frame_id, uint32_t(off), loc.cache_pos + loc.length});
     l.locs.push_back(std::move(loc));
   }
   return Status::ok();
@@ -545,22 +558,63 @@ void Wal::complete_batch() {
     gs.durable_exists = true;
     gs.durable_batch = b->id;
   }
-  for (const Batch::Fixup& fx : b->fixups) cache_order_.push_back({fx.group, fx.index, fx.token});
+  for (const Batch::Fixup& fx : b->fixups) {
+    cache_order_.push_back({fx.group, fx.index, fx.token, fx.cache_end});
+  }
   evict_cache();
   options_.on_durable(b->reports);
+  recycle(std::move(b));
+}
+
+std::unique_ptr<Wal::Batch> Wal::new_batch() {
+  std::unique_ptr<Batch> b = spare_batch_ ? std::move(spare_batch_) : std::make_unique<Batch>();
+  b->id = next_batch_id_++;
+  return b;
+}
+
+void Wal::recycle(std::unique_ptr<Batch> b) {
+  for (Batch::Frame& f : b->frames) {
+    if (spare_body_bytes_ + f.body.capacity() > kSpareBodyBytesMax) break;
+    f.body.clear();
+    spare_body_bytes_ += f.body.capacity();
+    spare_bodies_.push_back(std::move(f.body));
+  }
+  b->frames.clear();
+  b->current.fill(-1);
+  b->section = 0;
+  b->bytes = 0;
+  b->fixups.clear();
+  b->touched.clear();
+  b->reports.clear();
+  spare_batch_ = std::move(b);
 }
 
 void Wal::evict_cache() {
-  while (cache_bytes_ > options_.cache_bytes_max && !cache_order_.empty()) {
-    CacheRef ref = cache_order_.front();
-    cache_order_.pop_front();
-    auto it = groups_.find(ref.group);
-    if (it == groups_.end()) continue;
-    EntryLoc* loc = it->second->log.at(ref.index);
-    if (loc == nullptr || loc->token != ref.token || !loc->cached || loc->segment == 0) continue;
-    loc->cached = false;
-    cache_bytes_ -= loc->length;
-    std::string().swap(loc->payload);
+  while (cache_bytes_ > options_.cache_bytes_max && !cache_order_.empty()) evict_oldest();
+  stats_.cache_bytes = cache_bytes_;
+}
+
+// Drops the oldest durable cached entry (if it is still live) and lets the arena reuse its bytes
+// and those of every dead entry before it.
+void Wal::evict_oldest() {
+  CacheRef ref = cache_order_.front();
+  cache_order_.pop_front();
+  cache_->release(ref.cache_end);
+  auto it = groups_.find(ref.group);
+  if (it == groups_.end()) return;
+  EntryLoc* loc = it->second->log.at(ref.index);
+  if (loc == nullptr || loc->token != ref.token || !loc->cached) return;
+  RAFTD_ASSERT(loc->segment != 0, "a durable cached entry has its place on disk");
+  loc->cached = false;
+  cache_bytes_ -= loc->length;
+}
+
+// Entries leave the arena in the order they entered it, so room is made by evicting the oldest
+// durable ones. The arena is sized so that what is staged and not yet durable always fits.
+void Wal::make_cache_room(uint64_t bytes) {
+  while (!cache_->room(bytes)) {
+    RAFTD_ASSERT(!cache_order_.empty(), "wal cache arena is full of entries not yet durable");
+    evict_oldest();
   }
   stats_.cache_bytes = cache_bytes_;
 }
@@ -655,7 +709,7 @@ Result<std::vector<Entry>> Wal::read(GroupId g, LogIndex lo, LogIndex hi, uint64
     const EntryLoc& loc = *l.at(i);
     Entry e{i, loc.term, loc.type, {}};
     if (loc.cached) {
-      e.data = loc.payload;
+      e.data.assign(reinterpret_cast<const char*>(cache_->at(loc.cache_pos)), loc.length);
       ++stats_.cache_hits;
     } else {
       auto payload = read_payload(loc);

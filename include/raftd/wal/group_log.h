@@ -23,9 +23,9 @@ struct EntryLoc {
   uint32_t payload_offset = 0;  // offset of the payload inside the frame body
   uint32_t length = 0;
   uint16_t type = 0;
-  bool cached = false;  // `payload` holds the bytes (recent or not yet durable)
-  uint64_t token = 0;   // unique per appended entry; ties cache and fix-up records to it
-  std::string payload;
+  bool cached = false;     // the Wal's cache arena holds the bytes (recent or not yet durable)
+  uint64_t token = 0;      // unique per appended entry; ties cache and fix-up records to it
+  uint64_t cache_pos = 0;  // position of the bytes in the cache arena while cached
 };
 
 struct GroupLog {

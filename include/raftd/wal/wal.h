@@ -35,6 +35,7 @@
 
 #include "raftd/base/ids.h"
 #include "raftd/base/status.h"
+#include "raftd/wal/cache_arena.h"
 #include "raftd/wal/file.h"
 #include "raftd/wal/format.h"
 #include "raftd/wal/group_log.h"
@@ -193,7 +194,11 @@ class Wal final : private SyncCompletion {
   void place_entries(Batch& b, const std::vector<uint64_t>& frame_offsets, Segment& seg);
   Result<std::string> read_payload(const EntryLoc& loc);
   void complete_batch();
+  std::unique_ptr<Batch> new_batch();
+  void recycle(std::unique_ptr<Batch> b);
   void evict_cache();
+  void evict_oldest();
+  void make_cache_room(uint64_t bytes);
   void drop_loc(EntryLoc& loc);
   void release_segments();
   void request_segments();
@@ -227,6 +232,13 @@ class Wal final : private SyncCompletion {
   std::unique_ptr<Batch> open_;                // staging
   std::deque<std::unique_ptr<Batch>> queued_;  // sealed, waiting
   std::unique_ptr<Batch> flight_;              // in flight
+  // A written batch is kept for reuse, and its frame bodies with their capacity, so that staging
+  // a batch allocates nothing in the steady state: growing fresh vectors cost more CPU per batch
+  // (malloc, page faults of new memory, copies on growth) than encoding and checksumming it.
+  // Bounded: one spare batch; spare bodies up to kSpareBodyBytesMax of capacity.
+  std::unique_ptr<Batch> spare_batch_;
+  std::vector<std::vector<std::byte>> spare_bodies_;
+  uint64_t spare_body_bytes_ = 0;
   bool in_flight_ = false;
   bool waiting_for_segment_ = false;  // a batch is stalled for lack of a prepared segment
   std::byte* buf_ = nullptr;          // the in-flight write buffer (4 KiB aligned, reused)
@@ -238,8 +250,10 @@ class Wal final : private SyncCompletion {
     GroupId group;
     LogIndex index;
     uint64_t token;
+    uint64_t cache_end;  // arena position after the entry's bytes
   };
-  std::deque<CacheRef> cache_order_;  // durable cached entries, oldest first
+  std::deque<CacheRef> cache_order_;   // durable cached entries, oldest first
+  std::unique_ptr<CacheArena> cache_;  // bytes of every cached entry
   uint64_t cache_bytes_ = 0;
   std::vector<std::byte> read_buf_;  // last frame read from a file
   uint64_t read_buf_segment_ = 0;
