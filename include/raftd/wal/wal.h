@@ -50,7 +50,9 @@ namespace raftd::wal {
 // write well under the disk's fsync cost at 64 KiB-1 MiB blocks while bounding what a crash
 // can tear and what recovery may have to cut.
 inline constexpr uint64_t kBatchBytesDefault = 1ULL << 20;
-// Recently appended entries kept in memory for replication and re-delivery.
+// Recently appended entries kept in memory for replication and re-delivery. Their bytes live in
+// one ring (cache_arena.h) of cache_bytes_max + (queued_batches_max + 2) * batch_bytes_max plus
+// two entries' slack, reserved at open and faulted in as it fills: 64 + 10 + 2 MiB by default.
 inline constexpr uint64_t kCacheBytesDefault = 64ULL << 20;
 // Sealed batches waiting behind the one in flight; beyond this, appends get kUnavailable.
 inline constexpr uint32_t kQueuedBatchesDefault = 8;
