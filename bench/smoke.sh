@@ -53,7 +53,8 @@ PY
     expect "$tmp/out.txt" '^recovery_scan run=3 ' "recovery scan"
     need fio
     need jq
-    BENCH_DIR=$tmp GROUPS_LIST="1 10000" "$root/bench/wal/run.sh" "$build" 2 1 > "$tmp/run.txt"
+    BENCH_DIR=$tmp GROUPS_LIST="1 10000" WARMUP_MIB=2 "$root/bench/wal/run.sh" "$build" 2 1 \
+      > "$tmp/run.txt"
     expect "$tmp/run.txt" '^MEDIAN groups=10000 write_bytes=[0-9]+ wal/fio_eq=[0-9]' "WAL/fio ratio"
     ;;
   http)

@@ -5,7 +5,9 @@
 # For each of 1, 100 and 10,000 groups it first learns the WAL's write size (bytes per batch: 64
 # appends of 1 KiB plus framing) from a short calibration run, then runs PAIRS rounds of four
 # runs, rotating which goes first so slow drifts of a shared disk hit every side alike:
-#   wal       wal_bench: 1 KiB entries, 64 appends outstanding (one batch), TOTAL_MIB written;
+#   wal       wal_bench: 1 KiB entries, 64 appends outstanding (one batch), TOTAL_MIB measured
+#             after WARMUP_MIB (default 96) written first, so the WAL's entry cache ring is full
+#             and the steady state is measured (WARMUP_MIB=0 measures from a cold start);
 #   fio_eq    fio, one write of the WAL's batch size then fdatasync, over blocks written before
 #             the run (--overwrite=1: the WAL also writes into zero-filled, synced segments),
 #             synchronous syscalls (--ioengine=sync);
@@ -21,12 +23,13 @@
 # Needs: fio, jq, a release build (meson setup build-rel --buildtype=release -Dbenchmarks=enabled
 # && meson compile -C build-rel bench/wal/wal_bench).
 # Usage: bench/wal/run.sh [BUILD_DIR=build-rel] [TOTAL_MIB=128] [PAIRS=3]; BENCH_DIR picks the file
-# system (default /tmp); GROUPS_LIST overrides "1 100 10000".
+# system (default /tmp); GROUPS_LIST overrides "1 100 10000"; WARMUP_MIB (96) as above.
 set -euo pipefail
 BUILD=${1:-build-rel}
 TOTAL_MIB=${2:-128}
 PAIRS=${3:-3}
 GROUPS_LIST=${GROUPS_LIST:-1 100 10000}
+WARMUP_MIB=${WARMUP_MIB:-96}
 BIN="$BUILD/bench/wal/wal_bench"
 [ -x "$BIN" ] || { echo "run.sh: $BIN not built" >&2; exit 2; }
 DIR=$(mktemp -d "${BENCH_DIR:-/tmp}/raftd-walbench.XXXXXX")
@@ -45,10 +48,10 @@ run_fio() {
   jq -r '.jobs[0].write | "\(1000 / .iops) \(.bw_bytes / 1048576)"' "$DIR/fio.json"
 }
 
-# wal GROUPS TOTAL: prints wal_bench's output.
+# wal GROUPS TOTAL [WARMUP]: prints wal_bench's output.
 run_wal() {
   settle
-  "$BIN" "$DIR/wal" "$1" 64 1024 "$2" 64
+  "$BIN" "$DIR/wal" "$1" 64 1024 "$2" 64 "${3:-0}"
   rm -rf "$DIR/wal"
 }
 
@@ -60,7 +63,8 @@ summary() { sort -g | awk '{ v[NR] = $1 } END {
   m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
   printf "%.2f [%.2f..%.2f]", m, v[1], v[NR] }'; }
 
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  total: ${TOTAL_MIB} MiB per run  pairs: $PAIRS" \
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  total: ${TOTAL_MIB} MiB per run" \
+  " (WAL after ${WARMUP_MIB} MiB of warm-up)  pairs: $PAIRS" \
   " load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for groups in $GROUPS_LIST; do
   calib=$(run_wal "$groups" 8 | head -1)
@@ -73,7 +77,7 @@ for groups in $GROUPS_LIST; do
     order=("${order[@]:$shift_by}" "${order[@]:0:$shift_by}")
     for what in "${order[@]}"; do
       case $what in
-        wal) out=$(run_wal "$groups" "$TOTAL_MIB") ;;
+        wal) out=$(run_wal "$groups" "$TOTAL_MIB" "$WARMUP_MIB") ;;
         fio_eq) read -r eq_ms eq_mib < <(run_fio eq "$bs" --ioengine=sync --overwrite=1) ;;
         fio_equ) read -r equ_ms equ_mib < <(run_fio equ "$bs" --ioengine=io_uring --overwrite=1) ;;
         fio64k) read -r f64_ms f64_mib < <(run_fio sync64k 64k --ioengine=sync) ;;

@@ -10,7 +10,11 @@
 // (the write size to compare fio at), payload and written MiB/s; then the recovery scan rate of the
 // directory it wrote (read-only recovery, page cache warm).
 //
+// WARMUP_MIB are written before the measurement starts (the entry cache's ring fills during the
+// first ~76 MiB; its first touch of memory is a start-up cost, reported by a run without warm-up).
+//
 // usage: wal_bench DIR GROUPS [OUTSTANDING=64] [ENTRY_BYTES=1024] [TOTAL_MIB=64] [SEGMENT_MIB=64]
+//                  [WARMUP_MIB=0]
 #include <fmt/format.h>
 #include <time.h>
 
@@ -42,6 +46,7 @@ struct Args {
   uint64_t entry_bytes = 1024;
   uint64_t total_mib = 64;
   uint64_t segment_mib = 64;
+  uint64_t warmup_mib = 0;
 };
 
 // CPU time of this thread: the scan rate per CPU second does not depend on how many other
@@ -85,6 +90,24 @@ struct Loop {
   double loop_seconds = 0;
   double loop_cpu_seconds = 0;
   uint64_t loop_batches = 0;
+  // Measurement starts once warmup_entries are durable (the entry cache's ring is then full, so
+  // the steady state is measured, not the first touch of its memory).
+  uint64_t warmup_entries = 0;
+  bool measuring = false;
+  Clock::time_point t0;
+  uint64_t syncs0 = 0, subs0 = 0, durable0 = 0;
+  WalStats s0;
+
+  void start_measuring() {
+    measuring = true;
+    t0 = Clock::now();
+    syncs0 = writer->syncs();
+    subs0 = writer->submissions();
+    durable0 = durable_entries;
+    s0 = wal->stats();
+    in_flight_seconds = loop_seconds = loop_cpu_seconds = 0;
+    in_flight_batches = loop_batches = 0;
+  }
 
   // Tops the closed loop up to outstanding_max appends. Runs inside the reactor (a posted
   // function or the durable callback), so the turn-end hook flushes what it staged at the end of
@@ -121,6 +144,7 @@ int write_phase(const Args& a, Loop& L) {
       ++L.in_flight_batches;
       L.submitted_at.reset();
     }
+    if (!L.measuring && L.durable_entries >= L.warmup_entries) L.start_measuring();
     L.refill();
   };
   o.fail_stop = [&L](const FailStopInfo& f) { L.failed = f.error; };
@@ -149,20 +173,20 @@ int write_phase(const Args& a, Loop& L) {
   L.payload.assign(a.entry_bytes, std::byte{0x5a});
   L.groups = a.groups;
   L.outstanding_max = a.outstanding;
-  L.total_entries = (a.total_mib << 20) / a.entry_bytes;
-  const uint64_t syncs0 = L.writer->syncs();
-  const uint64_t subs0 = L.writer->submissions();
-  const WalStats s0 = L.wal->stats();
-  auto t0 = Clock::now();
+  L.warmup_entries = (a.warmup_mib << 20) / a.entry_bytes;
+  L.total_entries = L.warmup_entries + (a.total_mib << 20) / a.entry_bytes;
+  if (L.warmup_entries == 0) L.start_measuring();
   // The first appends are staged from inside a turn too; every later one from on_durable.
   if (!L.reactor->post([&L] { L.refill(); })) return 1;
   while (L.durable_entries < L.total_entries && L.failed == 0) L.reactor->run_once(kTurnWait);
-  double secs = seconds_since(t0);
+  double secs = seconds_since(L.t0);
   while (!L.wal->idle()) L.reactor->run_once(kTurnWait);
+  const WalStats& s0 = L.s0;
   const WalStats s1 = L.wal->stats();
   uint64_t batches = s1.batches - s0.batches;
-  uint64_t syncs = L.writer->syncs() - syncs0;
-  double payload_mib = double(L.durable_entries * a.entry_bytes) / (1 << 20);
+  uint64_t syncs = L.writer->syncs() - L.syncs0;
+  const uint64_t entries = L.durable_entries - L.durable0;
+  double payload_mib = double(entries * a.entry_bytes) / (1 << 20);
   double written_mib = double(s1.bytes_written - s0.bytes_written) / (1 << 20);
   std::printf(
       "groups=%llu outstanding=%llu entry_bytes=%llu batches=%llu fdatasyncs=%llu "
@@ -173,8 +197,8 @@ int write_phase(const Args& a, Loop& L) {
       (unsigned long long)a.groups, (unsigned long long)a.outstanding,
       (unsigned long long)a.entry_bytes, (unsigned long long)batches, (unsigned long long)syncs,
       batches ? double(syncs) / double(batches) : 0.0,
-      (unsigned long long)(L.writer->submissions() - subs0 - syncs),
-      batches ? double(L.durable_entries) / double(batches) : 0.0,
+      (unsigned long long)(L.writer->submissions() - L.subs0 - syncs),
+      batches ? double(entries) / double(batches) : 0.0,
       batches ? secs * 1e3 / double(batches) : 0.0,
       L.in_flight_batches ? L.in_flight_seconds * 1e3 / double(L.in_flight_batches) : 0.0,
       L.loop_batches ? L.loop_seconds * 1e3 / double(L.loop_batches) : 0.0,
@@ -222,7 +246,7 @@ int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: wal_bench DIR GROUPS [OUTSTANDING=64] [ENTRY_BYTES=1024] "
-                 "[TOTAL_MIB=64] [SEGMENT_MIB=64]\n");
+                 "[TOTAL_MIB=64] [SEGMENT_MIB=64] [WARMUP_MIB=0]\n");
     return 2;
   }
   Args a;
@@ -232,6 +256,7 @@ int main(int argc, char** argv) {
   if (argc > 4) a.entry_bytes = std::strtoull(argv[4], nullptr, 10);
   if (argc > 5) a.total_mib = std::strtoull(argv[5], nullptr, 10);
   if (argc > 6) a.segment_mib = std::strtoull(argv[6], nullptr, 10);
+  if (argc > 7) a.warmup_mib = std::strtoull(argv[7], nullptr, 10);
   if (a.groups == 0 || a.outstanding == 0 || a.entry_bytes == 0) return 2;
   Loop L;
   auto r = io::Reactor::create();

@@ -11,10 +11,11 @@
 // at creation: pages are faulted in as the ring fills. Not thread-safe (reactor thread).
 #pragma once
 
+#include <sys/mman.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <span>
 
 #include "raftd/base/assert.h"
@@ -23,8 +24,21 @@ namespace raftd::wal {
 
 class CacheArena {
  public:
-  explicit CacheArena(uint64_t capacity)
-      : capacity_(capacity), ring_(new std::byte[capacity]) {}  // not value-initialised
+  explicit CacheArena(uint64_t capacity) : capacity_(capacity) {
+    // Anonymous memory, reserved and touched only as the ring fills. Transparent huge pages
+    // where the kernel allows them: a first touch of a 4 KiB page costs a fault (several
+    // microseconds in a VM), so filling the ring with 4 KiB pages cost about 16 faults per
+    // 64 KiB batch, more than the batch's own CPU work.
+    mapped_ = (capacity + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+    void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    RAFTD_ASSERT(p != MAP_FAILED, "cache arena: out of address space");
+    (void)madvise(p, mapped_, MADV_HUGEPAGE);  // advice only: 4 KiB pages work too
+    ring_ = static_cast<std::byte*>(p);
+  }
+  ~CacheArena() { munmap(ring_, mapped_); }
+  CacheArena(const CacheArena&) = delete;
+  CacheArena& operator=(const CacheArena&) = delete;
 
   uint64_t capacity() const { return capacity_; }
   // Bytes from the tail to the head, including the gaps left at lap ends.
@@ -42,20 +56,22 @@ class CacheArena {
   uint64_t put(std::span<const std::byte> data) {
     RAFTD_ASSERT(data.size() <= capacity_ && room(data.size()), "cache arena: no room");
     const uint64_t pos = start_of(data.size());
-    if (!data.empty()) std::memcpy(ring_.get() + pos % capacity_, data.data(), data.size());
+    if (!data.empty()) std::memcpy(ring_ + pos % capacity_, data.data(), data.size());
     head_ = pos + data.size();
     return pos;
   }
   // The bytes of an entry put at pos; valid until the tail passes pos + length.
-  const std::byte* at(uint64_t pos) const { return ring_.get() + pos % capacity_; }
+  const std::byte* at(uint64_t pos) const { return ring_ + pos % capacity_; }
   // Everything before `end` may be overwritten. Monotonic: an older `end` is ignored.
   void release(uint64_t end) {
     if (end > tail_) tail_ = end < head_ ? end : head_;
   }
 
  private:
+  static constexpr uint64_t kHugePageBytes = 2ULL << 20;
   uint64_t capacity_;
-  std::unique_ptr<std::byte[]> ring_;
+  uint64_t mapped_ = 0;
+  std::byte* ring_ = nullptr;
   uint64_t head_ = 0;
   uint64_t tail_ = 0;
 };
