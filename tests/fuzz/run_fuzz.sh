@@ -8,5 +8,5 @@ seeds=$2
 seconds=$3
 work=$(dirname "$fuzzer")/$(basename "$fuzzer")-corpus
 mkdir -p "$work"
-exec "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+exec "$fuzzer" -max_total_time="$seconds" -timeout=10 -error_exitcode=1 -rss_limit_mb=2048 \
   -artifact_prefix="$work/" -print_final_stats=1 "$work" "$seeds"
