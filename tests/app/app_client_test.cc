@@ -1,0 +1,781 @@
+// The application client against a fake application served by the project's HTTP server on
+// 127.0.0.1: encodings, batching, the per-group FIFO, retries and health, reads, Sync, drop.
+#include "raftd/app/app_client.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http_test_util.h"
+#include "raftd/http/server.h"
+
+namespace raftd::app {
+namespace {
+
+using namespace std::chrono_literals;
+using http::testing::run_for;
+using http::testing::run_until;
+
+// The application: applies batches the way API.md 3.1 asks (entries at or below the stored
+// index are ignored, N stored with them), answers one result per entry ("r<index>:<data>"),
+// and can be told to fail, hang or hold calls per group.
+class FakeApp : public http::Handler {
+ public:
+  enum class Mode {
+    kApply,
+    kFail500,       // 500 "boom"
+    kHang,          // never answers
+    kApplyAndHang,  // applies the batch, never answers (the answer is lost)
+    kGarbage,       // 200 with a body that is not a valid answer
+  };
+  struct Call {
+    std::string method, target, group, last_index, content_type, auth, body;
+  };
+  struct Batch {
+    std::uint64_t group = 0;
+    std::uint64_t last = 0;
+    std::vector<Record> entries;
+    bool operator==(const Batch&) const = default;
+  };
+
+  explicit FakeApp(Encoding e) : encoding(e) {}
+
+  void on_headers(http::Exchange& ex) override {
+    auto ctx = std::make_unique<Ctx>();
+    const std::string& t = ex.request().target;
+    ctx->group = std::stoull(std::string(ex.request().header("Raftd-Group").value_or("0")));
+    ctx->serialized = t != "/GetEntry";
+    if (ctx->serialized) {
+      const int n = ++busy[ctx->group];
+      busy_max[ctx->group] = std::max(busy_max[ctx->group], n);
+    }
+    ex.set_context(std::move(ctx));
+  }
+  http::Flow on_body(http::Exchange& ex, std::string_view chunk) override {
+    ctx(ex).body.append(chunk);
+    return http::Flow::kContinue;
+  }
+  void on_end(http::Exchange& ex) override {
+    const http::Request& req = ex.request();
+    Ctx& c = ctx(ex);
+    calls.push_back(Call{req.method, req.target,
+                         std::string(req.header("Raftd-Group").value_or("")),
+                         std::string(req.header("Raftd-Last-Index").value_or("")),
+                         std::string(req.header("Content-Type").value_or("")),
+                         std::string(req.header("Authorization").value_or("")), c.body});
+    if (req.target == "/GetEntry") {
+      ex.add_header("Content-Type", "text/x-read");
+      ex.set_status(203);
+      ex.set_content_length(5 + c.body.size());
+      ex.write_body("read " + c.body);
+      ex.finish();
+      return;
+    }
+    const Mode m = modes.contains(c.group) ? modes[c.group] : default_mode;
+    if (m == Mode::kHang || m == Mode::kApplyAndHang) {
+      if (m == Mode::kApplyAndHang) apply(ex);
+      hung.push_back(&ex);
+    } else if (m == Mode::kFail500) {
+      finish(ex, 500, "boom");
+    } else if (m == Mode::kGarbage) {
+      finish(ex, 200, req.target == "/LastLogIndex" ? "12\n" : "garbage!!!!!!!!!");
+    } else if (hold) {
+      held.push_back(&ex);
+    } else {
+      answer(ex);
+    }
+  }
+  void on_aborted(http::Exchange& ex) override {
+    if (ex.context() != nullptr && ctx(ex).serialized && !ctx(ex).done) --busy[ctx(ex).group];
+    std::erase(held, &ex);
+    std::erase(hung, &ex);
+  }
+
+  // Answers every held call (those that arrive meanwhile stay held).
+  void release() {
+    std::vector<http::Exchange*> now;
+    now.swap(held);
+    for (http::Exchange* ex : now) answer(*ex);
+  }
+
+  // The UpdateEntries batches of a group, in arrival order.
+  std::vector<Batch> batches_of(std::uint64_t g) const {
+    std::vector<Batch> out;
+    for (const Batch& b : batches) {
+      if (b.group == g) out.push_back(b);
+    }
+    return out;
+  }
+  std::vector<Call> calls_to(std::string_view target) const {
+    std::vector<Call> out;
+    for (const Call& c : calls) {
+      if (c.target == target) out.push_back(c);
+    }
+    return out;
+  }
+
+  Encoding encoding;
+  std::map<std::uint64_t, Mode> modes;
+  Mode default_mode = Mode::kApply;
+  bool hold = false;  // serialized calls wait for release()
+  std::vector<Call> calls;
+  std::vector<Batch> batches;                                   // every UpdateEntries decoded
+  std::map<std::uint64_t, std::uint64_t> stored;                // group -> N
+  std::map<std::uint64_t, std::vector<std::uint64_t>> applied;  // group -> indexes, applied once
+  std::map<std::uint64_t, int> busy, busy_max;                  // serialized calls at the app
+  std::vector<std::string> order;                               // "g UpdateEntries a-b", "g Sync"
+  std::vector<http::Exchange*> held, hung;
+
+ private:
+  struct Ctx : http::ExchangeContext {
+    std::uint64_t group = 0;
+    bool serialized = false;
+    bool done = false;
+    std::string body;
+  };
+  static Ctx& ctx(http::Exchange& ex) { return *static_cast<Ctx*>(ex.context()); }
+
+  void finish(http::Exchange& ex, int status, std::string_view body) {
+    Ctx& c = ctx(ex);
+    if (c.serialized && !c.done) --busy[c.group];
+    c.done = true;
+    ex.respond(status, body);
+  }
+
+  // Applies an UpdateEntries body; returns its answer.
+  std::string apply(http::Exchange& ex) {
+    Ctx& c = ctx(ex);
+    Result<EntryBatch> batch = decode_entries(encoding, c.body);
+    REQUIRE_MESSAGE(batch.is_ok(), batch.status().to_string());
+    Result<LogIndex> n = parse_index(ex.request().header("Raftd-Last-Index").value_or(""));
+    REQUIRE(n.is_ok());
+    if (encoding == Encoding::kJson) CHECK(batch->last_index == *n);
+    batches.push_back(Batch{c.group, n->value(), batch->entries});
+    std::vector<Record> results;
+    for (const Record& r : batch->entries) {
+      if (r.index.value() > stored[c.group]) applied[c.group].push_back(r.index.value());
+      results.push_back(Record{r.index, "r" + std::to_string(r.index.value()) + ":" + r.data});
+    }
+    const std::string range = batch->entries.empty()
+                                  ? "-"
+                                  : std::to_string(batch->entries.front().index.value()) + "-" +
+                                        std::to_string(batch->entries.back().index.value());
+    order.push_back(std::to_string(c.group) + " UpdateEntries " + range + " N" +
+                    std::to_string(n->value()));
+    stored[c.group] = std::max(stored[c.group], n->value());
+    return encode_results(encoding, results);
+  }
+
+  void answer(http::Exchange& ex) {
+    const std::string& t = ex.request().target;
+    const std::uint64_t g = ctx(ex).group;
+    if (t == "/LastLogIndex") {
+      order.push_back(std::to_string(g) + " LastLogIndex");
+      finish(ex, 200, std::to_string(stored[g]));
+    } else if (t == "/Sync") {
+      order.push_back(std::to_string(g) + " Sync");
+      finish(ex, 200, "");
+    } else if (t == "/UpdateEntries") {
+      const std::string body = apply(ex);
+      Ctx& c = ctx(ex);
+      --busy[c.group];
+      c.done = true;
+      ex.respond(200, body, content_type(encoding));
+    } else {
+      finish(ex, 404, "no such call");
+    }
+  }
+};
+
+struct Applied {
+  std::uint64_t group;
+  std::uint64_t last;
+  std::vector<Record> results;
+};
+
+AppOptions fast_options() {
+  AppOptions o;
+  o.call_timeout_ms = 300;
+  o.connect_timeout_ms = 200;
+  o.retry_backoff_min_ms = 5;
+  o.retry_backoff_max_ms = 40;
+  o.jitter_seed = 42;
+  return o;
+}
+
+struct Fixture {
+  explicit Fixture(Encoding e = Encoding::kBinary, AppOptions o = fast_options()) : app(e) {
+    start_server(0);
+    o.url = AppUrl{"127.0.0.1", port, ""};
+    o.encoding = e;
+    o.on_applied = [this](GroupId g, LogIndex last, std::vector<Record> results) {
+      applied.push_back(Applied{g.value(), last.value(), std::move(results)});
+    };
+    auto c = AppClient::create(*reactor, std::move(o));
+    REQUIRE_MESSAGE(c.is_ok(), c.status().to_string());
+    client = std::move(c).value();
+  }
+  ~Fixture() {
+    client->close();
+    stop_server();
+    run_until(*reactor, [&] { return client->closed(); });
+    client.reset();
+    reactor->shutdown();
+  }
+  void start_server(std::uint16_t p) {
+    http::ServerOptions so;
+    so.port = p;
+    auto s = http::Server::start(*reactor, app, so);
+    REQUIRE_MESSAGE(s.is_ok(), s.status().to_string());
+    server = std::move(s).value();
+    port = server->port();
+  }
+  void stop_server() {
+    if (!server) return;
+    server->close();
+    run_until(*reactor, [&] { return server->closed(); });
+    server.reset();
+  }
+  std::vector<AppEntry> entries(std::uint64_t from, std::uint64_t to, std::size_t bytes = 0) {
+    std::vector<AppEntry> out;
+    for (std::uint64_t i = from; i <= to; ++i) {
+      std::string data = "e" + std::to_string(i);
+      if (bytes > data.size()) data.resize(bytes, 'x');
+      out.push_back(AppEntry{LogIndex(i), true, std::move(data)});
+    }
+    return out;
+  }
+  void enqueue(std::uint64_t g, std::vector<AppEntry> e) {
+    REQUIRE(client->enqueue(GroupId(g), std::move(e)).is_ok());
+  }
+  // Highest last_index delivered to on_applied for a group.
+  std::uint64_t applied_to(std::uint64_t g) const {
+    std::uint64_t n = 0;
+    for (const Applied& a : applied) {
+      if (a.group == g) n = std::max(n, a.last);
+    }
+    return n;
+  }
+  bool wait_applied(std::uint64_t g, std::uint64_t n) {
+    return run_until(
+        *reactor, [&] { return applied_to(g) >= n; }, 20s);
+  }
+
+  std::unique_ptr<io::Reactor> reactor = http::testing::make_reactor();
+  FakeApp app;
+  std::unique_ptr<http::Server> server;
+  std::uint16_t port = 0;
+  std::unique_ptr<AppClient> client;
+  std::vector<Applied> applied;
+};
+
+// What the app saw of a group is its log, in order: each batch continues the previous one or
+// repeats it whole (a retry); nothing skipped, nothing reordered, nothing applied twice.
+void check_log_order(const FakeApp& app, std::uint64_t g, std::uint64_t last) {
+  std::optional<FakeApp::Batch> prev;
+  for (const FakeApp::Batch& b : app.batches_of(g)) {
+    if (prev && b == *prev) continue;  // re-sent whole
+    const std::uint64_t from = prev ? prev->last + 1 : 1;
+    if (!b.entries.empty()) CHECK(b.entries.front().index.value() == from);
+    for (std::size_t i = 1; i < b.entries.size(); ++i) {
+      CHECK(b.entries[i].index == b.entries[i - 1].index + 1);
+    }
+    prev = b;
+  }
+  REQUIRE(prev.has_value());
+  CHECK(prev->last == last);
+  std::vector<std::uint64_t> want;
+  for (std::uint64_t i = 1; i <= last; ++i) want.push_back(i);
+  CHECK(app.applied.at(g) == want);
+}
+
+// on_applied for a group: consecutive batches, in order, ending at `last`.
+void check_applied_order(const Fixture& f, std::uint64_t g, std::uint64_t last) {
+  std::uint64_t prev = 0;
+  for (const Applied& a : f.applied) {
+    if (a.group != g) continue;
+    CHECK(a.last > prev);
+    for (const Record& r : a.results) {
+      CHECK(r.index.value() > prev);
+      CHECK(r.index.value() <= a.last);
+      CHECK(r.data ==
+            "r" + std::to_string(r.index.value()) + ":e" + std::to_string(r.index.value()));
+    }
+    prev = a.last;
+  }
+  CHECK(prev == last);
+}
+
+}  // namespace
+
+TEST_CASE("app::AppClient: binary batches reach the app with the contract's headers") {
+  AppOptions o = fast_options();
+  o.token = "s3cret";
+  Fixture f(Encoding::kBinary, o);
+  f.enqueue(7, f.entries(1, 3));
+  REQUIRE(f.wait_applied(7, 3));
+  REQUIRE(f.app.calls.size() == 1);
+  const FakeApp::Call& c = f.app.calls[0];
+  CHECK(c.method == "POST");
+  CHECK(c.target == "/UpdateEntries");
+  CHECK(c.group == "7");
+  CHECK(c.last_index == "3");
+  CHECK(c.content_type == "application/vnd.raftd.entries");
+  CHECK(c.auth == "Bearer s3cret");
+  std::string want;
+  for (int i = 1; i <= 3; ++i) {
+    want += std::string(1, static_cast<char>(i)) + std::string(7, '\0') + '\x02' +
+            std::string(3, '\0') + "e" + std::to_string(i);
+  }
+  CHECK(c.body == want);
+  REQUIRE(f.applied.size() == 1);
+  CHECK(f.applied[0].group == 7);
+  CHECK(f.applied[0].last == 3);
+  CHECK(f.applied[0].results == std::vector<Record>{{LogIndex(1), "r1:e1"},
+                                                    {LogIndex(2), "r2:e2"},
+                                                    {LogIndex(3), "r3:e3"}});
+  CHECK(f.client->health(GroupId(7)).healthy);
+  CHECK(f.client->queued_bytes(GroupId(7)) == 0);
+  CHECK(f.client->stats().entries_applied == 3);
+}
+
+TEST_CASE("app::AppClient: json batches and answers round trip") {
+  Fixture f(Encoding::kJson);
+  f.enqueue(3, f.entries(1, 2));
+  REQUIRE(f.wait_applied(3, 2));
+  REQUIRE(f.app.calls.size() == 1);
+  CHECK(f.app.calls[0].content_type == "application/json");
+  CHECK(f.app.calls[0].body ==
+        R"({"last_index":2,"entries":[{"index":1,"data":"ZTE="},{"index":2,"data":"ZTI="}]})");
+  CHECK(f.app.calls[0].auth.empty());
+  REQUIRE(f.applied.size() == 1);
+  CHECK(f.applied[0].results ==
+        std::vector<Record>{{LogIndex(1), "r1:e1"}, {LogIndex(2), "r2:e2"}});
+}
+
+TEST_CASE("app::AppClient: a base path prefixes every call") {
+  AppOptions o = fast_options();
+  Fixture f(Encoding::kBinary, o);
+  // A second client on the same app with a base path (the fake answers 404 to unknown paths,
+  // so only the exact path could succeed: it is checked on what the app saw).
+  AppOptions p = fast_options();
+  p.url = AppUrl{"127.0.0.1", f.port, "/apps/kv"};
+  std::vector<LogIndex> got;
+  p.on_applied = [&](GroupId, LogIndex last, std::vector<Record>) { got.push_back(last); };
+  auto c = AppClient::create(*f.reactor, p);
+  REQUIRE(c.is_ok());
+  std::optional<Result<AppReply>> reply;
+  (*c)->get_entry(GroupId(1), "q", [&](Result<AppReply> r) { reply.emplace(std::move(r)); });
+  REQUIRE(run_until(*f.reactor, [&] { return reply.has_value(); }));
+  REQUIRE(f.app.calls.size() == 1);
+  CHECK(f.app.calls[0].target == "/apps/kv/GetEntry");
+  (*c)->close();
+  REQUIRE(run_until(*f.reactor, [&] { return (*c)->closed(); }));
+}
+
+TEST_CASE("app::AppClient: batches are bounded by entry count and bytes") {
+  AppOptions o = fast_options();
+  o.batch_entries_max = 4;
+  o.batch_bytes_max = 2 * (kRecordHeaderBytes + 40);
+  o.queue_bytes_max = 1 << 20;
+  Fixture f(Encoding::kBinary, o);
+  f.app.hold = true;
+  f.enqueue(1, f.entries(1, 1));  // goes out alone at once
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.enqueue(1, f.entries(2, 9));         // small: 4 per batch
+  f.enqueue(1, f.entries(10, 13, 40));   // 40 bytes: 2 per batch
+  f.enqueue(1, f.entries(14, 14, 500));  // over the byte limit: alone
+  f.enqueue(1, f.entries(15, 15));
+  while (f.applied_to(1) < 15) {
+    f.app.release();
+    REQUIRE(run_until(*f.reactor, [&] { return !f.app.held.empty() || f.applied_to(1) >= 15; }));
+  }
+  std::vector<std::size_t> sizes;
+  for (const auto& b : f.app.batches_of(1)) sizes.push_back(b.entries.size());
+  // 1 alone (sent before the rest came); 2-5 and 6-9 by count; 10-11 and 12-13 by bytes; 14
+  // over the byte limit alone; 15 cannot join it.
+  CHECK(sizes == std::vector<std::size_t>{1, 4, 4, 2, 2, 1, 1});
+  check_log_order(f.app, 1, 15);
+  CHECK(f.app.busy_max[1] == 1);
+}
+
+TEST_CASE("app::AppClient: one call in flight per group; entries that wait join the next batch") {
+  Fixture f;
+  f.app.hold = true;
+  f.enqueue(1, f.entries(1, 3));
+  f.enqueue(2, f.entries(1, 1));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 2; }));
+  f.enqueue(1, f.entries(4, 5));
+  f.enqueue(1, f.entries(6, 6));
+  run_for(*f.reactor, 50ms);
+  CHECK(f.app.held.size() == 2);  // groups 1 and 2 each have one call at the app, no more
+  CHECK(f.app.busy_max[1] == 1);
+  f.app.release();
+  REQUIRE(f.wait_applied(2, 1));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.app.release();
+  REQUIRE(f.wait_applied(1, 6));
+  CHECK(f.app.order == std::vector<std::string>{"1 UpdateEntries 1-3 N3", "2 UpdateEntries 1-1 N1",
+                                                "1 UpdateEntries 4-6 N6"});
+  CHECK(f.app.busy_max[1] == 1);
+  check_applied_order(f, 1, 6);
+  check_log_order(f.app, 1, 6);
+}
+
+TEST_CASE("app::AppClient: raftd's own entries move Raftd-Last-Index without being sent") {
+  for (Encoding e : {Encoding::kBinary, Encoding::kJson}) {
+    CAPTURE(static_cast<int>(e));
+    Fixture f(e);
+    f.app.hold = true;
+    f.enqueue(4, {AppEntry{LogIndex(1), false, ""}, AppEntry{LogIndex(2), true, "e2"},
+                  AppEntry{LogIndex(3), false, ""}});
+    REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+    CHECK(f.app.calls.back().last_index == "3");
+    f.app.release();
+    REQUIRE(f.wait_applied(4, 3));
+    REQUIRE(f.applied.size() == 1);
+    CHECK(f.applied[0].results == std::vector<Record>{{LogIndex(2), "r2:e2"}});
+    // Only raftd's entries: still one call, so the app records N (its LastLogIndex must move).
+    f.enqueue(4, {AppEntry{LogIndex(4), false, ""}});
+    REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+    const FakeApp::Call c = f.app.calls.back();
+    CHECK(c.last_index == "4");
+    CHECK(c.body == (e == Encoding::kBinary ? "" : R"({"last_index":4,"entries":[]})"));
+    f.app.release();
+    REQUIRE(f.wait_applied(4, 4));
+    REQUIRE(f.applied.size() == 2);
+    CHECK(f.applied[1].results.empty());
+    CHECK(f.app.stored[4] == 4);
+  }
+}
+
+TEST_CASE("app::AppClient: a 500 is retried with the same batch until it succeeds") {
+  Fixture f;
+  f.app.modes[1] = FakeApp::Mode::kFail500;
+  f.enqueue(1, f.entries(1, 3));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.calls.size() >= 4; }));
+  GroupHealth h = f.client->health(GroupId(1));
+  CHECK(!h.healthy);
+  CHECK(h.failures >= 3);
+  CHECK(h.last_error.code() == Code::kUnavailable);
+  CHECK(h.last_error.message().find("UpdateEntries: the app answered 500: boom") !=
+        std::string::npos);
+  const io::TimePoint since = h.since;
+  f.enqueue(1, f.entries(4, 5));  // waits behind the failing batch
+  run_for(*f.reactor, 30ms);
+  CHECK(f.client->health(GroupId(1)).since == since);  // the streak's start
+  f.app.modes[1] = FakeApp::Mode::kApply;
+  REQUIRE(f.wait_applied(1, 5));
+  for (const FakeApp::Call& c : f.app.calls_to("/UpdateEntries")) {
+    if (c.last_index == "3") CHECK(c.body == f.app.calls[0].body);  // same bytes every time
+  }
+  h = f.client->health(GroupId(1));
+  CHECK(h.healthy);
+  CHECK(h.failures == 0);
+  CHECK(h.last_error.is_ok());
+  CHECK(h.since > since);
+  check_log_order(f.app, 1, 5);
+  check_applied_order(f, 1, 5);
+}
+
+TEST_CASE("app::AppClient: a malformed answer is a failed call, retried") {
+  Fixture f;
+  f.app.modes[1] = FakeApp::Mode::kGarbage;
+  f.enqueue(1, f.entries(1, 2));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.calls.size() >= 2; }));
+  const GroupHealth h = f.client->health(GroupId(1));
+  CHECK(!h.healthy);
+  CHECK(h.last_error.code() == Code::kCorruption);
+  CHECK(h.last_error.message().find("UpdateEntries: bad answer") != std::string::npos);
+  CHECK(f.applied.empty());
+  f.app.modes[1] = FakeApp::Mode::kApply;
+  REQUIRE(f.wait_applied(1, 2));
+  check_applied_order(f, 1, 2);
+}
+
+TEST_CASE("app::AppClient: a hung call times out and its batch is sent again whole") {
+  Fixture f;                                      // call_timeout_ms 300
+  f.app.modes[1] = FakeApp::Mode::kApplyAndHang;  // applied, but the answer never comes
+  f.enqueue(1, f.entries(1, 3));
+  REQUIRE(run_until(
+      *f.reactor, [&] { return !f.client->health(GroupId(1)).healthy; }, 10s));
+  CHECK(f.client->health(GroupId(1)).last_error.code() == Code::kTimeout);
+  f.app.modes[1] = FakeApp::Mode::kHang;
+  f.enqueue(1, f.entries(4, 4));
+  REQUIRE(run_until(
+      *f.reactor, [&] { return f.app.calls.size() >= 2; }, 10s));
+  f.app.modes[1] = FakeApp::Mode::kApply;
+  REQUIRE(f.wait_applied(1, 4));
+  // The app saw 1-3 at least twice (the first answer was lost), never 4 before 1-3 was
+  // acknowledged, and applied every entry once.
+  const auto batches = f.app.batches_of(1);
+  REQUIRE(batches.size() >= 3);
+  CHECK(batches[0] == batches[1]);
+  check_log_order(f.app, 1, 4);
+  check_applied_order(f, 1, 4);
+  CHECK(f.client->health(GroupId(1)).healthy);
+}
+
+TEST_CASE("app::AppClient: an app that is down and comes back gets every entry in order") {
+  Fixture f;
+  f.enqueue(1, f.entries(1, 2));
+  REQUIRE(f.wait_applied(1, 2));
+  const std::uint16_t port = f.port;
+  f.stop_server();
+  f.enqueue(1, f.entries(3, 5));
+  f.enqueue(2, f.entries(1, 1));
+  REQUIRE(run_until(*f.reactor, [&] {
+    return f.client->health(GroupId(1)).failures >= 3 && f.client->health(GroupId(2)).failures >= 3;
+  }));
+  CHECK(f.client->health(GroupId(1)).last_error.code() == Code::kIoError);
+  f.enqueue(1, f.entries(6, 7));
+  f.start_server(port);
+  REQUIRE(f.wait_applied(1, 7));
+  REQUIRE(f.wait_applied(2, 1));
+  check_log_order(f.app, 1, 7);
+  check_applied_order(f, 1, 7);
+  CHECK(f.client->health(GroupId(1)).healthy);
+}
+
+TEST_CASE("app::AppClient: a failing group does not hold back a healthy one") {
+  Fixture f;
+  f.app.modes[1] = FakeApp::Mode::kFail500;
+  f.enqueue(1, f.entries(1, 1));
+  for (std::uint64_t i = 1; i <= 20; ++i) {
+    f.enqueue(2, f.entries(i, i));
+    REQUIRE(f.wait_applied(2, i));  // one round trip each, while group 1 keeps failing
+  }
+  CHECK(!f.client->health(GroupId(1)).healthy);
+  CHECK(f.client->health(GroupId(2)).healthy);
+  CHECK(f.applied_to(1) == 0);
+  check_log_order(f.app, 2, 20);
+  f.app.modes[1] = FakeApp::Mode::kApply;
+  REQUIRE(f.wait_applied(1, 1));
+}
+
+TEST_CASE("app::AppClient: get_entry passes status, content type and body through") {
+  Fixture f;
+  f.app.hold = true;
+  f.enqueue(9, f.entries(1, 1));  // an UpdateEntries held at the app
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  std::optional<Result<AppReply>> reply;
+  f.client->get_entry(GroupId(9), std::string("key\0x", 5),
+                      [&](Result<AppReply> r) { reply.emplace(std::move(r)); });
+  REQUIRE(run_until(*f.reactor, [&] { return reply.has_value(); }));
+  REQUIRE(reply->is_ok());
+  CHECK((*reply)->status == 203);
+  CHECK((*reply)->content_type == "text/x-read");
+  CHECK((*reply)->body == std::string("read key\0x", 10));
+  const FakeApp::Call c = f.app.calls.back();
+  CHECK(c.method == "GET");
+  CHECK(c.target == "/GetEntry");
+  CHECK(c.group == "9");
+  CHECK(f.app.held.size() == 1);  // ran beside the UpdateEntries
+  f.app.release();
+  REQUIRE(f.wait_applied(9, 1));
+}
+
+TEST_CASE("app::AppClient: get_entry fails fast and is not retried") {
+  Fixture f;
+  f.stop_server();
+  std::optional<Result<AppReply>> reply;
+  f.client->get_entry(GroupId(1), "q", [&](Result<AppReply> r) { reply.emplace(std::move(r)); });
+  REQUIRE(run_until(
+      *f.reactor, [&] { return reply.has_value(); }, 5s));
+  CHECK(reply->status().code() == Code::kIoError);
+  CHECK(reply->status().message().rfind("GetEntry: ", 0) == 0);
+  CHECK(f.client->stats().read_calls == 1);
+  CHECK(f.client->stats().read_failures == 1);
+  CHECK(f.client->health(GroupId(1)).healthy);  // a read does not make the group unhealthy
+}
+
+TEST_CASE("app::AppClient: Sync waits for earlier batches and later ones wait for it") {
+  AppOptions o = fast_options();
+  o.sync = true;
+  Fixture f(Encoding::kBinary, o);
+  f.app.hold = true;
+  std::vector<std::uint64_t> synced;
+  f.enqueue(1, f.entries(1, 2));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.enqueue(1, f.entries(3, 3));
+  f.client->sync(GroupId(1), [&](LogIndex d) { synced.push_back(d.value()); });
+  f.enqueue(1, f.entries(4, 5));
+  f.client->sync(GroupId(1), [&](LogIndex d) { synced.push_back(d.value()); });
+  auto done = [&] { return f.applied_to(1) >= 5 && synced.size() == 2; };
+  while (!done()) {
+    REQUIRE(run_until(*f.reactor, [&] { return !f.app.held.empty() || done(); }));
+    f.app.release();
+  }
+  CHECK(f.app.order == std::vector<std::string>{"1 UpdateEntries 1-2 N2", "1 UpdateEntries 3-3 N3",
+                                                "1 Sync", "1 UpdateEntries 4-5 N5", "1 Sync"});
+  CHECK(synced == std::vector<std::uint64_t>{3, 5});
+  CHECK(f.app.busy_max[1] == 1);
+}
+
+TEST_CASE("app::AppClient: a failed Sync is retried before anything after it") {
+  AppOptions o = fast_options();
+  o.sync = true;
+  Fixture f(Encoding::kBinary, o);
+  std::optional<std::uint64_t> synced;
+  f.enqueue(1, f.entries(1, 1));
+  REQUIRE(f.wait_applied(1, 1));
+  f.app.modes[1] = FakeApp::Mode::kFail500;
+  f.client->sync(GroupId(1), [&](LogIndex d) { synced = d.value(); });
+  f.enqueue(1, f.entries(2, 2));
+  REQUIRE(run_until(*f.reactor, [&] { return f.client->health(GroupId(1)).failures >= 2; }));
+  CHECK(f.client->health(GroupId(1)).last_error.message().rfind("Sync: ", 0) == 0);
+  CHECK(f.app.calls_to("/UpdateEntries").size() == 1);  // 2 waits for the Sync
+  f.app.modes[1] = FakeApp::Mode::kApply;
+  REQUIRE(f.wait_applied(1, 2));
+  REQUIRE(synced.has_value());
+  CHECK(*synced == 1);
+  CHECK(f.app.order ==
+        std::vector<std::string>{"1 UpdateEntries 1-1 N1", "1 Sync", "1 UpdateEntries 2-2 N2"});
+}
+
+TEST_CASE("app::AppClient: last_log_index parses strictly and is retried until it can") {
+  Fixture f;
+  f.app.stored[3] = 41;
+  f.app.modes[3] = FakeApp::Mode::kGarbage;  // answers "12\n"
+  std::optional<std::uint64_t> got;
+  f.client->last_log_index(GroupId(3), [&](LogIndex i) { got = i.value(); });
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.calls.size() >= 2; }));
+  CHECK(!got.has_value());
+  const GroupHealth h = f.client->health(GroupId(3));
+  CHECK(!h.healthy);
+  CHECK(h.last_error.message().find("LastLogIndex: the answer \"12 \" is not an index") !=
+        std::string::npos);
+  f.app.modes[3] = FakeApp::Mode::kApply;
+  REQUIRE(run_until(*f.reactor, [&] { return got.has_value(); }));
+  CHECK(*got == 41);
+  CHECK(f.app.calls.back().method == "GET");
+  CHECK(f.app.calls.back().target == "/LastLogIndex");
+  CHECK(f.app.calls.back().group == "3");
+  CHECK(f.client->health(GroupId(3)).healthy);
+}
+
+TEST_CASE("app::AppClient: drop_group forgets the group's work and callbacks") {
+  Fixture f;
+  f.app.hold = true;
+  bool last_called = false;
+  f.enqueue(5, f.entries(1, 2));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.enqueue(5, f.entries(3, 4));
+  f.client->last_log_index(GroupId(5), [&](LogIndex) { last_called = true; });
+  f.client->drop_group(GroupId(5));
+  CHECK(f.client->queued_bytes(GroupId(5)) == 0);
+  // Taken up again while the dropped call is still at the app: the new incarnation waits.
+  f.enqueue(5, f.entries(10, 10));
+  run_for(*f.reactor, 50ms);
+  CHECK(f.app.calls.size() == 1);
+  f.app.release();
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.app.release();
+  REQUIRE(f.wait_applied(5, 10));
+  // Nothing of the dropped incarnation came back: only 10's batch, and no LastLogIndex.
+  REQUIRE(f.applied.size() == 1);
+  CHECK(f.applied[0].last == 10);
+  CHECK(!last_called);
+  CHECK(f.app.calls_to("/LastLogIndex").empty());
+  CHECK(f.app.busy_max[5] == 1);
+  // A dropped group's retries stop too.
+  f.app.modes[6] = FakeApp::Mode::kFail500;
+  f.enqueue(6, f.entries(1, 1));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.calls_to("/UpdateEntries").size() >= 4; }));
+  f.client->drop_group(GroupId(6));
+  run_for(*f.reactor, 30ms);  // a call in flight when dropped may still arrive
+  const std::size_t calls = f.app.calls.size();
+  run_for(*f.reactor, 150ms);
+  CHECK(f.app.calls.size() == calls);
+  CHECK(f.client->health(GroupId(6)).healthy);  // unknown again
+}
+
+TEST_CASE("app::AppClient: a group's queue is bounded and refuses what would pass it") {
+  AppOptions o = fast_options();
+  o.batch_bytes_max = 1000;
+  o.queue_bytes_max = 1000;
+  Fixture f(Encoding::kBinary, o);
+  f.app.hold = true;
+  f.enqueue(1, f.entries(1, 2, 400));
+  CHECK(f.client->queued_bytes(GroupId(1)) == 800);
+  Status full = f.client->enqueue(GroupId(1), f.entries(3, 3, 400));
+  CHECK(full.code() == Code::kUnavailable);
+  CHECK(f.client->queued_bytes(GroupId(1)) == 800);
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.app.release();
+  REQUIRE(f.wait_applied(1, 2));
+  CHECK(f.client->queued_bytes(GroupId(1)) == 0);
+  f.enqueue(1, f.entries(3, 3, 400));  // the refused entries, offered again
+  // An empty queue takes even more than the limit, so a big entry cannot block the group.
+  Status big = f.client->enqueue(GroupId(2), f.entries(1, 1, 5000));
+  CHECK(big.is_ok());
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 2; }));
+  f.app.release();
+  REQUIRE(f.wait_applied(1, 3));
+  REQUIRE(f.wait_applied(2, 1));
+}
+
+TEST_CASE("app::AppClient: no callback runs after close") {
+  Fixture f;
+  f.app.hold = true;
+  bool called = false;
+  f.enqueue(1, f.entries(1, 1));
+  f.client->last_log_index(GroupId(2), [&](LogIndex) { called = true; });
+  f.client->get_entry(GroupId(3), "q", [&](Result<AppReply>) { called = true; });
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 2; }));
+  f.client->close();
+  REQUIRE(run_until(*f.reactor, [&] { return f.client->closed(); }));
+  f.app.release();
+  run_for(*f.reactor, 30ms);
+  CHECK(!called);
+  CHECK(f.applied.empty());
+  CHECK(f.client->enqueue(GroupId(1), f.entries(2, 2)).code() == Code::kCancelled);
+}
+
+TEST_CASE("app::parse_app_url: http, an IPv4 host, a port and a base path") {
+  Result<AppUrl> u = parse_app_url("http://127.0.0.1:8080");
+  REQUIRE(u.is_ok());
+  CHECK(u->host == "127.0.0.1");
+  CHECK(u->port == 8080);
+  CHECK(u->base_path.empty());
+  u = parse_app_url("HTTP://10.0.0.2/apps/kv/");
+  REQUIRE(u.is_ok());
+  CHECK(u->port == 80);
+  CHECK(u->base_path == "/apps/kv");
+  for (std::string_view bad :
+       {"https://127.0.0.1", "127.0.0.1:80", "http://localhost:80", "http://127.0.0.1:0",
+        "http://127.0.0.1:65536", "http://127.0.0.1:8a", "http://u@127.0.0.1",
+        "http://127.0.0.1/x?y", "http://127.0.0.1/a b", "http://:80"}) {
+    CAPTURE(bad);
+    CHECK(parse_app_url(bad).status().code() == Code::kInvalidArgument);
+  }
+}
+
+TEST_CASE("app::validate: options out of range name the field") {
+  AppOptions o = fast_options();
+  o.on_applied = [](GroupId, LogIndex, std::vector<Record>) {};
+  CHECK(validate(o).is_ok());
+  auto fails = [&](auto tweak, std::string_view needle) {
+    AppOptions b = o;
+    tweak(b);
+    Status s = validate(b);
+    CHECK(s.code() == Code::kInvalidArgument);
+    CHECK_MESSAGE(s.message().find(needle) != std::string::npos, s.message());
+  };
+  fails([](AppOptions& b) { b.call_timeout_ms = 0; }, "timeouts");
+  fails([](AppOptions& b) { b.retry_backoff_min_ms = 50, b.retry_backoff_max_ms = 10; }, "backoff");
+  fails([](AppOptions& b) { b.batch_bytes_max = kBatchBytesMax + 1; }, "batch_bytes_max");
+  fails([](AppOptions& b) { b.batch_entries_max = 0; }, "batch_entries_max");
+  fails([](AppOptions& b) { b.queue_bytes_max = b.batch_bytes_max - 1; }, "queue_bytes_max");
+  fails([](AppOptions& b) { b.token = "a\r\nX: y"; }, "token");
+  fails([](AppOptions& b) { b.on_applied = nullptr; }, "on_applied");
+  fails([](AppOptions& b) { b.url.host = "example.com"; }, "url.host");
+  fails([](AppOptions& b) { b.url.base_path = "x/"; }, "base_path");
+}
+
+}  // namespace raftd::app
