@@ -227,6 +227,13 @@ Wal::GroupState& Wal::group_state(GroupId g) {
 
 bool Wal::open_batch_empty() const { return !open_ || open_->frames.empty(); }
 
+uint64_t Wal::staged_batch() const {
+  if (!open_batch_empty()) return open_->id;
+  // Batch ids are handed out in order, so the newest batch before an empty open one (or before
+  // the next one to be created) is the last that holds anything.
+  return (open_ ? open_->id : next_batch_id_) - 1;
+}
+
 Result<std::vector<std::byte>*> Wal::reserve(GroupId g, GroupState& gs, FrameType t,
                                              uint64_t bytes) {
   const int r = rank_of(t);
@@ -562,6 +569,7 @@ void Wal::complete_batch() {
     cache_order_.push_back({fx.group, fx.index, fx.token, fx.cache_end});
   }
   evict_cache();
+  durable_batch_id_ = b->id;
   options_.on_durable(b->reports);
   recycle(std::move(b));
 }
@@ -765,6 +773,16 @@ std::optional<Wal::GroupInfo> Wal::group(GroupId g) const {
   if (it == groups_.end()) return std::nullopt;
   const GroupLog& l = it->second->log;
   return GroupInfo{l.hard, l.mark, l.last_index(), l.last_term()};
+}
+
+std::optional<Term> Wal::term(GroupId g, LogIndex i) const {
+  auto it = groups_.find(g);
+  if (it == groups_.end()) return std::nullopt;
+  const GroupLog& l = it->second->log;
+  if (i == l.base_index && l.base_term != kTermUnknown) return l.base_term;
+  const EntryLoc* loc = l.at(i);
+  if (loc == nullptr) return std::nullopt;
+  return loc->term;
 }
 
 std::vector<GroupId> Wal::groups() const {

@@ -69,6 +69,46 @@ TEST_CASE("wal::Wal: appends during a batch in flight wait for the next batch") 
   CHECK(h.durable[2].last_term == Term(3));
 }
 
+TEST_CASE("wal::Wal: staged_batch and durable_batch tell a driver when its records are durable") {
+  Harness h;
+  REQUIRE(h.open().is_ok());
+  // Nothing staged: everything (nothing) is durable already.
+  CHECK(h.wal->staged_batch() <= h.wal->durable_batch());
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(1), Term(1), "a").is_ok());
+  uint64_t first = h.wal->staged_batch();
+  CHECK(first > h.wal->durable_batch());
+  h.wal->flush();  // in flight
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(2), Term(1), "b").is_ok());
+  uint64_t second = h.wal->staged_batch();
+  CHECK(second > first);
+  h.wal->flush();  // waits behind the first
+  h.exec.run_pending();
+  CHECK(h.wal->durable_batch() >= first);
+  CHECK(h.wal->durable_batch() < second);
+  // With the open batch empty, staged_batch names the newest batch that holds anything.
+  CHECK(h.wal->staged_batch() == second);
+  h.wal->flush();
+  h.exec.run_pending();
+  CHECK(h.wal->durable_batch() >= second);
+  CHECK(h.wal->staged_batch() <= h.wal->durable_batch());
+}
+
+TEST_CASE("wal::Wal: term() answers for live entries and the compaction mark only") {
+  Harness h;
+  REQUIRE(h.open().is_ok());
+  for (uint64_t i = 1; i <= 4; ++i) {
+    REQUIRE(append_one(*h.wal, GroupId(5), LogIndex(i), Term(i < 3 ? 1 : 2), "x").is_ok());
+  }
+  CHECK(h.wal->term(GroupId(5), LogIndex(2)) == Term(1));
+  CHECK(h.wal->term(GroupId(5), LogIndex(4)) == Term(2));
+  CHECK_FALSE(h.wal->term(GroupId(5), LogIndex(5)).has_value());
+  CHECK_FALSE(h.wal->term(GroupId(6), LogIndex(1)).has_value());
+  REQUIRE(h.wal->compact(GroupId(5), LogIndex(2), Term(1)).is_ok());
+  CHECK(h.wal->term(GroupId(5), LogIndex(2)) == Term(1));  // the mark
+  CHECK_FALSE(h.wal->term(GroupId(5), LogIndex(1)).has_value());
+  CHECK(h.wal->term(GroupId(5), LogIndex(3)) == Term(2));
+}
+
 TEST_CASE("wal::Wal: reopening rebuilds every group and reads entries back from the files") {
   Harness h;
   REQUIRE(h.open().is_ok());

@@ -161,12 +161,26 @@ class Wal final : private SyncCompletion {
   // The group's staged view (includes what is not yet durable); nullopt if unknown.
   std::optional<GroupInfo> group(GroupId g) const;
   std::vector<GroupId> groups() const;
+  // Term of the group's entry i in the staged view: a live entry, or the entry just before the
+  // first live one when its term is known (the compaction mark). nullopt otherwise.
+  std::optional<Term> term(GroupId g, LogIndex i) const;
 
   // Groups with live entries in the oldest segment (ask them to snapshot/compact).
   std::vector<PinningGroup> pinning_groups() const;
   // Segments on disk holding frames (oldest first) and ready spares.
   std::vector<uint64_t> segment_sequences() const;
   size_t ready_segment_count() const { return ready_.size(); }
+  // Sealed batches waiting behind the one in flight (appends fail with kUnavailable once this
+  // reaches WalOptions::queued_batches_max and the open batch is full).
+  size_t queued_batch_count() const { return queued_.size(); }
+  uint32_t queued_batches_max() const { return options_.queued_batches_max; }
+
+  // Batch ids, for a driver that must hold messages until what it staged is durable (raft.h's
+  // messages_after_persist): every record staged so far belongs to a batch whose id is at most
+  // staged_batch(), and every batch whose id is at most durable_batch() is durable (on_durable
+  // has run for it). Ids grow by one per batch; both start at 0.
+  uint64_t staged_batch() const;
+  uint64_t durable_batch() const { return durable_batch_id_; }
 
   bool idle() const { return !in_flight_ && queued_.empty() && open_batch_empty(); }
   bool failed() const { return failed_; }
@@ -229,7 +243,8 @@ class Wal final : private SyncCompletion {
   uint64_t next_token_ = 1;
   uint64_t durable_groups_ = 0;  // groups with durable_exists (the checkpoint's size)
   uint64_t next_batch_id_ = 1;
-  uint32_t last_frame_id_ = 0;  // frame the last reserve() returned
+  uint64_t durable_batch_id_ = 0;  // the newest batch on_durable reported
+  uint32_t last_frame_id_ = 0;     // frame the last reserve() returned
 
   std::unique_ptr<Batch> open_;                // staging
   std::deque<std::unique_ptr<Batch>> queued_;  // sealed, waiting
