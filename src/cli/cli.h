@@ -1,5 +1,5 @@
 // The `raftd` command line: subcommands, their --help, and exit codes (0 success, 1 the command
-// ran and found a problem, e.g. a damaged WAL, 2 usage errors).
+// ran and found a problem, e.g. a damaged WAL, 2 usage errors, including a bad config file).
 #pragma once
 
 namespace raftd::cli {
