@@ -37,9 +37,9 @@
 //    options.queue_bytes_max: enqueue refuses (kUnavailable, nothing taken) a vector that would
 //    pass it, unless the group holds nothing. The node keeps refused entries and offers them
 //    again after an on_applied of the group (raft's log still has them).
-//  - Lifetime: close() fails nothing back (no callback runs after it) and ends every call;
-//    destroy the AppClient once closed() is true (turn the reactor until then) or after the
-//    reactor's shutdown().
+//  - Lifetime: close() ends every call; no callback runs after it, later calls are ignored and
+//    enqueue returns kCancelled. Destroy the AppClient once closed() is true (turn the reactor
+//    until then) or after the reactor's shutdown().
 #pragma once
 
 #include <cstddef>
@@ -182,7 +182,8 @@ class AppClient {
 
   // Entries to apply, in log order, continuing the group's previous enqueue (RAFTD_ASSERT).
   // kUnavailable when the group's queue would pass options.queue_bytes_max (see the file
-  // comment); OK otherwise, and the entries are the client's until on_applied.
+  // comment), kCancelled after close(); OK otherwise, and the entries are the client's until
+  // on_applied.
   Status enqueue(GroupId group, std::vector<AppEntry> entries);
 
   // POST /Sync, once every entry enqueued before this call is acknowledged; `done` gets the
