@@ -5,7 +5,11 @@
 //  - decoding never crashes, and decoding in pieces gives the same messages and the same status
 //    as decoding at once;
 //  - every message that passes validation re-encodes (encode_batch) without a loss and the
-//    re-encoded bytes decode to a message equal to it that passes validation again.
+//    re-encoded bytes decode to a message equal to it that passes validation again;
+//  - every message that passes validation can be stepped into a real raft::Group (node 1 of
+//    voters {1, 2, 3}, its group id set to the group's, the Ready cycle driven after each
+//    message, a tick after each one when byte 0 is odd) without tripping an assertion of the
+//    core. The raft sources are instrumented too.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -14,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "raftd/raft/memory_storage.h"
+#include "raftd/raft/raft.h"
 #include "raftd/transport/codec.h"
 
 namespace {
@@ -31,6 +37,49 @@ constexpr NodeId kSelf{1};
   std::fprintf(stderr, "stream_decode_fuzz: %s\n", what);
   std::abort();
 }
+
+// Steps accepted messages into a follower replica and drives its Ready cycle.
+class Replica {
+ public:
+  Replica() : group_(config(), storage_, boot()) {}
+  void step(Message m, bool tick) {
+    m.group = GroupId(1);
+    group_.step(m);
+    drain();
+    if (tick) {
+      group_.tick();
+      drain();
+    }
+  }
+
+ private:
+  static raftd::raft::Config config() {
+    raftd::raft::Config c;
+    c.id = kSelf;
+    c.group = GroupId(1);
+    c.quiesce_after_ticks = 3;
+    return c;
+  }
+  static raftd::raft::BootState boot() {
+    raftd::raft::BootState b;
+    b.snapshot.conf_state.voters = {NodeId(1), NodeId(2), NodeId(3)};
+    return b;
+  }
+  void drain() {
+    while (group_.has_ready()) {
+      raftd::raft::Ready rd = group_.ready();
+      if (rd.snapshot) storage_.install_snapshot(rd.snapshot->meta);
+      if (!rd.entries.empty()) storage_.append(rd.entries);
+      group_.advance(rd);
+      if (rd.snapshot) group_.on_snapshot_installed(rd.snapshot->meta);
+      if (!rd.entries.empty()) {
+        group_.on_persisted(rd.entries.back().index, rd.entries.back().term);
+      }
+    }
+  }
+  raftd::raft::MemoryLogStorage storage_;
+  raftd::raft::Group group_;
+};
 
 }  // namespace
 
@@ -74,6 +123,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (!wire_equal(back[0], m)) fail("a re-encoded message decodes to another message");
     if (!validate(back[0], ctx).is_ok()) fail("a re-encoded message no longer validates");
+  }
+
+  Replica replica;
+  for (const Message& m : all) {
+    if (validate(m, ctx).is_ok()) replica.step(m, (data[0] & 1) != 0);
   }
   return 0;
 }
