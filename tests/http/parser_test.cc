@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace raftd::http {
@@ -324,6 +325,41 @@ TEST_SUITE("http") {
       INFO(shape);
       CHECK(check_split_invariant(shape).ends_with("OK messages=1"));
     }
+  }
+
+  TEST_CASE("http::HeaderGuard: verdicts, in the type ChunkGuard reports too") {
+    // One Verdict type for both guards (they used to define one each).
+    CHECK(std::is_same_v<HeaderGuard::Verdict, ChunkGuard::Verdict>);
+    using V = HeaderGuard::Verdict;
+    HeaderGuard g;
+    CHECK(g.verdict() == V::kMore);
+    const std::string head = "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET";
+    CHECK(g.feed(std::string_view(head).substr(0, 10)) == 10);
+    CHECK(g.verdict() == V::kMore);
+    CHECK(g.feed(std::string_view(head).substr(10)) == head.size() - 13);  // stops at the end
+    CHECK(g.verdict() == V::kDone);
+    g.reset();
+    CHECK(g.verdict() == V::kMore);
+    (void)g.feed("GET / HTTP/1.1\r\n X: y\r\n");  // obs-fold
+    CHECK(g.verdict() == V::kBad);
+    CHECK(g.feed("\r\n") == 0);  // final until reset
+    CHECK(g.verdict() == V::kBad);
+  }
+
+  TEST_CASE("http::ChunkGuard: verdicts, in the type HeaderGuard reports too") {
+    using V = ChunkGuard::Verdict;
+    ChunkGuard g;
+    CHECK(g.verdict() == V::kMore);
+    CHECK(g.feed("3\r\nabc\r\n") == 8);
+    CHECK(g.verdict() == V::kMore);
+    CHECK(g.feed("0\r\n\r\nGET") == 5);  // up to and including the body's final LF
+    CHECK(g.verdict() == V::kDone);
+    g.reset();
+    CHECK(g.feed("3\nabc") == 1);  // bare LF after the size: stops before it
+    CHECK(g.verdict() == V::kBad);
+    CHECK(g.error_status() == 400);
+    CHECK(g.feed("\r\n") == 0);
+    CHECK(g.verdict() == V::kBad);
   }
 
   TEST_CASE("http::RequestParser: trailer and chunk extension limits") {

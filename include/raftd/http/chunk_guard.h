@@ -20,23 +20,20 @@
 #include <cstdint>
 #include <string_view>
 
+#include "raftd/http/guard_verdict.h"
 #include "raftd/http/limits.h"
 
 namespace raftd::http {
 
 class ChunkGuard {
  public:
-  enum class Verdict : std::uint8_t { kMore, kDone, kBad };
+  using Verdict = GuardVerdict;
 
   // Scans `data` up to the end of the body. Returns how many bytes were scanned: all of `data`,
   // or up to and including the body's final LF (kDone), or up to but excluding the first bad
   // byte (kBad).
   std::size_t feed(std::string_view data);
-  Verdict verdict() const {
-    return state_ == State::kDone  ? Verdict::kDone
-           : state_ == State::kBad ? Verdict::kBad
-                                   : Verdict::kMore;
-  }
+  Verdict verdict() const { return guard_verdict(state_); }
   // For kBad: 400 (malformed, or extensions over kChunkExtBytesMax) or 431 (trailers over
   // kTrailerBytesMax or kTrailerCountMax), and a short reason.
   int error_status() const { return error_status_; }

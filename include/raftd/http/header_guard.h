@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "raftd/http/guard_verdict.h"
+
 namespace raftd::http {
 
 class HeaderGuard {
@@ -24,16 +26,12 @@ class HeaderGuard {
   // `request`: the first line is a request line (its spaces are checked).
   explicit HeaderGuard(bool request = true) : request_(request) {}
 
-  enum class Verdict : std::uint8_t { kMore, kDone, kBad };
+  using Verdict = GuardVerdict;
 
   // Scans `data` up to the end of the header section. Returns how many bytes were scanned
   // (all of `data` unless the section ended or a bad byte was found inside it).
   std::size_t feed(std::string_view data);
-  Verdict verdict() const {
-    return state_ == State::kDone  ? Verdict::kDone
-           : state_ == State::kBad ? Verdict::kBad
-                                   : Verdict::kMore;
-  }
+  Verdict verdict() const { return guard_verdict(state_); }
   // Bytes of the header section scanned so far (excluding leading empty lines).
   std::size_t section_bytes() const { return section_bytes_; }
   void reset() { *this = HeaderGuard(request_); }
