@@ -168,6 +168,47 @@ FieldError check_fields(const llhttp_t* p, const Headers& headers) {
   return {};
 }
 
+// What the handler routes on, from the request-target (RFC 9112 3.2). origin-form is kept as it
+// is. absolute-form (sent to proxies, and by clients that treat us as one) is reduced to its
+// path and query, after checking that its authority is exactly the Host field: RFC 9112 3.2.2
+// has a server ignore Host then, but a reader in front of us that routes by Host would disagree
+// with one that routes by the target, so two authorities that differ are refused instead. The
+// scheme must be http or https, and userinfo is refused (RFC 9110 4.2.4). asterisk-form is for
+// OPTIONS only (RFC 9112 3.2.4). No form has a fragment (RFC 9112 3.2); llhttp accepts one.
+FieldError normalize_target(std::string& target, std::string_view method, const Headers& headers) {
+  if (target.find('#') != std::string::npos) return {400, "fragment in the request target"};
+  if (target.starts_with('/')) return {};
+  if (target == "*") {
+    if (method == "OPTIONS") return {};
+    return {400, "asterisk-form target outside OPTIONS"};
+  }
+  const std::string_view t = target;
+  const std::size_t scheme_end = t.find("://");
+  if (scheme_end == std::string_view::npos ||
+      !(iequals(t.substr(0, scheme_end), "http") || iequals(t.substr(0, scheme_end), "https"))) {
+    return {400, "request target is neither a path nor an http URI"};
+  }
+  const std::string_view rest = t.substr(scheme_end + 3);
+  const std::size_t path_start = rest.find_first_of("/?");
+  const std::string_view authority = rest.substr(0, path_start);
+  if (authority.empty() || authority.find('@') != std::string_view::npos ||
+      !valid_host(authority)) {
+    return {400, "invalid authority in the request target"};
+  }
+  // HTTP/1.1 requests always have exactly one Host here (check_fields); HTTP/1.0 may have none.
+  if (const auto host = find_header(headers, "Host"); host && !iequals(*host, authority)) {
+    return {400, "Host does not match the authority of the request target"};
+  }
+  const std::string_view path =
+      path_start == std::string_view::npos ? std::string_view() : rest.substr(path_start);
+  if (path.empty()) {
+    target = method == "OPTIONS" ? "*" : "/";
+  } else {
+    target = (path.front() == '?' ? "/" : "") + std::string(path);
+  }
+  return {};
+}
+
 }  // namespace
 
 const llhttp_settings_t MessageParser::kSettings = make_settings(
@@ -426,6 +467,10 @@ int RequestParser::head_complete() {
   p->upgrade = 0;
   request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
   request_.target = std::move(url());
+  if (const FieldError e = normalize_target(request_.target, request_.method, headers());
+      e.status != 0) {
+    return fail(e.status, e.reason);
+  }
   request_.version_minor = p->http_minor;
   request_.headers = std::move(headers());
   request_.framing = framing_after_head();

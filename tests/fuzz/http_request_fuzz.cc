@@ -4,6 +4,9 @@
 //  - feeding it whole and feeding it in pieces (with body pauses) gives the same transcript
 //    (heads, bodies, ends, and whether it was rejected), so no split can smuggle a request;
 //  - nothing the parser accepts carries CR or LF inside a name, value or target;
+//  - every accepted target is what the handler routes on: a path (an absolute-form target
+//    reduced to its path, after its authority matched Host), or "*" for OPTIONS, never with a
+//    fragment;
 //  - errors are only the documented answers (400, 413, 431, 501, 505);
 //  - the parser never reports consuming more than it was given;
 //  - every accepted message ends where a strict reader ends it: its head ends with an empty
@@ -61,6 +64,8 @@ struct Recorder : RequestSink {
   bool flip = false;
   void on_request_head(Request& r) override {
     check(clean(r.method) && clean(r.target));
+    check(r.target.starts_with('/') || (r.target == "*" && r.method == "OPTIONS"));
+    check(r.target.find('#') == std::string::npos);
     text += "\nH " + r.method + " " + r.target + (r.keep_alive ? " ka" : " close");
     for (const auto& h : r.headers) {
       check(clean(h.name) && clean(h.value) && !h.name.empty());

@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace raftd::http {
@@ -324,6 +325,47 @@ TEST_SUITE("http") {
     for (const char* shape : good) {
       INFO(shape);
       CHECK(check_split_invariant(shape).ends_with("OK messages=1"));
+    }
+  }
+
+  TEST_CASE("http::RequestParser: an absolute-form target must name the Host; its path routes") {
+    // Reduced to the path and query the handler routes on (no scheme or authority left).
+    const std::pair<std::string, std::string> good[] = {
+        {"GET http://a.example/x?y=1 HTTP/1.1\r\nHost: a.example\r\n\r\n", "GET /x?y=1 1.1"},
+        {"GET HTTP://A.Example:8080?q HTTP/1.1\r\nHost: a.example:8080\r\n\r\n", "GET /?q 1.1"},
+        {"GET https://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n", "GET / 1.1"},
+        {"GET http://[::1]:80/x HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", "GET /x 1.1"},
+        {"OPTIONS http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n", "OPTIONS * 1.1"},
+        {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "OPTIONS * 1.1"},
+        // HTTP/1.0 may omit Host: the target's authority is the only one.
+        {"GET http://a.example/x HTTP/1.0\r\n\r\n", "GET /x 1.0"},
+    };
+    for (const auto& shape : good) {
+      INFO(shape.first);
+      const std::string whole = check_split_invariant(shape.first);
+      CHECK(whole.starts_with("HEAD " + shape.second + " "));
+      CHECK(whole.ends_with("OK messages=1"));
+    }
+    // RFC 9112 3.2.2 has a server ignore Host for an absolute-form target; a reader in front
+    // of us routing by Host would then send it elsewhere than we serve it: refused.
+    const char* bad[] = {
+        "GET http://a.example/x HTTP/1.1\r\nHost: b.example\r\n\r\n",
+        "GET http://a.example:80/x HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        "GET http://a.example/x HTTP/1.1\r\nHost: a.example:80\r\n\r\n",
+        "GET http://a.example/x HTTP/1.1\r\nHost: \r\n\r\n",
+        "GET http://a.example/x HTTP/1.0\r\nHost: b.example\r\n\r\n",
+        "GET http://u@a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n",  // userinfo
+        "GET http:// HTTP/1.1\r\nHost: a\r\n\r\n",                       // no authority
+        "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://a b/x HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n",  // not an http URI
+        "GET * HTTP/1.1\r\nHost: a\r\n\r\n",          // asterisk-form is for OPTIONS only
+        "GET /x#f HTTP/1.1\r\nHost: a\r\n\r\n",       // no fragment in a request-target
+        "GET http://a/x#f HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+    for (const char* input : bad) {
+      INFO(input);
+      CHECK(check_split_invariant(input).ends_with("ERROR 400 messages=0"));
     }
   }
 

@@ -338,6 +338,23 @@ TEST_SUITE("http") {
     REQUIRE(fourth.wait_for(*f.reactor, ends_with("GET /d ")));
   }
 
+  TEST_CASE("http::Server: an absolute-form target is routed by its path if it names the Host") {
+    ServerFixture f;
+    RawClient good(f.port());
+    good.send("GET http://a.example:8080/x?y=1 HTTP/1.1\r\nHost: A.example:8080\r\n\r\n");
+    REQUIRE(good.wait_for(*f.reactor, ends_with("GET /x?y=1 ")));
+    CHECK_FALSE(good.closed);
+    // Another authority than Host: refused, and the request pipelined behind it is not served.
+    RawClient bad(f.port());
+    bad.send(
+        "GET http://admin.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n"
+        "GET /after HTTP/1.1\r\nHost: a.example\r\n\r\n");
+    REQUIRE(bad.wait_closed(*f.reactor));
+    CHECK(bad.received.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+    CHECK(count_of(bad.received, "HTTP/1.1 ") == 1);
+    CHECK(f.handler.heads == std::vector<std::string>{"GET /x?y=1"});
+  }
+
   TEST_CASE("http::Server: Expect 100-continue gets 100 before the body, or a final answer") {
     ServerFixture f;
     RawClient c(f.port());

@@ -31,7 +31,10 @@ enum class Framing : std::uint8_t {
 
 struct Request {
   std::string method;  // as sent, e.g. "GET"
-  std::string target;  // request-target, e.g. "/v1/groups/3?x=1"
+  // Path and query, e.g. "/v1/groups/3?x=1" ("*" for OPTIONS * only). A request sent in
+  // absolute-form ("http://host/path?q") arrives reduced to its path and query, its authority
+  // checked equal to Host (doc/http.md). The client sends it as it is.
+  std::string target;
   std::uint8_t version_minor = 1;
   Headers headers;
   Framing framing = Framing::kNone;
