@@ -88,6 +88,11 @@ class Connection final : public RequestSink {
   void maybe_resume_reading();
   void maybe_finalize();
   void timeout_close(bool answer_408);
+  bool rate_enforced() const {
+    return server_.options_.body_rate_window_ms > 0 && server_.options_.body_rate_min_bytes > 0;
+  }
+  void credit_body(std::size_t bytes);
+  void on_body_resumed();
   bool output_pending() const { return !out_.empty() || send_.active(); }
   bool reading_should_pause() const {
     return pending_.size() > kPendingBytesMax || (output_full() && !pending_.empty());
@@ -110,10 +115,10 @@ class Connection final : public RequestSink {
   TimePoint idle_since_;     // last exchange completed (bytes between requests do not count)
   TimePoint request_start_;  // first byte of the request being parsed
   TimePoint linger_until_;
-  TimePoint rate_window_start_;  // current window of the minimum body rate
-  std::uint64_t rate_window_bytes_ = 0;
-  bool rate_window_open_ = false;  // false: the body was not being read at the last sweep
-  int callback_depth_ = 0;         // > 0 while a handler callback runs
+  // The minimum body rate: a body still being read after this is below it (see credit_body).
+  TimePoint rate_deadline_;
+  TimePoint paused_at_;     // the handler paused the body (kept paused, the time does not count)
+  int callback_depth_ = 0;  // > 0 while a handler callback runs
   bool in_process_ = false;
   bool needs_process_ = false;
   bool body_paused_ = false;
@@ -206,7 +211,7 @@ void Exchange::respond(int status, std::string_view body, std::string_view conte
 
 void Exchange::resume_body() {
   if (!active_ || !conn_.body_paused_) return;
-  conn_.body_paused_ = false;
+  conn_.on_body_resumed();
   conn_.needs_process_ = true;
   conn_.mark_dirty();
 }
@@ -227,7 +232,11 @@ void Connection::on_request_head(Request& request) {
   ex_.active_ = true;
   ex_.request_ = std::move(request);
   continue_sent_ = false;
-  rate_window_open_ = false;
+  // A body gets one window from its head before it must keep up with the rate. Taken now, not
+  // from the last receive: a pipelined request may have waited behind the previous answer.
+  if (ex_.request_.framing != Framing::kNone && rate_enforced()) {
+    rate_deadline_ = Clock::now() + ms(server_.options_.body_rate_window_ms);
+  }
   served_any_ = true;
   ++server_.stats_.requests;
   ++callback_depth_;
@@ -241,7 +250,7 @@ void Connection::on_request_head(Request& request) {
 }
 
 Flow Connection::on_request_body(std::string_view chunk) {
-  rate_window_bytes_ += chunk.size();
+  credit_body(chunk.size());
   if (closing_ || !ex_.active_ || ex_.finished_) return Flow::kContinue;  // answered: dropped
   ++callback_depth_;
   const Flow flow = server_.handler_.on_body(ex_, chunk);
@@ -317,7 +326,10 @@ void Connection::process(std::string_view fresh) {
       on_bad_request();
       break;
     }
-    if (r.event == ParseEvent::kBodyPaused) body_paused_ = true;
+    if (r.event == ParseEvent::kBodyPaused) {
+      body_paused_ = true;
+      paused_at_ = Clock::now();
+    }
   }
   if (from_pending) {
     pending_.erase(0, before - input.size());
@@ -502,21 +514,36 @@ void Connection::sweep(TimePoint now) {
     timeout_close(false);
     return;
   }
-  // The minimum body rate, in windows that start when the body is (again) being read.
-  if (!reading_body || o.body_rate_window_ms == 0) {
-    rate_window_open_ = false;
-  } else if (!rate_window_open_) {
-    rate_window_open_ = true;
-    rate_window_start_ = now;
-    rate_window_bytes_ = 0;
-  } else if (now - rate_window_start_ >= ms(o.body_rate_window_ms)) {
-    if (rate_window_bytes_ < o.body_rate_min_bytes) {
-      timeout_close(true);
-      return;
-    }
-    rate_window_start_ = now;
-    rate_window_bytes_ = 0;
-  }
+  if (reading_body && rate_enforced() && now > rate_deadline_) timeout_close(true);
+}
+
+// The minimum body rate as a deadline that the body pushes back: every body_rate_min_bytes
+// received buy one more body_rate_window_ms, and the deadline never runs more than
+// kBodyRateCreditWindowsMax windows ahead of now. So what is measured is the average rate since
+// the head, not the bytes of each fixed window: an upload arriving in bursts with pauses
+// between them passes as long as it keeps above the rate on average (a fixed window that
+// happens to hold one burst too few would otherwise kill it), while a trickle falls behind
+// whatever its pattern, and a burst cannot buy more than a bounded silence.
+void Connection::credit_body(std::size_t bytes) {
+  if (!rate_enforced()) return;
+  const ServerOptions& o = server_.options_;
+  const TimePoint now = Clock::now();
+  const auto window = ms(o.body_rate_window_ms);
+  const TimePoint cap = now + window * kBodyRateCreditWindowsMax;
+  // In windows, bounded before converting so the duration cannot overflow.
+  const double windows =
+      std::min(static_cast<double>(bytes) / static_cast<double>(o.body_rate_min_bytes),
+               2.0 * kBodyRateCreditWindowsMax);
+  const auto credit =
+      std::chrono::duration_cast<io::Duration>(std::chrono::duration<double, std::milli>(
+          windows * static_cast<double>(o.body_rate_window_ms)));
+  rate_deadline_ = std::min(cap, rate_deadline_ + credit);
+}
+
+// The time the handler kept the body paused is not the client's: the deadline moves by it.
+void Connection::on_body_resumed() {
+  body_paused_ = false;
+  rate_deadline_ += Clock::now() - paused_at_;
 }
 
 // ---- Server ----

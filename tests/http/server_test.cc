@@ -338,6 +338,81 @@ TEST_SUITE("http") {
     REQUIRE(fourth.wait_for(*f.reactor, ends_with("GET /d ")));
   }
 
+  TEST_CASE("http::Server: an upload in bursts above the minimum rate is served") {
+    // Each burst is under the minimum for a window but they come often enough to be above the
+    // rate on average: 900 bytes every 400 ms against 1000 bytes per 500 ms (12.5% above).
+    ServerOptions o;
+    o.body_rate_window_ms = 500;
+    o.body_rate_min_bytes = 1000;
+    ServerFixture f(o);
+    constexpr int kBursts = 10;
+    constexpr std::size_t kBurstBytes = 900;
+    RawClient c(f.port());
+    c.send("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+           std::to_string(kBursts * kBurstBytes) + "\r\n\r\n");
+    const auto start = io::Reactor::now();
+    std::string body;
+    for (int i = 0; i < kBursts && !c.closed; ++i) {
+      // On a schedule, so one late turn of this loop does not delay every later burst.
+      testing::run_until(*f.reactor, [&] { return io::Reactor::now() >= start + i * 400ms; });
+      const std::string burst(kBurstBytes, static_cast<char>('a' + i));
+      c.send(burst);
+      body += burst;
+      c.poll();
+    }
+    REQUIRE(c.wait_for(*f.reactor, ends_with("POST /up " + body)));
+    CHECK(c.received.starts_with("HTTP/1.1 200 OK\r\n"));
+    CHECK(f.server->stats().timeouts == 0);
+    CHECK(f.handler.aborted == 0);
+  }
+
+  TEST_CASE("http::Server: time the handler keeps a body paused does not count against its rate") {
+    ServerOptions o;
+    o.body_rate_window_ms = 500;
+    o.body_rate_min_bytes = 64;
+    ServerFixture f(o);
+    RawClient c(f.port());
+    c.send("POST /pause HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n0123456789");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.paused.size() == 1; }));
+    testing::run_for(*f.reactor, 1500ms);  // paused for three windows: the client waits
+    f.handler.paused[0]->resume_body();
+    std::size_t resumed = 1;
+    // The client takes a moment to send the rest (sweeps run meanwhile, the body being read).
+    testing::run_for(*f.reactor, 300ms);
+    REQUIRE(c.poll());  // still open: no 408 while the rest is on its way
+    c.send("abcdefghij");
+    REQUIRE(c.wait_for(*f.reactor, [&](const std::string& s) {
+      while (resumed < f.handler.paused.size()) f.handler.paused[resumed++]->resume_body();
+      return s.ends_with("POST /pause 0123456789abcdefghij");
+    }));
+    CHECK(f.server->stats().timeouts == 0);
+  }
+
+  TEST_CASE("http::Server: a trickled body gets 408 even when the handler pauses each piece") {
+    // A handler that pauses the body for a moment at every piece (waiting on a slower sink)
+    // must not give a trickle fresh windows.
+    ServerOptions o;
+    o.body_rate_window_ms = 300;
+    o.body_rate_min_bytes = 64;
+    ServerFixture f(o);
+    RawClient trickle(f.port());
+    trickle.send("POST /pause HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n");
+    std::size_t trickled = 0;
+    std::size_t resumed = 0;
+    const auto give_up = io::Reactor::now() + 5s;  // 200 bytes would take 10 s
+    while (!trickle.closed && io::Reactor::now() < give_up) {
+      trickled += trickle.try_send("t");
+      testing::run_for(*f.reactor, 30ms);  // the piece arrives and stays paused meanwhile
+      while (resumed < f.handler.paused.size()) f.handler.paused[resumed++]->resume_body();
+      testing::run_for(*f.reactor, 20ms);
+      trickle.poll();
+    }
+    REQUIRE(trickle.closed);
+    CHECK(trickled < 200);
+    CHECK(trickle.received.starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+    CHECK(f.server->stats().timeouts == 1);
+  }
+
   TEST_CASE("http::Server: an absolute-form target is routed by its path if it names the Host") {
     ServerFixture f;
     RawClient good(f.port());

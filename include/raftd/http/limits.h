@@ -41,12 +41,18 @@ inline constexpr std::uint32_t kIdleTimeoutMsDefault = 60'000;
 // this much time without progress.
 inline constexpr std::uint32_t kProgressTimeoutMsDefault = 60'000;
 
-// Minimum request body rate: at least kBodyRateMinBytesDefault bytes of body in every window of
-// kBodyRateWindowMsDefault while the body is being read (a body the handler paused does not
-// count). Without it a body trickled a byte a second, under the progress timeout, holds the
-// connection forever. A body below the rate is answered 408 and the connection closed.
+// Minimum request body rate: on average at least kBodyRateMinBytesDefault bytes of body per
+// kBodyRateWindowMsDefault while the body is being read (time the handler keeps the body paused
+// does not count). Without it a body trickled a byte a second, under the progress timeout,
+// holds the connection forever. A body below the rate is answered 408 and the connection closed.
 inline constexpr std::uint32_t kBodyRateWindowMsDefault = 10'000;
 inline constexpr std::size_t kBodyRateMinBytesDefault = 1024;
+
+// How far ahead of the minimum rate a body may get, in windows: the silence a burst of body
+// buys. Bursts followed by pauses are how real uploads arrive (TCP windows, a sender that reads
+// from disk), so a pause of up to this many windows after data sent above the rate passes; a
+// bigger bound would let one fast burst buy an attacker a long trickle afterwards.
+inline constexpr std::uint32_t kBodyRateCreditWindowsMax = 2;
 
 // Open server connections. Each costs a parser, a socket and up to kSendBytesMax of buffered
 // output; beyond this, new connections get a canned 503 and are closed.

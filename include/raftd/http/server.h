@@ -36,7 +36,7 @@ struct ServerOptions {
   std::uint32_t idle_timeout_ms = kIdleTimeoutMsDefault;
   std::uint32_t progress_timeout_ms = kProgressTimeoutMsDefault;
   std::uint32_t body_rate_window_ms = kBodyRateWindowMsDefault;  // 0: no minimum body rate
-  std::size_t body_rate_min_bytes = kBodyRateMinBytesDefault;
+  std::size_t body_rate_min_bytes = kBodyRateMinBytesDefault;    // 0: no minimum body rate
   std::size_t connections_max = kConnectionsMaxDefault;
 };
 
