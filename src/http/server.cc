@@ -20,6 +20,10 @@ using io::TimePoint;
 constexpr std::string_view kBusyResponse =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
     "Connection: close\r\n\r\ntoo many connections\n";
+// Answer to a connection beyond connections_per_peer_max, sent the same way.
+constexpr std::string_view kPeerBusyResponse =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 39\r\n"
+    "Connection: close\r\n\r\ntoo many connections from this address\n";
 
 std::chrono::milliseconds ms(std::uint32_t v) { return std::chrono::milliseconds(v); }
 
@@ -30,8 +34,9 @@ std::chrono::milliseconds ms(std::uint32_t v) { return std::chrono::milliseconds
 // 2 * kSendBytesMax of output (the buffer being filled and the one being sent).
 class Connection final : public RequestSink {
  public:
-  Connection(Server& server, int fd)
-      : server_(server),
+  Connection(Server& server, int fd, const PeerKey& peer)
+      : peer_(peer),
+        server_(server),
         fd_(fd),
         parser_(*this,
                 ParserLimits{server.options_.header_bytes_max, server.options_.header_count_max,
@@ -58,6 +63,7 @@ class Connection final : public RequestSink {
   }
 
   std::list<std::unique_ptr<Connection>>::iterator self_;
+  const PeerKey peer_;  // counted in Server::peers_ until retired
   bool dirty_ = false;
 
  private:
@@ -553,9 +559,10 @@ Server::Server(io::Reactor& reactor, Handler& handler, const ServerOptions& opti
 
 Result<std::unique_ptr<Server>> Server::start(io::Reactor& reactor, Handler& handler,
                                               const ServerOptions& options) {
-  if (options.connections_max == 0 || options.header_bytes_max == 0) {
+  if (options.connections_max == 0 || options.connections_per_peer_max == 0 ||
+      options.header_bytes_max == 0) {
     return Status(Code::kInvalidArgument,
-                  "http server: connections_max and header_bytes_max "
+                  "http server: connections_max, connections_per_peer_max and header_bytes_max "
                   "must be positive");
   }
   auto listener = io::listen_tcp(options.host, options.port);
@@ -594,23 +601,39 @@ void Server::on_accept(int32_t res) {
     io::close_fd(res);
     return;
   }
+  // A client that reset the connection while it waited in the listen queue: the socket has no
+  // peer left to serve or to count (getpeername gives ENOTCONN). Nothing was counted for it yet,
+  // so closing it is all there is to do.
+  const std::optional<PeerKey> peer = peer_key_of_socket(res);
+  if (!peer) {
+    ++stats_.connections_gone_before_accept;
+    io::close_fd(res);
+    return;
+  }
   if (connections_.size() >= options_.connections_max) {
-    reject(res);
+    ++stats_.connections_rejected;
+    reject(res, kBusyResponse);
+    return;
+  }
+  // Counted from here until retire(): the only place a connection leaves connections_.
+  if (!peers_.add(*peer, options_.connections_per_peer_max)) {
+    ++stats_.connections_rejected_per_peer;
+    reject(res, kPeerBusyResponse);
     return;
   }
   ++stats_.connections_accepted;
-  auto conn = std::make_unique<Connection>(*this, res);
+  auto conn = std::make_unique<Connection>(*this, res, *peer);
   Connection* raw = conn.get();
   connections_.push_front(std::move(conn));
   raw->self_ = connections_.begin();
   raw->start();
 }
 
-// Over connections_max: a best-effort 503 without waiting (the socket buffer of a fresh
-// connection has room), then close. A client that already sent a request may see a reset.
-void Server::reject(int fd) {
-  ++stats_.connections_rejected;
-  (void)::send(fd, kBusyResponse.data(), kBusyResponse.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+// Over connections_max or connections_per_peer_max: a best-effort 503 without waiting (the
+// socket buffer of a fresh connection has room), then close. A client that already sent a
+// request may see a reset.
+void Server::reject(int fd, std::string_view response) {
+  (void)::send(fd, response.data(), response.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   ::shutdown(fd, SHUT_WR);
   io::close_fd(fd);
 }
@@ -642,6 +665,7 @@ void Server::on_turn_end() {
 }
 
 void Server::retire(Connection& conn) {
+  peers_.remove(conn.peer_);
   retired_.push_back(std::move(*conn.self_));
   connections_.erase(conn.self_);
 }

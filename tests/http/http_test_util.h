@@ -56,10 +56,17 @@ inline void run_for(io::Reactor& r, std::chrono::milliseconds d) {
 // can keep turning the reactor that serves it.
 class RawClient {
  public:
-  explicit RawClient(std::uint16_t port) {
+  // `source`: the local address to connect from (any of 127.0.0.0/8 is loopback on Linux).
+  explicit RawClient(std::uint16_t port, std::string_view source = {}) {
     auto fd = io::make_tcp_socket();
     REQUIRE(fd.is_ok());
     fd_ = fd.value();
+    if (!source.empty()) {
+      auto local = io::make_ipv4_address(source, 0);
+      REQUIRE(local.is_ok());
+      REQUIRE(::bind(fd_, reinterpret_cast<const sockaddr*>(&local.value()), sizeof(sockaddr_in)) ==
+              0);
+    }
     auto addr = io::make_ipv4_address("127.0.0.1", port);
     REQUIRE(addr.is_ok());
     // Loopback connect completes in the kernel's backlog without the server's accept running.
@@ -78,6 +85,14 @@ class RawClient {
     }
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  // Closes with a reset (SO_LINGER 0) instead of a FIN.
+  void reset() {
+    const ::linger abort{1, 0};
+    REQUIRE(::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort, sizeof abort) == 0);
+    io::close_fd(fd_);
+    fd_ = -1;
+    closed = true;
+  }
   // Sends what the socket takes without blocking; returns the bytes taken (0 when full, or
   // after the peer closed).
   std::size_t try_send(std::string_view bytes) {

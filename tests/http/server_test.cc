@@ -338,6 +338,130 @@ TEST_SUITE("http") {
     REQUIRE(fourth.wait_for(*f.reactor, ends_with("GET /d ")));
   }
 
+  TEST_CASE("http::Server: one address holds at most connections_per_peer_max connections") {
+    ServerOptions o;
+    o.connections_per_peer_max = 2;
+    ServerFixture f(o);
+    auto a = std::make_unique<RawClient>(f.port());
+    RawClient b(f.port());
+    a->send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    b.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(a->wait_for(*f.reactor, ends_with("GET /a ")));
+    REQUIRE(b.wait_for(*f.reactor, ends_with("GET /b ")));
+    RawClient third(f.port());
+    REQUIRE(third.wait_closed(*f.reactor));
+    CHECK(third.received.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+    CHECK(third.received.ends_with("\r\n\r\ntoo many connections from this address\n"));
+    // Another loopback address is the same peer: 127.0.0.0/8 cannot be walked to get more.
+    RawClient other_source(f.port(), "127.0.0.2");
+    REQUIRE(other_source.wait_closed(*f.reactor));
+    CHECK(other_source.received.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+    CHECK(f.server->stats().connections_rejected_per_peer == 2);
+    CHECK(f.server->stats().connections_rejected == 0);  // the global limit was not reached
+    CHECK(f.server->connection_count() == 2);
+    REQUIRE(f.server->peers().peers() == 1);
+    a.reset();  // frees a share of this address
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 1; }));
+    RawClient fourth(f.port(), "127.0.0.3");
+    fourth.send("GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(fourth.wait_for(*f.reactor, ends_with("GET /d ")));
+    CHECK_FALSE(b.closed);
+  }
+
+  TEST_CASE("http::Server: a connection refused by connections_max uses no share of its peer") {
+    ServerOptions o;
+    o.connections_max = 2;
+    o.connections_per_peer_max = 2;
+    ServerFixture f(o);
+    auto a = std::make_unique<RawClient>(f.port());
+    RawClient b(f.port());
+    a->send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    b.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(a->wait_for(*f.reactor, ends_with("GET /a ")));
+    REQUIRE(b.wait_for(*f.reactor, ends_with("GET /b ")));
+    for (int i = 0; i < 3; ++i) {
+      RawClient refused(f.port());
+      REQUIRE(refused.wait_closed(*f.reactor));
+      CHECK(refused.received.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+    }
+    CHECK(f.server->stats().connections_rejected == 3);
+    a.reset();
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 1; }));
+    // The address holds one connection (b), so it may open one more.
+    RawClient c(f.port());
+    c.send("GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(c.wait_for(*f.reactor, ends_with("GET /c ")));
+    CHECK(f.server->stats().connections_rejected_per_peer == 0);
+  }
+
+  TEST_CASE("http::Server: a connection reset before it was accepted is closed and not counted") {
+    ServerOptions o;
+    o.connections_per_peer_max = 2;
+    ServerFixture f(o);
+    // The reactor does not turn while these connect and reset, so they wait in the listen
+    // queue and are accepted already reset (the kernel keeps them queued).
+    for (int i = 0; i < 3; ++i) {
+      RawClient gone(f.port());
+      gone.send("GET /gone HTTP/1.1\r\nHost: x\r\n\r\n");
+      gone.reset();
+    }
+    REQUIRE(testing::run_until(*f.reactor, [&] {
+      const ServerStats& s = f.server->stats();
+      return s.connections_gone_before_accept + s.connections_accepted == 3 &&
+             f.server->connection_count() == 0;
+    }));
+    MESSAGE("gone before accept: " << f.server->stats().connections_gone_before_accept
+                                   << ", accepted then reset: "
+                                   << f.server->stats().connections_accepted);
+    CHECK(f.server->peers().peers() == 0);
+    CHECK(f.handler.ended.empty());
+    // The address's whole share is still there.
+    RawClient a(f.port());
+    RawClient b(f.port());
+    a.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    b.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(a.wait_for(*f.reactor, ends_with("GET /a ")));
+    REQUIRE(b.wait_for(*f.reactor, ends_with("GET /b ")));
+    CHECK(f.server->stats().connections_rejected_per_peer == 0);
+  }
+
+  TEST_CASE("http::Server: every way a connection ends gives its peer's share back") {
+    ServerOptions o;
+    o.connections_per_peer_max = 3;
+    o.header_timeout_ms = 200;
+    ServerFixture f(o);
+    {
+      RawClient bad(f.port());     // 400, then the lingering close
+      RawClient silent(f.port());  // header timeout
+      RawClient quits(f.port());   // orderly close by the client
+      bad.send("GET / HTTP/1.1\r\nHost: a b\r\n\r\n");
+      quits.send("GET /q HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      REQUIRE(bad.wait_closed(*f.reactor));
+      REQUIRE(silent.wait_closed(*f.reactor));
+      REQUIRE(quits.wait_closed(*f.reactor));
+    }
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 0; }));
+    CHECK(f.server->peers().peers() == 0);
+    RawClient a(f.port());
+    RawClient b(f.port());
+    RawClient c(f.port());
+    for (RawClient* client : {&a, &b, &c}) client->send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (RawClient* client : {&a, &b, &c}) {
+      REQUIRE(client->wait_for(*f.reactor, ends_with("GET /x ")));
+    }
+    CHECK(f.server->stats().connections_rejected_per_peer == 0);
+  }
+
+  TEST_CASE("http::Server: connections_per_peer_max 0 is refused at start") {
+    std::unique_ptr<io::Reactor> reactor = testing::make_reactor();
+    testing::TestHandler handler;
+    ServerOptions o;
+    o.connections_per_peer_max = 0;
+    const auto s = Server::start(*reactor, handler, o);
+    CHECK(s.status().code() == Code::kInvalidArgument);
+    reactor->shutdown();
+  }
+
   TEST_CASE("http::Server: an upload in bursts above the minimum rate is served") {
     // Each burst is under the minimum for a window but they come often enough to be above the
     // rate on average: 900 bytes every 400 ms against 1000 bytes per 500 ms (12.5% above).

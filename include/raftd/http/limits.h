@@ -58,6 +58,19 @@ inline constexpr std::uint32_t kBodyRateCreditWindowsMax = 2;
 // output; beyond this, new connections get a canned 503 and are closed.
 inline constexpr std::size_t kConnectionsMaxDefault = 4096;
 
+// Open server connections counted against one peer address, so that one client cannot take all
+// of connections_max and starve everyone else; beyond it a new connection from that address
+// gets a canned 503 and is closed. All of loopback (127.0.0.0/8, ::1) counts as one address and
+// an IPv6 peer counts by its /64 (one host is usually given a whole /64), so picking another
+// source address does not dodge the limit. The default must hold what a cluster on one machine
+// opens over loopback: each other node's client pool (up to kPoolConnectionsPerTargetMax) plus
+// its transport stream and snapshot connections, the application's calls, and local clients.
+// 512 fits a 5-node cluster, its application and a few hundred local clients, while a remote
+// address holds at most an eighth of the default connections_max.
+inline constexpr std::size_t kConnectionsPerPeerMaxDefault = 512;
+static_assert(kConnectionsPerPeerMaxDefault * 8 <= kConnectionsMaxDefault,
+              "one address must not be able to hold most of the server's connections");
+
 // Output bytes a connection buffers before ResponseWriter::write_body reports backpressure.
 // Large enough for one 64 KiB body chunk plus framing to be in flight while the next is produced.
 inline constexpr std::size_t kSendBytesMax = 256 * 1024;
@@ -83,6 +96,9 @@ inline constexpr std::size_t kPoolIdlePerTargetMax = 32;
 inline constexpr std::size_t kPoolQueueMax = 1024;
 // Connections one target may have open at once.
 inline constexpr std::size_t kPoolConnectionsPerTargetMax = 64;
+static_assert(kConnectionsPerPeerMaxDefault >= 6 * kPoolConnectionsPerTargetMax,
+              "four other local nodes, the application and a local client, each with a full "
+              "pool, must fit in one loopback peer's share");
 
 // Response header section accepted by the client (431-equivalent: the request fails).
 inline constexpr std::size_t kResponseHeaderBytesMax = 64 * 1024;

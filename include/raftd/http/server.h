@@ -21,6 +21,7 @@
 #include "raftd/base/status.h"
 #include "raftd/http/limits.h"
 #include "raftd/http/message.h"
+#include "raftd/http/peer_limit.h"
 #include "raftd/http/serializer.h"
 #include "raftd/io/reactor.h"
 
@@ -38,11 +39,15 @@ struct ServerOptions {
   std::uint32_t body_rate_window_ms = kBodyRateWindowMsDefault;  // 0: no minimum body rate
   std::size_t body_rate_min_bytes = kBodyRateMinBytesDefault;    // 0: no minimum body rate
   std::size_t connections_max = kConnectionsMaxDefault;
+  // Per peer address as peer_limit.h counts them (all of loopback is one peer).
+  std::size_t connections_per_peer_max = kConnectionsPerPeerMaxDefault;
 };
 
 struct ServerStats {
   std::uint64_t connections_accepted = 0;
-  std::uint64_t connections_rejected = 0;  // over connections_max: 503 and closed
+  std::uint64_t connections_rejected = 0;            // over connections_max: 503 and closed
+  std::uint64_t connections_rejected_per_peer = 0;   // over connections_per_peer_max: 503, closed
+  std::uint64_t connections_gone_before_accept = 0;  // reset by the peer while queued: closed
   std::uint64_t requests = 0;
   std::uint64_t bad_requests = 0;  // answered 400/413/431/505 and closed
   std::uint64_t timeouts = 0;      // header, idle, progress timeout or body below the minimum rate
@@ -147,6 +152,8 @@ class Server {
   std::size_t connection_count() const { return connections_.size(); }
   const ServerStats& stats() const { return stats_; }
   const ServerOptions& options() const { return options_; }
+  // Connections held per peer address (every open connection is counted once).
+  const PeerTable& peers() const { return peers_; }
   // Memory the open connections hold in their buffers (input not parsed yet, output not sent
   // yet). Bounded per connection by about kPendingBytesMax + 2 * kSendBytesMax.
   std::size_t buffered_bytes() const;
@@ -160,7 +167,7 @@ class Server {
   friend class Connection;
   Server(io::Reactor& reactor, Handler& handler, const ServerOptions& options);
   void on_accept(int32_t res);
-  void reject(int fd);
+  void reject(int fd, std::string_view response);
   void sweep();
   void on_turn_end();
   void mark_dirty(Connection& conn);
@@ -176,6 +183,7 @@ class Server {
   std::unique_ptr<io::RepeatingTimer> sweeper_;
   io::Reactor::HookId hook_ = 0;
   std::list<std::unique_ptr<Connection>> connections_;
+  PeerTable peers_;                                   // what connections_ holds, per peer address
   std::vector<Connection*> dirty_;                    // output or input to process at turn end
   std::vector<std::unique_ptr<Connection>> retired_;  // closed; freed at turn end
   ServerStats stats_;
