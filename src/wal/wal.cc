@@ -37,7 +37,10 @@ constexpr uint64_t kSpareBodyBytesMax = 2 * kBatchBytesDefault;
 
 }  // namespace
 
+// Never erased from groups_ while the Wal lives, so batches and the cache refer to a group by
+// pointer: a hash lookup per entry on each path cost more than the rest of the bookkeeping.
 struct Wal::GroupState {
+  GroupId id;
   GroupLog log;
   bool durable_exists = false;  // some batch holding this group's records is durable
   Durable durable;
@@ -45,6 +48,7 @@ struct Wal::GroupState {
   uint64_t durable_batch = 0;  // last batch with this group's records that is durable
   uint32_t section = 0;        // section and rank of the last staged record in staged_batch
   int rank = -1;
+  uint64_t placed_segment = 0;  // a segment whose `groups` holds this group (skips the insert)
 };
 
 struct Wal::Batch {
@@ -57,7 +61,7 @@ struct Wal::Batch {
     std::vector<std::byte> body;
   };
   struct Fixup {
-    GroupId group;
+    GroupState* group;
     LogIndex index;
     uint64_t token;
     uint32_t frame_id;
@@ -70,7 +74,7 @@ struct Wal::Batch {
   uint32_t section = 0;
   uint64_t bytes = 0;  // encoded size of the frames
   std::vector<Fixup> fixups;
-  std::vector<GroupId> touched;
+  std::vector<GroupState*> touched;  // in the order of `reports`
   std::vector<Durable> reports;
 };
 
@@ -82,6 +86,9 @@ struct Wal::Segment {
   uint64_t write_bytes_max = 0;  // from the header: every write after the first is at most this
   std::unique_ptr<File> file;
   std::unordered_set<GroupId> groups;  // groups with entries placed in this segment
+  // The group that last kept this segment from being released: checked first, so a segment
+  // that stays pinned costs one check per batch, not a scan of every group in it.
+  std::optional<GroupId> pinned_by;
 };
 
 Wal::Wal(Env& env, std::string dir, WalOptions options, Executor& executor, SyncWriter& writer)
@@ -139,6 +146,7 @@ Result<std::unique_ptr<Wal>> Wal::open(Env& env, const std::string& dir, WalOpti
 Status Wal::adopt(RecoveredLog&& log) {
   for (auto& [g, l] : log.groups) {
     auto gs = std::make_unique<GroupState>();
+    gs->id = g;
     gs->log = std::move(l);
     gs->durable_exists = true;
     ++durable_groups_;
@@ -221,7 +229,10 @@ Status Wal::check_open() const {
 
 Wal::GroupState& Wal::group_state(GroupId g) {
   auto& slot = groups_[g];
-  if (!slot) slot = std::make_unique<GroupState>();
+  if (!slot) {
+    slot = std::make_unique<GroupState>();
+    slot->id = g;
+  }
   return *slot;
 }
 
@@ -234,8 +245,7 @@ uint64_t Wal::staged_batch() const {
   return (open_ ? open_->id : next_batch_id_) - 1;
 }
 
-Result<std::vector<std::byte>*> Wal::reserve(GroupId g, GroupState& gs, FrameType t,
-                                             uint64_t bytes) {
+Result<std::vector<std::byte>*> Wal::reserve(GroupState& gs, FrameType t, uint64_t bytes) {
   const int r = rank_of(t);
   auto extra_for = [&](const Batch& b) {
     bool new_section = gs.staged_batch == b.id && gs.section == b.section && r < gs.rank;
@@ -276,7 +286,7 @@ Result<std::vector<std::byte>*> Wal::reserve(GroupId g, GroupState& gs, FrameTyp
     b.bytes += kFrameHeaderBytes;
   }
   b.bytes += bytes;
-  if (gs.staged_batch != b.id) b.touched.push_back(g);
+  if (gs.staged_batch != b.id) b.touched.push_back(&gs);
   gs.staged_batch = b.id;
   gs.section = b.section;
   gs.rank = r;
@@ -318,7 +328,7 @@ Status Wal::append(GroupId g, LogIndex first, std::span<const EntryView> entries
     prev = e.term;
     bytes += kEntryHeaderBytes + align_up(e.data.size(), kFrameAlignBytes);
   }
-  auto body = reserve(g, gs, FrameType::kEntries, bytes);
+  auto body = reserve(gs, FrameType::kEntries, bytes);
   if (!body) return body.status();
   Batch& b = *open_;
   const uint32_t frame_id = last_frame_id_;
@@ -337,7 +347,7 @@ Status Wal::append(GroupId g, LogIndex first, std::span<const EntryView> entries
     loc.cache_pos = cache_->put(e.data);
     cache_bytes_ += loc.length;
     b.fixups.push_back(
-        {g, l.last_index() + 1, loc.token, frame_id, uint32_t(off), loc.cache_pos + loc.length});
+        {&gs, l.last_index() + 1, loc.token, frame_id, uint32_t(off), loc.cache_pos + loc.length});
     l.locs.push_back(std::move(loc));
   }
   return Status::ok();
@@ -350,7 +360,7 @@ Status Wal::set_hard_state(GroupId g, const HardState& hs) {
     return Status(Code::kInvalidArgument, fmt::format("wal hard state of group {}: term {} < {}",
                                                       raw(g), raw(hs.term), raw(gs.log.hard.term)));
   }
-  auto body = reserve(g, gs, FrameType::kHardState, kHardStateRecordBytes);
+  auto body = reserve(gs, FrameType::kHardState, kHardStateRecordBytes);
   if (!body) return body.status();
   BodyWriter(*body).hard_state(g, hs);
   gs.log.hard = hs;
@@ -366,7 +376,7 @@ Status Wal::truncate(GroupId g, LogIndex from) {
                   fmt::format("wal truncate of group {} from {} outside {}..{}", raw(g), raw(from),
                               raw(l.mark.index + 1), raw(l.last_index() + 1)));
   }
-  auto body = reserve(g, gs, FrameType::kTruncate, kTruncateRecordBytes);
+  auto body = reserve(gs, FrameType::kTruncate, kTruncateRecordBytes);
   if (!body) return body.status();
   BodyWriter(*body).truncate(g, from);
   l.truncate_from(from, [this](EntryLoc& loc) { drop_loc(loc); });
@@ -393,7 +403,7 @@ Status Wal::compact(GroupId g, LogIndex index, Term term) {
                               raw(g), raw(index), raw(term), raw(l.mark.term)));
   }
   if (SnapshotMark{index, term} == l.mark) return Status::ok();
-  auto body = reserve(g, gs, FrameType::kSnapshotMark, kSnapshotMarkRecordBytes);
+  auto body = reserve(gs, FrameType::kSnapshotMark, kSnapshotMarkRecordBytes);
   if (!body) return body.status();
   BodyWriter(*body).snapshot_mark(g, SnapshotMark{index, term});
   l.compact_to(SnapshotMark{index, term}, [this](EntryLoc& loc) { drop_loc(loc); });
@@ -402,9 +412,9 @@ Status Wal::compact(GroupId g, LogIndex index, Term term) {
 
 void Wal::seal_open_batch() {
   Batch& b = *open_;
-  for (GroupId g : b.touched) {
-    const GroupLog& l = groups_.at(g)->log;
-    b.reports.push_back(Durable{g, l.last_index(), l.last_term(), l.hard, l.mark});
+  for (const GroupState* gs : b.touched) {
+    const GroupLog& l = gs->log;
+    b.reports.push_back(Durable{gs->id, l.last_index(), l.last_term(), l.hard, l.mark});
   }
   std::stable_sort(b.frames.begin(), b.frames.end(), [](const auto& x, const auto& y) {
     return x.section != y.section ? x.section < y.section : x.rank < y.rank;
@@ -422,7 +432,8 @@ void Wal::flush() {
 // batch in flight, so every earlier batch is durable when this one is encoded). They are the
 // first frames of the batch; groups in ascending order, kCheckpointRecordsPerFrame per frame.
 void Wal::encode_checkpoint(std::byte* out, uint64_t* pos, uint32_t* batch_index) {
-  std::vector<GroupId> ids;
+  std::vector<GroupId>& ids = checkpoint_ids_;
+  ids.clear();
   for (const auto& [g, gs] : groups_) {
     if (gs->durable_exists) ids.push_back(g);
   }
@@ -431,7 +442,10 @@ void Wal::encode_checkpoint(std::byte* out, uint64_t* pos, uint32_t* batch_index
   const uint64_t salt = written_.back()->salt;
   size_t at = 0;
   do {
-    std::vector<std::byte> body;
+    std::vector<std::byte>& body = checkpoint_body_;
+    body.clear();
+    body.reserve(std::min<uint64_t>(ids.size(), kCheckpointRecordsPerFrame) *
+                 kCheckpointRecordBytes);
     BodyWriter w(&body);
     uint32_t items = 0;
     for (; at < ids.size() && items < kCheckpointRecordsPerFrame; ++at, ++items) {
@@ -499,7 +513,7 @@ bool Wal::submit_front() {
   uint64_t pos = 0;
   uint32_t batch_index = 0;
   if (head) encode_checkpoint(buf_, &pos, &batch_index);
-  std::vector<uint64_t> frame_offsets(b.frames.size());
+  frame_offsets_.resize(b.frames.size());
   for (size_t i = 0; i < b.frames.size(); ++i) {
     Batch::Frame& f = b.frames[i];
     FrameHeader h;
@@ -511,13 +525,13 @@ bool Wal::submit_front() {
     h.flags = i + 1 == b.frames.size() ? kFrameFlagBatchEnd : 0;
     h.item_count = f.items;
     last_checksum_ = encode_frame(h, f.body, seg.salt, buf_ + pos);
-    frame_offsets[f.id] = start + pos;
+    frame_offsets_[f.id] = start + pos;
     pos += frame_bytes(f.body.size());
     ++stats_.frames;
   }
   RAFTD_ASSERT(pos == total, "encoded batch size matches its accounting");
   ++next_batch_;
-  place_entries(b, frame_offsets, seg);
+  place_entries(b, seg);
   flight_ = std::move(queued_.front());
   queued_.pop_front();
   in_flight_ = true;
@@ -529,15 +543,18 @@ bool Wal::submit_front() {
   return true;
 }
 
-void Wal::place_entries(Batch& b, const std::vector<uint64_t>& frame_offsets, Segment& seg) {
+void Wal::place_entries(Batch& b, Segment& seg) {
   for (const Batch::Fixup& fx : b.fixups) {
-    GroupState& gs = *groups_.at(fx.group);
+    GroupState& gs = *fx.group;
     EntryLoc* loc = gs.log.at(fx.index);
     if (loc == nullptr || loc->token != fx.token) continue;  // replaced before it was written
     loc->segment = seg.sequence;
-    loc->frame_offset = frame_offsets[fx.frame_id];
+    loc->frame_offset = frame_offsets_[fx.frame_id];
     loc->payload_offset = fx.payload_offset;
-    seg.groups.insert(fx.group);
+    if (gs.placed_segment != seg.sequence) {
+      seg.groups.insert(gs.id);
+      gs.placed_segment = seg.sequence;
+    }
   }
 }
 
@@ -558,8 +575,10 @@ void Wal::on_synced(int error) {
 
 void Wal::complete_batch() {
   std::unique_ptr<Batch> b = std::move(flight_);
-  for (const Durable& d : b->reports) {
-    GroupState& gs = *groups_.at(d.group);
+  RAFTD_ASSERT(b->reports.size() == b->touched.size(), "a durable report per touched group");
+  for (size_t i = 0; i < b->reports.size(); ++i) {
+    const Durable& d = b->reports[i];
+    GroupState& gs = *b->touched[i];
     gs.durable = d;
     if (!gs.durable_exists) ++durable_groups_;
     gs.durable_exists = true;
@@ -608,9 +627,7 @@ void Wal::evict_oldest() {
   CacheRef ref = cache_order_.front();
   cache_order_.pop_front();
   cache_->release(ref.cache_end);
-  auto it = groups_.find(ref.group);
-  if (it == groups_.end()) return;
-  EntryLoc* loc = it->second->log.at(ref.index);
+  EntryLoc* loc = ref.group->log.at(ref.index);
   if (loc == nullptr || loc->token != ref.token || !loc->cached) return;
   RAFTD_ASSERT(loc->segment != 0, "a durable cached entry has its place on disk");
   loc->cached = false;
@@ -632,11 +649,16 @@ void Wal::make_cache_room(uint64_t bytes) {
 void Wal::release_segments() {
   while (written_.size() > 1) {
     Segment& s = *written_.front();
-    for (GroupId g : s.groups) {
+    auto pins = [&](GroupId g) {
       const GroupState& gs = *groups_.at(g);
-      if (gs.staged_batch != gs.durable_batch) return;
-      if (!gs.log.locs.empty() && gs.log.locs.front().segment != 0 &&
-          gs.log.locs.front().segment <= s.sequence) {
+      if (gs.staged_batch != gs.durable_batch) return true;
+      return !gs.log.locs.empty() && gs.log.locs.front().segment != 0 &&
+             gs.log.locs.front().segment <= s.sequence;
+    };
+    if (s.pinned_by && pins(*s.pinned_by)) return;
+    for (GroupId g : s.groups) {
+      if (pins(g)) {
+        s.pinned_by = g;
         return;
       }
     }

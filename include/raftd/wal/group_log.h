@@ -8,6 +8,7 @@
 #include <string>
 
 #include "raftd/base/ids.h"
+#include "raftd/wal/node_pool.h"
 #include "raftd/wal/records.h"
 
 namespace raftd::wal {
@@ -33,7 +34,8 @@ struct GroupLog {
   SnapshotMark mark;    // compaction point: entries <= mark.index are gone
   LogIndex base_index;  // index of the entry just before locs.front() (== mark.index normally)
   Term base_term;
-  std::deque<EntryLoc> locs;  // live entries base_index+1 .. last_index()
+  // Live entries base_index+1 .. last_index(); nodes from NodePool (node_pool.h).
+  std::deque<EntryLoc, NodeAllocator<EntryLoc>> locs;
 
   LogIndex last_index() const { return base_index + locs.size(); }
   Term last_term() const { return locs.empty() ? base_term : locs.back().term; }

@@ -39,6 +39,7 @@
 #include "raftd/wal/file.h"
 #include "raftd/wal/format.h"
 #include "raftd/wal/group_log.h"
+#include "raftd/wal/node_pool.h"
 #include "raftd/wal/records.h"
 #include "raftd/wal/recovery.h"
 #include "raftd/wal/segment_preparer.h"
@@ -201,13 +202,13 @@ class Wal final : private SyncCompletion {
   Status check_open() const;
   // Makes room for `bytes` of a record of frame type t for group g in the open batch; returns
   // the frame body to append to.
-  Result<std::vector<std::byte>*> reserve(GroupId g, GroupState& gs, FrameType t, uint64_t bytes);
+  Result<std::vector<std::byte>*> reserve(GroupState& gs, FrameType t, uint64_t bytes);
   void seal_open_batch();
   bool open_batch_empty() const;
   void encode_checkpoint(std::byte* out, uint64_t* pos, uint32_t* batch_index);
   Status drop_small_spares(std::vector<SegmentSummary>* spares);
   bool submit_front();
-  void place_entries(Batch& b, const std::vector<uint64_t>& frame_offsets, Segment& seg);
+  void place_entries(Batch& b, Segment& seg);
   Result<std::string> read_payload(const EntryLoc& loc);
   void complete_batch();
   std::unique_ptr<Batch> new_batch();
@@ -262,15 +263,20 @@ class Wal final : private SyncCompletion {
   uint64_t buf_capacity_ = 0;
   uint64_t flight_offset_ = 0;
   uint64_t flight_bytes_ = 0;
+  std::vector<uint64_t> frame_offsets_;  // of the batch being encoded, by frame id (reused)
+  // Reused by every segment's CHECKPOINT frames: with 10,000 groups a fresh 640 KiB body grown
+  // by doubling (and faulted in) cost as much as a few batches' encoding, once per segment.
+  std::vector<GroupId> checkpoint_ids_;
+  std::vector<std::byte> checkpoint_body_;
 
   struct CacheRef {
-    GroupId group;
+    GroupState* group;
     LogIndex index;
     uint64_t token;
     uint64_t cache_end;  // arena position after the entry's bytes
   };
-  std::deque<CacheRef> cache_order_;   // durable cached entries, oldest first
-  std::unique_ptr<CacheArena> cache_;  // bytes of every cached entry
+  std::deque<CacheRef, NodeAllocator<CacheRef>> cache_order_;  // durable cached, oldest first
+  std::unique_ptr<CacheArena> cache_;                          // bytes of every cached entry
   uint64_t cache_bytes_ = 0;
   std::vector<std::byte> read_buf_;  // last frame read from a file
   uint64_t read_buf_segment_ = 0;
