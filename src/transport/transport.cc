@@ -16,10 +16,10 @@ using io::Clock;
 using io::TimePoint;
 using std::chrono::milliseconds;
 
-// The receiver's response body is a line of text for the logs ("accepted", or why the stream
-// was refused or closed); a longer one is cut here and refused by the client beyond the cap.
+// The receiver's response body is lines of text: "accepted", an empty line per ping answered,
+// and why the stream was refused or closed. The last non-empty line is kept for the log, cut
+// at this length.
 constexpr size_t kReasonBytesMax = 512;
-constexpr uint64_t kResponseBodyBytesMax = 4096;
 
 std::optional<uint64_t> parse_u64(std::optional<std::string_view> s) {
   if (!s || s->empty()) return std::nullopt;
@@ -56,11 +56,13 @@ struct Transport::OutPeer {
   uint64_t out_messages = 0;  // messages in `out` not yet wholly handed
   TimePoint retry_at;
   TimePoint attempt_started;
-  TimePoint last_sent;
+  TimePoint last_ping;
+  TimePoint last_heard;  // the receiver's last response bytes
   uint32_t backoff_ms = 0;
   std::optional<bool> reported;  // last reachability reported
   int refused_status = 0;
-  std::string reason;  // the receiver's response body (bounded)
+  std::string reason;  // the last non-empty line of the receiver's response (bounded)
+  std::string line;    // the response line being received (bounded)
 
   uint64_t pending_bytes() const { return queue_bytes + (out.size() - out_pos); }
 };
@@ -259,7 +261,6 @@ Status Transport::pull(const std::shared_ptr<OutPeer>& p, uint64_t gen, std::str
     p->out_messages = 0;
   }
   stats_.bytes_sent += n;
-  p->last_sent = Clock::now();
   return Status::ok();
 }
 
@@ -274,6 +275,7 @@ void Transport::connect(const std::shared_ptr<OutPeer>& p) {
   p->attempt_started = Clock::now();
   p->refused_status = 0;
   p->reason.clear();
+  p->line.clear();
   const uint64_t gen = p->gen;
 
   http::ClientRequest req;
@@ -290,13 +292,10 @@ void Transport::connect(const std::shared_ptr<OutPeer>& p) {
     done = false;
     return pull(p, gen, out, max);
   };
-  req.response_body_bytes_max = kResponseBodyBytesMax;
   http::ResponseCallbacks cb;
   cb.on_head = [this, p, gen](const http::ResponseHead& head) { on_head(p, gen, head); };
-  cb.on_body = [p, gen](std::string_view chunk) {
-    if (gen == p->gen && p->reason.size() < kReasonBytesMax) {
-      p->reason.append(chunk.substr(0, kReasonBytesMax - p->reason.size()));
-    }
+  cb.on_body = [this, p, gen](std::string_view chunk) {
+    if (gen == p->gen) on_answer(*p, chunk);
     return http::Flow::kContinue;
   };
   cb.on_done = [this, p, gen](Status st) { on_done(p, gen, st); };
@@ -313,17 +312,29 @@ void Transport::on_head(const std::shared_ptr<OutPeer>& p, uint64_t gen,
   }
   p->state = OutPeer::State::kStreaming;
   p->backoff_ms = options_.backoff_min_ms;
-  p->last_sent = Clock::now();
+  p->last_ping = p->last_heard = Clock::now();
   set_reachable(*p, true);
   if (p->removed || gen != p->gen) return;  // the callback changed the peers
   encode_queue(*p);
   client_.resume_source(p->req);
 }
 
+// Response bytes: ping answers (empty lines) prove the receiver alive; other lines say why.
+void Transport::on_answer(OutPeer& p, std::string_view chunk) {
+  p.last_heard = Clock::now();
+  for (char c : chunk) {
+    if (c == '\n') {
+      if (!p.line.empty()) p.reason.swap(p.line);
+      p.line.clear();
+    } else if (c != '\r' && p.line.size() < kReasonBytesMax) {
+      p.line.push_back(c);
+    }
+  }
+}
+
 void Transport::on_done(const std::shared_ptr<OutPeer>& p, uint64_t gen, const Status& st) {
   if (closing_ || p->removed || gen != p->gen) return;
-  std::string reason = p->reason;
-  while (!reason.empty() && (reason.back() == '\n' || reason.back() == '\r')) reason.pop_back();
+  const std::string reason = p->line.empty() ? p->reason : p->line;
   std::string why;
   if (p->refused_status != 0) {
     why = "refused with " + std::to_string(p->refused_status) + ": " + reason;
@@ -385,10 +396,14 @@ void Transport::on_timer() {
         }
         break;
       case OutPeer::State::kStreaming:
-        if (p->pending_bytes() == 0 && now - p->last_sent >= milliseconds(options_.keepalive_ms)) {
+        if (now - p->last_heard > milliseconds(options_.peer_timeout_ms)) {
+          stream_failed(
+              *p, "no answer to pings for " + std::to_string(options_.peer_timeout_ms) + " ms");
+        } else if (now - p->last_ping >= milliseconds(options_.keepalive_ms)) {
+          // Frames are appended whole, so a ping may follow whatever waits in `out`.
           encode_ping(p->out);
           ++stats_.frames_sent;
-          p->last_sent = now;
+          p->last_ping = now;
           client_.resume_source(p->req);
         }
         break;
@@ -458,8 +473,11 @@ http::Flow Transport::on_stream_body(http::Exchange& ex, std::string_view chunk)
   batch.swap(received_);
   batch.clear();
   const uint64_t frames_before = s->decoder_.stats().frames;
+  const uint64_t pings_before = s->decoder_.stats().pings;
   Status st = s->decoder_.feed(chunk, batch);
   stats_.frames_received += s->decoder_.stats().frames - frames_before;
+  // One empty line answers all the pings of this piece: the sender only needs to hear from us.
+  if (s->decoder_.stats().pings != pings_before) (void)ex.write_body("\n");
   // Keep the messages that pass validation, in order, up to the first one that does not.
   const ValidationContext vc{s->peer_, options_.self, callbacks_.hosts_group};
   size_t kept = 0;

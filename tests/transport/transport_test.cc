@@ -480,17 +480,46 @@ TEST_CASE("transport::Transport: a bad frame or an invalid message closes the in
   CHECK_FALSE(b.transport->peer_status(a)->inbound);
 }
 
-TEST_CASE("transport::Transport: an idle stream sends keep-alives") {
+TEST_CASE("transport::Transport: an idle stream sends pings and stays up while they are answered") {
   TransportOptions o;
   o.keepalive_ms = 30;
+  o.peer_timeout_ms = 150;
   Node a(NodeId(1), kCluster, o), b(NodeId(2), kCluster, o);
   auto rs = reactors({&a, &b});
   connect_all({&a, &b});
   REQUIRE(run_until(rs, [&] { return a.state_is(b.id, true); }));
   const uint64_t before = b.transport->stats().frames_received;
-  run_for(rs, 300ms);
-  CHECK(b.transport->stats().frames_received >= before + 3);
+  run_for(rs, 500ms);
+  CHECK(b.transport->stats().frames_received >= before + 5);
   CHECK(b.got.empty());
+  CHECK(a.states.size() == 1);  // never reported unreachable
+  CHECK(a.transport->stats().connects == 1);
+}
+
+TEST_CASE("transport::Transport: a peer that stops answering pings is reported unreachable") {
+  TransportOptions o;
+  o.keepalive_ms = 20;
+  o.peer_timeout_ms = 200;
+  Node a(NodeId(1), kCluster, o);
+  auto stalled_reactor = make_reactor();
+  StalledReceiver handler;
+  http::ServerOptions so;
+  Transport::adjust_server_options(so);
+  auto srv = http::Server::start(*stalled_reactor, handler, so);
+  REQUIRE(srv.is_ok());
+  std::unique_ptr<http::Server> server = std::move(srv).value();
+  std::vector<io::Reactor*> rs{a.reactor.get(), stalled_reactor.get()};
+  a.transport->set_peers({a.peer(), Peer{NodeId(2), "127.0.0.1", server->port()}});
+  REQUIRE(run_until(rs, [&] { return a.state_is(NodeId(2), true); }));
+  const auto up_at = io::Reactor::now();
+  REQUIRE(run_until(rs, [&] { return a.state_is(NodeId(2), false); }));
+  CHECK(io::Reactor::now() - up_at >= 150ms);
+  CHECK(handler.received > 0);
+  server->close();
+  run_until(
+      rs, [&] { return server->closed(); }, 5s);
+  server.reset();
+  stalled_reactor.reset();
 }
 
 TEST_CASE("transport::Transport: a removed peer's stream ends and its messages are dropped") {

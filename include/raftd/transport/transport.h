@@ -21,7 +21,8 @@
 //     or an invalid message is closed and logged; messages for groups not hosted here are
 //     dropped and counted.
 //   - on_peer_state(peer, reachable) reports changes of the outbound stream: true once the
-//     peer accepted the stream, false when an attempt or the stream fails (the node calls raft's
+//     peer accepted the stream, false when an attempt or the stream fails, including a peer that
+//     stops answering the stream's pings within peer_timeout_ms (the node calls raft's
 //     report_unreachable() and wake()s quiesced followers). on_peer_reconnected(peer, restarted)
 //     reports an inbound stream from a peer whose previous inbound stream ended or was replaced;
 //     restarted is true when the peer is a new process (another incarnation).
@@ -69,9 +70,14 @@ inline constexpr uint32_t kBackoffMaxMsDefault = 2000;
 // Frame body size the encoder aims for: big enough that headers vanish, small enough that a
 // receiver starts on the first messages of a large flush early.
 inline constexpr uint64_t kFrameBytesTargetDefault = 1ull << 20;
-// An idle stream sends a ping this often, far below the HTTP server's progress timeout
-// (http::kProgressTimeoutMsDefault), so quiesced groups do not get their streams cut.
-inline constexpr uint32_t kKeepaliveMsDefault = 5000;
+// Every stream carries a ping this often and the receiver answers each with a byte of its
+// response; a stream with no answer for kPeerTimeoutMsDefault is declared dead. Sends into a
+// peer that is stopped or cut off succeed into the kernel's buffers for minutes, so without this
+// a dead peer (e.g. a quiesced group's leader) would look reachable. Pings also keep an idle
+// stream under the HTTP server's progress timeout (http::kProgressTimeoutMsDefault).
+inline constexpr uint32_t kKeepaliveMsDefault = 1000;
+inline constexpr uint32_t kPeerTimeoutMsDefault = 4000;
+static_assert(kPeerTimeoutMsDefault >= 3 * kKeepaliveMsDefault, "tolerate two lost answers");
 static_assert(kKeepaliveMsDefault * 4 <= http::kProgressTimeoutMsDefault);
 // A stream whose handshake is not answered within this time is abandoned and retried (a peer
 // that accepts connections but is stopped never answers).
@@ -98,6 +104,7 @@ struct TransportOptions {
   uint64_t frame_bytes_target = kFrameBytesTargetDefault;  // outbound frames
   uint64_t frame_bytes_max_inbound = kFrameBytesMax;       // inbound hard limit (<= kFrameBytesMax)
   uint32_t keepalive_ms = kKeepaliveMsDefault;
+  uint32_t peer_timeout_ms = kPeerTimeoutMsDefault;  // no answer to pings: the stream is dead
   uint32_t handshake_timeout_ms = kHandshakeTimeoutMsDefault;
   std::string path = kStreamPathDefault;
   http::ClientOptions client;  // connect and response (no progress) timeouts
@@ -187,6 +194,7 @@ class Transport {
   void connect(const std::shared_ptr<OutPeer>& p);
   Status pull(const std::shared_ptr<OutPeer>& p, uint64_t gen, std::string& out, size_t max);
   void on_head(const std::shared_ptr<OutPeer>& p, uint64_t gen, const http::ResponseHead& head);
+  void on_answer(OutPeer& p, std::string_view chunk);
   void on_done(const std::shared_ptr<OutPeer>& p, uint64_t gen, const Status& st);
   void stream_failed(OutPeer& p, const std::string& why);
   void set_reachable(OutPeer& p, bool reachable);
