@@ -87,15 +87,16 @@ void KvHandler::on_headers(http::Exchange& ex) {
     return respond_error(ex, 405, "method_not_allowed",
                          std::string(ep->path) + " takes " + std::string(ep->method));
   }
+  Result<LogIndex> group = app::parse_index(req.header("Raftd-Group").value_or(""));
+  if (!group) {
+    return respond_error(ex, 400, "bad_request", "Raftd-Group: " + group.status().message());
+  }
   if (!ep->implemented) {
     return respond_error(ex, 501, "not_implemented",
                          "snapshots are not implemented by this example");
   }
   auto call = std::make_unique<Call>();
   call->route = static_cast<Route>(ep->route);
-  Result<LogIndex> group = app::parse_index(req.header("Raftd-Group").value_or(""));
-  if (!group)
-    return respond_error(ex, 400, "bad_request", "Raftd-Group: " + group.status().message());
   call->group = GroupId(group->value());
   if (call->route == Route::kUpdateEntries) {
     const std::string_view type = media_type(req.header("Content-Type").value_or(""));

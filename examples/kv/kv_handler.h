@@ -2,8 +2,8 @@
 //
 // Every call is checked in this order, and answered at once when a check fails (the body, if
 // any, is then dropped by the server): token (401), path (404), method (405), Raftd-Group
-// (400); for UpdateEntries also Content-Type (415) and Raftd-Last-Index (400). The snapshot
-// endpoints answer 501 (not implemented yet). Otherwise the body is collected and the call
+// (400); the snapshot endpoints then answer 501 (not implemented yet); for UpdateEntries also
+// Content-Type (415) and Raftd-Last-Index (400). Otherwise the body is collected and the call
 // runs when it has arrived:
 //   UpdateEntries: decode and check the whole batch (400 and no change if it fails), apply it
 //     to the Store, append its record to the Log, and answer: without --sync-mode once the

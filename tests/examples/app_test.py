@@ -411,6 +411,8 @@ def test_sync_and_snapshot_endpoints(app):
         status, _, body = app.call("POST", path, 1, b"x", {"Raftd-Index": "1"})
         assert status == 501, (path, status)
         assert json.loads(body)["error"] == "not_implemented"
+        status, _, _ = app.call("POST", path, None, b"x", {"Raftd-Index": "1"})
+        assert status == 400, (path, status)  # every call names its group
     status, _, _ = app.call("GET", "/Nope", 1)
     assert status == 404
     status, _, _ = app.call("POST", "/LastLogIndex", 1)
