@@ -114,7 +114,6 @@ Transport::Transport(io::Reactor& reactor, const TransportOptions& options,
     : reactor_(reactor),
       options_(options),
       callbacks_(std::move(callbacks)),
-      client_(reactor, options.client),
       handler_(std::make_unique<StreamHandler>(*this)) {
   RAFTD_ASSERT(options_.self != raft::kNoNode, "transport: self node id is 0");
   RAFTD_ASSERT(callbacks_.on_messages != nullptr, "transport: on_messages is required");
@@ -127,6 +126,7 @@ Transport::Transport(io::Reactor& reactor, const TransportOptions& options,
                                                 [this] { on_timer(); });
   timer_->start();
   hook_ = reactor_.add_turn_end_hook([this] { on_turn_end(); });
+  client_ = std::make_unique<http::Client>(reactor_, options_.client);
 }
 
 Transport::~Transport() {
@@ -173,7 +173,7 @@ void Transport::end_stream(OutPeer& p) {
   p.removed = true;
   drop_queue(p);
   ++p.gen;
-  if (p.state != OutPeer::State::kIdle) client_.resume_source(p.req);
+  if (p.state != OutPeer::State::kIdle) client_->resume_source(p.req);
   p.state = OutPeer::State::kIdle;
 }
 
@@ -220,7 +220,7 @@ void Transport::flush() {
     // Until the stream is accepted, messages wait (bounded) in the queue.
     if (p->removed || p->state != OutPeer::State::kStreaming) continue;
     encode_queue(*p);
-    client_.resume_source(p->req);
+    client_->resume_source(p->req);
   }
 }
 
@@ -299,7 +299,7 @@ void Transport::connect(const std::shared_ptr<OutPeer>& p) {
     return http::Flow::kContinue;
   };
   cb.on_done = [this, p, gen](Status st) { on_done(p, gen, st); };
-  p->req = client_.request(p->peer.host, p->peer.port, std::move(req), std::move(cb));
+  p->req = client_->request(p->peer.host, p->peer.port, std::move(req), std::move(cb));
 }
 
 void Transport::on_head(const std::shared_ptr<OutPeer>& p, uint64_t gen,
@@ -316,7 +316,7 @@ void Transport::on_head(const std::shared_ptr<OutPeer>& p, uint64_t gen,
   set_reachable(*p, true);
   if (p->removed || gen != p->gen) return;  // the callback changed the peers
   encode_queue(*p);
-  client_.resume_source(p->req);
+  client_->resume_source(p->req);
 }
 
 // Response bytes: ping answers (empty lines) prove the receiver alive; other lines say why.
@@ -349,7 +349,7 @@ void Transport::on_done(const std::shared_ptr<OutPeer>& p, uint64_t gen, const S
 void Transport::stream_failed(OutPeer& p, const std::string& why) {
   const bool was_live = p.state != OutPeer::State::kIdle;
   ++p.gen;  // later callbacks of this attempt are ignored; its source fails when pulled
-  if (was_live) client_.resume_source(p.req);
+  if (was_live) client_->resume_source(p.req);
   drop_queue(p);
   p.state = OutPeer::State::kIdle;
   // Exponential backoff with jitter: wait in [backoff/2, backoff], then double it.
@@ -404,7 +404,7 @@ void Transport::on_timer() {
           encode_ping(p->out);
           ++stats_.frames_sent;
           p->last_ping = now;
-          client_.resume_source(p->req);
+          client_->resume_source(p->req);
         }
         break;
     }
@@ -546,7 +546,7 @@ void Transport::close() {
   closing_ = true;
   peers_.clear();
   dirty_.clear();
-  client_.close();
+  client_->close();
   timer_->stop();
   if (hook_ != 0) reactor_.remove_turn_end_hook(hook_);
   hook_ = 0;
@@ -557,6 +557,6 @@ void Transport::close() {
   for (InStream* s : streams) close_inbound(s->ex_, *s, "the node is closing its transport");
 }
 
-bool Transport::closed() const { return closing_ && client_.closed() && !timer_->active(); }
+bool Transport::closed() const { return closing_ && client_->closed() && !timer_->active(); }
 
 }  // namespace raftd::transport

@@ -213,7 +213,9 @@ class Transport {
   io::Reactor& reactor_;
   TransportOptions options_;
   TransportCallbacks callbacks_;
-  http::Client client_;
+  // Constructed after the turn-end hook is added, so that hook runs before the client's: what
+  // flush() hands the client at the turn end goes out in the same turn end.
+  std::unique_ptr<http::Client> client_;
   std::unique_ptr<StreamHandler> handler_;
   std::unique_ptr<io::RepeatingTimer> timer_;
   io::Reactor::HookId hook_ = 0;
