@@ -4,12 +4,14 @@ and the KV command language (examples/README.md), over HTTP on 127.0.0.1.
 
 Usage: app_test.py python APP_PY   (examples/python-sqlite/app.py, run with this interpreter)
        app_test.py kv RAFTD_KV     (the built examples/kv/raftd-kv)
+       [--probe APP_CLIENT_PROBE]  (tests/examples/app_client_probe: raftd's own app client)
        [-k SUBSTRING]              (only the tests whose name contains it)
 
 Each test starts its own application process on a free port with a fresh temp directory.
 Exits 0 when every test passed, 1 otherwise.
 """
 
+import argparse
 import base64
 import http.client
 import json
@@ -526,10 +528,46 @@ def test_concurrent_groups(app):
         assert app.get("k", g) == f"{g}.{batches - 1}"
 
 
+def test_raftd_app_client(app):
+    # raftd's own client of the contract (src/app), both encodings, with and without app.sync
+    # and a token: the example works with raftd's side of the wire, not only with this script's.
+    if PROBE is None:
+        raise Skip("no --probe given (raftd's app client is not built)")
+
+    def probe(group, encoding, sync):
+        argv = [PROBE, "--url", f"http://127.0.0.1:{app.port}", "--group", str(group),
+                "--encoding", encoding]
+        if app.token is not None:
+            argv += ["--token", app.token]
+        if sync:
+            argv.append("--sync")
+        r = subprocess.run(argv, capture_output=True, timeout=120)
+        assert r.returncode == 0, (argv, r.returncode, r.stderr.decode(errors="replace"))
+
+    probe(11, "binary", False)
+    probe(12, "json", False)
+    app.token = "t0k3n"
+    app.sync_mode = True  # the kv's --sync-mode; the Python app is durable per batch anyway
+    app.stop()
+    app.start()
+    probe(13, "binary", True)
+    probe(14, "json", True)
+    assert app.get("a", 11) == "2"
+
+
+PROBE = None
+
+
 def main():
-    kind, target = sys.argv[1], os.path.abspath(sys.argv[2])
-    only = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "-k" else ""
-    assert kind in ("python", "kv"), "usage: app_test.py python|kv PATH [-k NAME]"
+    global PROBE
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("kind", choices=["python", "kv"])
+    p.add_argument("target")
+    p.add_argument("--probe")
+    p.add_argument("-k", dest="only", default="")
+    args = p.parse_args()
+    kind, target, only = args.kind, os.path.abspath(args.target), args.only
+    PROBE = os.path.abspath(args.probe) if args.probe else None
     tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and only in n]
     failed = skipped = 0
     for name, fn in tests:
