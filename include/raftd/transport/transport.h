@@ -13,6 +13,12 @@
 //     marks "after persist" must only be passed to send() once their Ready is durable; the
 //     transport never reorders a peer's messages except that compact heartbeats follow the
 //     other messages of the same flush.
+//   - Turn-end hooks run in the order they were added, and the transport adds its own (then its
+//     HTTP client's) when constructed. A node that calls send() from a turn-end hook must add
+//     that hook BEFORE constructing the Transport; otherwise those messages wait for the next
+//     turn (flush() does not help: the client's hook has already run).
+//   - handler() answers only POST options.path (404 otherwise); a node serving other routes on
+//     the same listener dispatches by target before it.
 //   - Delivery is best effort, as Raft expects: a message may be dropped (queue over
 //     queue_bytes_max, stream failed, peer unknown, over the wire limits); every drop is counted.
 //     Raft retries.
