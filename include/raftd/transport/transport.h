@@ -181,7 +181,7 @@ class Transport {
   // The handler to mount on the peer listener (method POST, target options.path).
   http::Handler& handler();
   // What the peer listener's server needs: an unbounded body (the stream never ends) and no
-  // minimum body rate (an idle stream sends only keep-alives).
+  // minimum body rate (an idle stream carries only pings).
   static void adjust_server_options(http::ServerOptions& options);
 
   void close();
