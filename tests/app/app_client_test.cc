@@ -779,3 +779,111 @@ TEST_CASE("app::validate: options out of range name the field") {
 }
 
 }  // namespace raftd::app
+
+namespace raftd::app {
+
+TEST_CASE("app::AppClient: retries are spaced by the backoff") {
+  AppOptions o = fast_options();
+  o.retry_backoff_min_ms = 40;
+  o.retry_backoff_max_ms = 80;
+  Fixture f(Encoding::kBinary, o);
+  f.app.modes[1] = FakeApp::Mode::kFail500;
+  f.enqueue(1, f.entries(1, 1));
+  run_for(*f.reactor, 500ms);
+  // Waits of [20, 40] ms, then [40, 80] ms: about 8 calls in 500 ms; without a backoff,
+  // hundreds.
+  const std::size_t calls = f.app.calls.size();
+  CHECK(calls >= 4);
+  CHECK(calls <= 14);
+  CHECK(f.client->health(GroupId(1)).failures == calls - (f.app.busy[1] > 0 ? 1 : 0));
+}
+
+TEST_CASE("app::AppClient: many groups, failures that come and go, every entry once in order") {
+  AppOptions o = fast_options();
+  o.sync = true;
+  o.batch_entries_max = 3;
+  o.batch_bytes_max = 200;
+  o.queue_bytes_max = 400;
+  Fixture f(Encoding::kJson, o);
+  constexpr std::uint64_t kGroups = 12;
+  std::mt19937_64 rng(7);
+  std::map<std::uint64_t, std::uint64_t> last;               // last index offered and taken
+  std::map<std::uint64_t, std::vector<AppEntry>> refused;    // to offer again
+  std::map<std::uint64_t, std::vector<std::uint64_t>> sent;  // to_app indexes, in order
+  std::map<std::uint64_t, std::vector<std::pair<std::uint64_t, std::uint64_t>>> syncs;
+  std::map<std::uint64_t, std::vector<std::uint64_t>> durable;
+  const FakeApp::Mode modes[] = {FakeApp::Mode::kApply, FakeApp::Mode::kApply,
+                                 FakeApp::Mode::kApply, FakeApp::Mode::kFail500,
+                                 FakeApp::Mode::kGarbage};
+  for (int step = 0; step < 400; ++step) {
+    const std::uint64_t g = 1 + rng() % kGroups;
+    if (rng() % 8 == 0) f.app.modes[g] = modes[rng() % 5];
+    if (!refused[g].empty()) {
+      if (f.client->enqueue(GroupId(g), refused[g]).is_ok()) refused[g].clear();
+    } else if (rng() % 6 == 0) {
+      syncs[g].push_back({syncs[g].size(), last[g]});
+      f.client->sync(GroupId(g), [&, g](LogIndex d) { durable[g].push_back(d.value()); });
+    } else {
+      std::vector<AppEntry> batch;
+      const std::uint64_t n = 1 + rng() % 5;
+      for (std::uint64_t i = 0; i < n; ++i) {
+        const std::uint64_t index = last[g] + 1 + i;
+        const bool to_app = rng() % 4 != 0;
+        batch.push_back(
+            AppEntry{LogIndex(index), to_app,
+                     to_app ? "e" + std::to_string(index) + std::string(rng() % 60, 'x') : ""});
+      }
+      last[g] += n;
+      for (const AppEntry& e : batch) {
+        if (e.to_app) sent[g].push_back(e.index.value());
+      }
+      if (!f.client->enqueue(GroupId(g), batch).is_ok()) refused[g] = std::move(batch);
+    }
+    f.reactor->run_once(2ms);
+  }
+  f.app.modes.clear();
+  for (auto& [group, batch] : refused) {
+    const std::uint64_t g = group;
+    if (batch.empty()) continue;
+    REQUIRE(run_until(*f.reactor, [&] { return f.client->queued_bytes(GroupId(g)) == 0; }));
+    REQUIRE(f.client->enqueue(GroupId(g), batch).is_ok());
+  }
+  for (const auto& [group, n] : last) {
+    const std::uint64_t g = group;
+    CAPTURE(g);
+    REQUIRE(f.wait_applied(g, n));
+    REQUIRE(run_until(*f.reactor, [&] { return durable[g].size() == syncs[g].size(); }));
+    // The app applied every sent entry once, in order, and recorded N.
+    CHECK(f.app.applied[g] == sent[g]);
+    CHECK(f.app.stored[g] == n);
+    CHECK(f.app.busy_max[g] <= 1);
+    // Batches continue each other or repeat whole.
+    std::optional<FakeApp::Batch> prev;
+    for (const FakeApp::Batch& b : f.app.batches_of(g)) {
+      if (prev && b == *prev) continue;
+      if (prev) CHECK(b.last > prev->last);
+      if (prev && !b.entries.empty()) CHECK(b.entries.front().index.value() > prev->last);
+      prev = b;
+    }
+    // on_applied: increasing N, results for exactly the sent entries.
+    std::vector<std::uint64_t> results;
+    std::uint64_t prev_last = 0;
+    for (const Applied& a : f.applied) {
+      if (a.group != g) continue;
+      CHECK(a.last > prev_last);
+      prev_last = a.last;
+      for (const Record& r : a.results) {
+        CHECK(r.data.rfind("r" + std::to_string(r.index.value()) + ":e", 0) == 0);
+        results.push_back(r.index.value());
+      }
+    }
+    CHECK(results == sent[g]);
+    // Each Sync reported exactly what was enqueued before it.
+    std::vector<std::uint64_t> want;
+    for (const auto& s : syncs[g]) want.push_back(s.second);
+    CHECK(durable[g] == want);
+  }
+  CHECK(f.client->stats().failures > 0);
+}
+
+}  // namespace raftd::app
