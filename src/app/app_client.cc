@@ -188,7 +188,7 @@ void AppClient::sync(GroupId group, std::function<void(LogIndex)> done) {
   pump(g);
 }
 
-Status AppClient::enqueue(GroupId group, std::vector<AppEntry> entries) {
+Status AppClient::enqueue(GroupId group, std::vector<AppEntry>&& entries) {
   if (closing_) return Status(Code::kCancelled, "app client is closed");
   Group& g = group_state(group);
   std::size_t bytes = 0;
@@ -208,6 +208,7 @@ Status AppClient::enqueue(GroupId group, std::vector<AppEntry> entries) {
   g.last_enqueued = prev;
   g.queued_bytes += bytes;
   for (AppEntry& e : entries) g.queue.push_back(std::move(e));
+  entries.clear();
   pump(g);
   return Status::ok();
 }

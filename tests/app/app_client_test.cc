@@ -703,14 +703,20 @@ TEST_CASE("app::AppClient: a group's queue is bounded and refuses what would pas
   f.app.hold = true;
   f.enqueue(1, f.entries(1, 2, 400));
   CHECK(f.client->queued_bytes(GroupId(1)) == 800);
-  Status full = f.client->enqueue(GroupId(1), f.entries(3, 3, 400));
+  // Refused entries stay with the caller, even when handed over with std::move.
+  std::vector<AppEntry> refused = f.entries(3, 3, 400);
+  Status full = f.client->enqueue(GroupId(1), std::move(refused));
   CHECK(full.code() == Code::kUnavailable);
+  REQUIRE(refused.size() == 1);
+  CHECK(refused[0].index == LogIndex(3));
+  CHECK(refused[0].data == f.entries(3, 3, 400)[0].data);
   CHECK(f.client->queued_bytes(GroupId(1)) == 800);
   REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
   f.app.release();
   REQUIRE(f.wait_applied(1, 2));
   CHECK(f.client->queued_bytes(GroupId(1)) == 0);
-  f.enqueue(1, f.entries(3, 3, 400));  // the refused entries, offered again
+  REQUIRE(f.client->enqueue(GroupId(1), std::move(refused)).is_ok());  // offered again
+  CHECK(refused.empty());                                              // taken
   // An empty queue takes even more than the limit, so a big entry cannot block the group.
   Status big = f.client->enqueue(GroupId(2), f.entries(1, 1, 5000));
   CHECK(big.is_ok());
@@ -819,7 +825,8 @@ TEST_CASE("app::AppClient: many groups, failures that come and go, every entry o
     const std::uint64_t g = 1 + rng() % kGroups;
     if (rng() % 8 == 0) f.app.modes[g] = modes[rng() % 5];
     if (!refused[g].empty()) {
-      if (f.client->enqueue(GroupId(g), refused[g]).is_ok()) refused[g].clear();
+      const Status s = f.client->enqueue(GroupId(g), std::move(refused[g]));
+      CHECK(refused[g].empty() == s.is_ok());  // taken whole, or left whole
     } else if (rng() % 6 == 0) {
       syncs[g].push_back({syncs[g].size(), last[g]});
       f.client->sync(GroupId(g), [&, g](LogIndex d) { durable[g].push_back(d.value()); });
@@ -837,7 +844,8 @@ TEST_CASE("app::AppClient: many groups, failures that come and go, every entry o
       for (const AppEntry& e : batch) {
         if (e.to_app) sent[g].push_back(e.index.value());
       }
-      if (!f.client->enqueue(GroupId(g), batch).is_ok()) refused[g] = std::move(batch);
+      // Refused: the vector is left as it was, so it is kept to offer again.
+      if (!f.client->enqueue(GroupId(g), std::move(batch)).is_ok()) refused[g] = std::move(batch);
     }
     f.reactor->run_once(2ms);
   }
@@ -846,7 +854,7 @@ TEST_CASE("app::AppClient: many groups, failures that come and go, every entry o
     const std::uint64_t g = group;
     if (batch.empty()) continue;
     REQUIRE(run_until(*f.reactor, [&] { return f.client->queued_bytes(GroupId(g)) == 0; }));
-    REQUIRE(f.client->enqueue(GroupId(g), batch).is_ok());
+    REQUIRE(f.client->enqueue(GroupId(g), std::move(batch)).is_ok());
   }
   for (const auto& [group, n] : last) {
     const std::uint64_t g = group;

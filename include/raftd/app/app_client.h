@@ -34,7 +34,7 @@
 //    again with the same id, its first serialized call waits until that call has ended, so the
 //    app never sees two of them at once.
 //  - Memory: a group's entries enqueued and not yet acknowledged are bounded by
-//    options.queue_bytes_max: enqueue refuses (kUnavailable, nothing taken) a vector that would
+//    options.queue_bytes_max: enqueue refuses (kUnavailable, the vector untouched) one that would
 //    pass it, unless the group holds nothing. The node keeps refused entries and offers them
 //    again after an on_applied of the group (raft's log still has them).
 //  - Lifetime: close() ends every call; no callback runs after it, later calls are ignored and
@@ -182,9 +182,10 @@ class AppClient {
 
   // Entries to apply, in log order, continuing the group's previous enqueue (RAFTD_ASSERT).
   // kUnavailable when the group's queue would pass options.queue_bytes_max (see the file
-  // comment), kCancelled after close(); OK otherwise, and the entries are the client's until
-  // on_applied.
-  Status enqueue(GroupId group, std::vector<AppEntry> entries);
+  // comment), kCancelled after close(): `entries` is then left as it was (even when the caller
+  // wrote std::move), so the caller still holds them. OK: they are moved out (`entries` is left
+  // empty) and are the client's until on_applied.
+  Status enqueue(GroupId group, std::vector<AppEntry>&& entries);
 
   // POST /Sync, once every entry enqueued before this call is acknowledged; `done` gets the
   // last index the app has now made durable (the last index acknowledged before the Sync, or
