@@ -319,13 +319,14 @@ void AppClient::send(Group& g) {
   g.in_flight = true;
   http_->fetch(
       options_.url.host, options_.url.port, std::move(req),
-      [this, id = g.id, epoch = g.epoch](Result<http::Response> r) {
-        on_call_done(id, epoch, std::move(r));
+      [this, id = g.id, epoch = g.epoch, sent = io::Reactor::now()](Result<http::Response> r) {
+        on_call_done(id, epoch, sent, std::move(r));
       },
       reply_max);
 }
 
-void AppClient::on_call_done(GroupId id, std::uint64_t epoch, Result<http::Response> r) {
+void AppClient::on_call_done(GroupId id, std::uint64_t epoch, io::TimePoint sent,
+                             Result<http::Response> r) {
   if (closing_) return;
   Group* g = find(id, epoch);
   if (g == nullptr) {
@@ -340,6 +341,11 @@ void AppClient::on_call_done(GroupId id, std::uint64_t epoch, Result<http::Respo
   std::vector<Record> results;
   LogIndex index;
   Status s = check_answer(*g->call, r, &results, &index);
+  if (options_.on_call) {
+    options_.on_call(id, call_name(g->call->kind), io::Reactor::now() - sent, s);
+    g = find(id, epoch);  // the hook may have dropped the group or closed the client
+    if (g == nullptr || closing_) return;
+  }
   if (!s) {
     on_call_failed(*g, std::move(s));
     return;
@@ -478,8 +484,13 @@ void AppClient::get_entry(GroupId group, std::string query,
   ++stats_.read_calls;
   http_->fetch(
       options_.url.host, options_.url.port, std::move(req),
-      [this, group, epoch = g.epoch, done = std::move(done)](Result<http::Response> r) {
+      [this, group, epoch = g.epoch, sent = io::Reactor::now(),
+       done = std::move(done)](Result<http::Response> r) {
         if (closing_ || find(group, epoch) == nullptr) return;
+        if (options_.on_call) {
+          options_.on_call(group, "GetEntry", io::Reactor::now() - sent, r.status());
+          if (closing_ || find(group, epoch) == nullptr) return;
+        }
         if (!r) {
           ++stats_.read_failures;
           done(Status(r.status().code(), fmt::format("GetEntry: {}", r.status().message())));

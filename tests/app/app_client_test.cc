@@ -342,6 +342,40 @@ TEST_CASE("app::AppClient: binary batches reach the app with the contract's head
   CHECK(f.client->health(GroupId(7)).healthy);
   CHECK(f.client->queued_bytes(GroupId(7)) == 0);
   CHECK(f.client->stats().entries_applied == 3);
+  // The token and the group go with every call.
+  bool got_index = false;
+  bool got_read = false;
+  f.client->last_log_index(GroupId(7), [&](LogIndex i) { got_index = i == LogIndex(3); });
+  f.client->get_entry(GroupId(7), "q", [&](Result<AppReply> r) { got_read = r.is_ok(); });
+  REQUIRE(run_until(*f.reactor, [&] { return got_index && got_read; }));
+  REQUIRE(f.app.calls.size() == 3);
+  for (const FakeApp::Call& call : f.app.calls) {
+    CHECK(call.auth == "Bearer s3cret");
+    CHECK(call.group == "7");
+  }
+}
+
+TEST_CASE("app::AppClient: on_call reports every call with its outcome") {
+  AppOptions o = fast_options();
+  std::vector<std::string> seen;
+  o.on_call = [&](GroupId g, std::string_view call, io::Duration latency, const Status& s) {
+    CHECK(latency >= io::Duration::zero());
+    seen.push_back(std::to_string(g.value()) + " " + std::string(call) + " " +
+                   std::string(code_name(s.code())));
+  };
+  Fixture f(Encoding::kBinary, o);
+  f.app.modes[2] = FakeApp::Mode::kFail500;
+  f.enqueue(2, f.entries(1, 1));
+  REQUIRE(run_until(*f.reactor, [&] { return seen.size() >= 1; }));
+  f.app.modes[2] = FakeApp::Mode::kApply;
+  REQUIRE(f.wait_applied(2, 1));
+  bool read = false;
+  f.client->get_entry(GroupId(2), "q", [&](Result<AppReply>) { read = true; });
+  REQUIRE(run_until(*f.reactor, [&] { return read; }));
+  REQUIRE(seen.size() >= 3);
+  CHECK(seen.front() == "2 UpdateEntries " + std::string(code_name(Code::kUnavailable)));
+  CHECK(seen[seen.size() - 2] == "2 UpdateEntries " + std::string(code_name(Code::kOk)));
+  CHECK(seen.back() == "2 GetEntry " + std::string(code_name(Code::kOk)));
 }
 
 TEST_CASE("app::AppClient: json batches and answers round trip") {

@@ -109,6 +109,13 @@ struct AppEntry {
 using AppliedFn =
     std::function<void(GroupId group, LogIndex last_index, std::vector<Record> results)>;
 
+// Every call to the app as it ends, for metrics: the path's name ("UpdateEntries", "Sync",
+// "LastLogIndex", "GetEntry"), the time from sending to the end, and the outcome (OK, or the
+// error that makes the call fail; a GetEntry answered with any status is OK). Not called for
+// calls of dropped groups or after close().
+using CallFn = std::function<void(GroupId group, std::string_view call, io::Duration latency,
+                                  const Status& outcome)>;
+
 // app.url taken apart: "http://IPv4[:port][/base/path]".
 struct AppUrl {
   std::string host;
@@ -134,6 +141,7 @@ struct AppOptions {
   std::uint64_t read_reply_bytes_max = kReadReplyBytesMaxDefault;
   std::uint64_t jitter_seed = 0;  // 0: seeded from std::random_device
   AppliedFn on_applied;           // required
+  CallFn on_call;                 // optional
 };
 
 // kInvalidArgument naming the field: zero timeouts or limits, min backoff above max, a batch
@@ -222,7 +230,7 @@ class AppClient {
   void pump(Group& g);
   bool start_batch(Group& g);
   void send(Group& g);
-  void on_call_done(GroupId id, std::uint64_t epoch, Result<http::Response> r);
+  void on_call_done(GroupId id, std::uint64_t epoch, io::TimePoint sent, Result<http::Response> r);
   Status check_answer(const Call& call, const Result<http::Response>& r,
                       std::vector<Record>* results, LogIndex* index) const;
   void on_call_failed(Group& g, Status error);
