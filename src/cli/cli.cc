@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cli/serve.h"
 #include "raftd/config/config.h"
 #include "raftd/wal/file.h"
 #include "raftd/wal/inspect.h"
@@ -83,6 +84,14 @@ int run(int argc, char** argv) {
       "\"FILE:LINE: key 'section.key': what is wrong\", to stderr and exits 2. RAFT_SYNC in "
       "the environment is read as raftd serve reads it.");
 
+  std::string serve_config;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "Run a node in the foreground");
+  serve_cmd->add_option("--config", serve_config, "Configuration file (raftd.toml(5))")->required();
+  serve_cmd->footer(
+      "Logs to stderr; SIGTERM or SIGINT stop it cleanly. Exit status: 0 after a clean "
+      "shutdown, 2 for a bad config file or a data directory the config does not fit, 1 for "
+      "any other failure.");
+
   CLI::App* wal = app.add_subcommand("wal", "Offline tools for a WAL directory");
   wal->require_subcommand(1);
   std::string dir;
@@ -113,6 +122,7 @@ int run(int argc, char** argv) {
     std::printf("raftd %s\n", RAFTD_VERSION);
     return kExitOk;
   }
+  if (serve_cmd->parsed()) return serve(serve_config);
   if (check->parsed()) return check_config(config_file);
   if (verify->parsed()) return wal_verify(dir);
   if (inspect->parsed()) return wal_inspect(dir, frames);

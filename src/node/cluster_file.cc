@@ -1,0 +1,152 @@
+#include "node/cluster_file.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <sstream>
+
+namespace raftd::node {
+namespace {
+
+constexpr const char* kFileName = "cluster";
+// The file is a few lines per member; anything bigger is not ours.
+constexpr size_t kClusterFileBytesMax = 1 << 20;
+
+Status corrupt(const std::string& path, const std::string& what) {
+  return Status(Code::kCorruption, fmt::format("{}: {}", path, what));
+}
+
+bool parse_u64(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return true;
+}
+
+Status write_all(int fd, const std::string& data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::from_errno(errno, "write " + path);
+    done += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+uint64_t cluster_id_of(const std::vector<NodeInfo>& members) {
+  std::vector<NodeInfo> sorted = members;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const NodeInfo& a, const NodeInfo& b) { return a.id < b.id; });
+  std::string canon;
+  for (const NodeInfo& m : sorted) canon += fmt::format("{} {}\n", m.id.value(), m.peer);
+  return XXH3_64bits(canon.data(), canon.size());
+}
+
+std::string encode_cluster_file(const ClusterFile& f) {
+  std::string out =
+      fmt::format("raftd-cluster 1\ncluster_id {}\nnode {}\n", f.cluster_id, f.node.value());
+  for (const NodeInfo& m : f.members) {
+    out += fmt::format("member {} {} {}\n", m.id.value(), m.peer, m.client);
+  }
+  out += fmt::format("checksum {:016x}\n", XXH3_64bits(out.data(), out.size()));
+  return out;
+}
+
+Result<ClusterFile> decode_cluster_file(const std::string& text, const std::string& path) {
+  size_t sum_at = text.rfind("checksum ");
+  if (sum_at == std::string::npos || (sum_at != 0 && text[sum_at - 1] != '\n')) {
+    return corrupt(path, "no checksum line");
+  }
+  std::string want = fmt::format("checksum {:016x}\n", XXH3_64bits(text.data(), sum_at));
+  if (text.compare(sum_at, std::string::npos, want) != 0) return corrupt(path, "checksum mismatch");
+  std::istringstream in(text.substr(0, sum_at));
+  std::string line;
+  ClusterFile f;
+  int n = 0;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string key, a, b, c, extra;
+    ls >> key >> a >> b >> c >> extra;
+    uint64_t v = 0;
+    if (n == 0) {
+      if (line != "raftd-cluster 1") return corrupt(path, "unknown format: " + line);
+    } else if (key == "cluster_id" && b.empty() && parse_u64(a, &v)) {
+      f.cluster_id = v;
+    } else if (key == "node" && b.empty() && parse_u64(a, &v) && v != 0) {
+      f.node = NodeId(v);
+    } else if (key == "member" && extra.empty() && !c.empty() && parse_u64(a, &v) && v != 0) {
+      if (!f.members.empty() && NodeId(v) <= f.members.back().id) {
+        return corrupt(path, "members not sorted by id");
+      }
+      f.members.push_back(NodeInfo{NodeId(v), b, c});
+    } else {
+      return corrupt(path, "bad line: " + line);
+    }
+    ++n;
+  }
+  if (f.node == NodeId(0) || f.members.empty()) return corrupt(path, "node or members missing");
+  if (cluster_id_of(f.members) != f.cluster_id) {
+    return corrupt(path, "cluster_id does not match the members");
+  }
+  return f;
+}
+
+Result<ClusterFile> read_cluster_file(const std::string& data_dir) {
+  const std::string path = data_dir + "/" + kFileName;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return Status(Code::kNotFound, path);
+  if (fd < 0) return Status::from_errno(errno, "open " + path);
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t r = ::read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      ::close(fd);
+      return Status::from_errno(e, "read " + path);
+    }
+    if (r == 0) break;
+    text.append(buf, static_cast<size_t>(r));
+    if (text.size() > kClusterFileBytesMax) {
+      ::close(fd);
+      return corrupt(path, "too large");
+    }
+  }
+  ::close(fd);
+  return decode_cluster_file(text, path);
+}
+
+Status write_cluster_file(const std::string& data_dir, const ClusterFile& f) {
+  const std::string path = data_dir + "/" + kFileName;
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::from_errno(errno, "create " + tmp);
+  Status s = write_all(fd, encode_cluster_file(f), tmp);
+  if (s.is_ok() && ::fsync(fd) != 0) s = Status::from_errno(errno, "fsync " + tmp);
+  ::close(fd);
+  if (!s.is_ok()) return s;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + tmp);
+  int dfd = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return Status::from_errno(errno, "open " + data_dir);
+  int r = ::fsync(dfd);
+  int e = errno;
+  ::close(dfd);
+  if (r != 0) return Status::from_errno(e, "fsync " + data_dir);
+  return Status::ok();
+}
+
+}  // namespace raftd::node

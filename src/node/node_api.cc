@@ -1,0 +1,450 @@
+// NodeImpl, continued: the client API (API.md section 2) and proposals forwarded by followers.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "node/node_impl.h"
+#include "raftd/base/log.h"
+
+namespace raftd::node {
+namespace {
+
+using Json = nlohmann::json;
+
+// Per exchange: the request body as it arrives, and the request id once the exchange waits.
+struct ApiContext final : http::ExchangeContext {
+  std::string body;
+  uint64_t rid = 0;
+  bool too_large = false;
+};
+
+ApiContext& ctx(http::Exchange& ex) { return *static_cast<ApiContext*>(ex.context()); }
+
+void respond_error(http::Exchange& ex, int status, std::string_view code,
+                   std::string_view message) {
+  if (status == 503) ex.add_header("Retry-After", "1");
+  Json j{{"error", code}, {"message", message}};
+  ex.respond(status, j.dump(), "application/json");
+}
+
+bool parse_id(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) parts.emplace_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return parts;
+}
+
+const char* role_word(const raft::Group& g, NodeId self) {
+  const raft::ConfState& c = g.conf_state();
+  if (std::binary_search(c.learners.begin(), c.learners.end(), self)) return "learner";
+  switch (g.role()) {
+    case raft::Role::kLeader: return "leader";
+    case raft::Role::kCandidate:
+    case raft::Role::kPreCandidate: return "candidate";
+    case raft::Role::kFollower: break;
+  }
+  return "follower";
+}
+
+constexpr uint64_t kForwardBytesMax = kEnvelopeFixedBytes + 2 + kIdempotencyKeyBytesMax;
+
+}  // namespace
+
+// ---- client API ----------------------------------------------------------------------------
+
+void NodeImpl::on_headers(http::Exchange& ex) {
+  ex.set_context(std::make_unique<ApiContext>());
+  if (const auto& token = cfg_.auth.client_token) {
+    auto auth = ex.request().header("Authorization");
+    if (!auth || *auth != "Bearer " + *token) {
+      ex.add_header("WWW-Authenticate", "Bearer");
+      return respond_error(ex, 401, "unauthorized", "missing or wrong bearer token");
+    }
+  }
+}
+
+http::Flow NodeImpl::on_body(http::Exchange& ex, std::string_view chunk) {
+  if (!ex.finished()) ctx(ex).body.append(chunk);
+  return http::Flow::kContinue;
+}
+
+void NodeImpl::on_end(http::Exchange& ex) {
+  if (ex.finished()) return;
+  if (stopping_) return respond_error(ex, 503, "unavailable", "the node is shutting down");
+  dispatch(ex);
+}
+
+void NodeImpl::on_aborted(http::Exchange& ex) {
+  auto* c = static_cast<ApiContext*>(ex.context());
+  if (c == nullptr || c->rid == 0) return;
+  waiters_.erase(c->rid);
+  reads_.erase(c->rid);
+}
+
+void NodeImpl::dispatch(http::Exchange& ex) {
+  const http::Request& rq = ex.request();
+  std::string_view target = rq.target;
+  std::string_view path = target.substr(0, target.find('?'));
+  const std::string& m = rq.method;
+  if (path == "/healthz") {
+    if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET");
+    return ex.respond(200, "{\"status\":\"ok\"}", "application/json");
+  }
+  if (path == "/readyz") {
+    if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET");
+    const raft::Group* meta = host_->group(GroupId(0));
+    if (meta != nullptr && meta->leader() != NodeId(0)) {
+      return ex.respond(200, "{\"status\":\"ready\"}", "application/json");
+    }
+    return respond_error(ex, 503, "unavailable", "the meta group has no leader yet");
+  }
+  std::vector<std::string> parts = split_path(path);
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "groups") return api_groups(ex, parts);
+  if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "cluster") {
+    if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET");
+    return api_cluster(ex);
+  }
+  if ((parts.size() >= 3 && parts[0] == "v1" && parts[1] == "cluster" && parts[2] == "nodes") ||
+      path == "/metrics") {
+    return respond_error(ex, 501, "not_implemented", "not supported by this release (README)");
+  }
+  respond_error(ex, 404, "not_found", "no such endpoint");
+}
+
+void NodeImpl::api_groups(http::Exchange& ex, const std::vector<std::string>& parts) {
+  const std::string& m = ex.request().method;
+  if (parts.size() == 2) {
+    if (m == "POST") return api_create_group(ex);
+    if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET or POST");
+    std::string body = "{\"groups\":[";
+    bool first = true;
+    for (GroupId g : host_->group_ids()) {
+      if (g == GroupId(0)) continue;
+      if (!first) body += ',';
+      first = false;
+      body += group_status_json(g);
+    }
+    body += "]}";
+    return ex.respond(200, body, "application/json");
+  }
+  uint64_t id = 0;
+  if (!parse_id(parts[2], &id)) return respond_error(ex, 400, "bad_request", "bad group id");
+  const GroupId g(id);
+  if (parts.size() == 3) {
+    if (m == "DELETE") return api_delete_group(ex, g);
+    if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET or DELETE");
+    if (g == GroupId(0) || !host_->hosts(g)) {
+      return respond_error(ex, 404, "unknown_group", "this node hosts no such group");
+    }
+    return ex.respond(200, group_status_json(g), "application/json");
+  }
+  const std::string& op = parts[3];
+  if (parts.size() == 4 && (op == "propose" || op == "read")) {
+    if (m != "POST") return respond_error(ex, 405, "method_not_allowed", "use POST");
+    if (g == GroupId(0) || !host_->hosts(g)) {
+      return respond_error(ex, 404, "unknown_group", "this node hosts no such group");
+    }
+    return op == "propose" ? api_propose(ex, g) : api_read(ex, g);
+  }
+  if (op == "members" || op == "transfer-leader" || op == "snapshot") {
+    return respond_error(ex, 501, "not_implemented", "not supported by this release (README)");
+  }
+  respond_error(ex, 404, "not_found", "no such endpoint");
+}
+
+void NodeImpl::api_create_group(http::Exchange& ex) {
+  Json j = Json::parse(ctx(ex).body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("id") || !j["id"].is_number_unsigned() ||
+      !j.contains("members") || !j["members"].is_array() || j.size() != 2) {
+    return respond_error(ex, 400, "bad_request",
+                         "body must be {\"id\": <group id>, \"members\": [<node id>, ...]}");
+  }
+  CreateGroup c{GroupId(j["id"].get<uint64_t>()), {}};
+  if (c.id == GroupId(0)) return respond_error(ex, 400, "bad_request", "group 0 is reserved");
+  for (const Json& n : j["members"]) {
+    if (!n.is_number_unsigned() || n.get<uint64_t>() == 0) {
+      return respond_error(ex, 400, "bad_request", "members are node ids (>= 1)");
+    }
+    c.members.push_back(NodeId(n.get<uint64_t>()));
+  }
+  std::sort(c.members.begin(), c.members.end());
+  if (c.members.empty() || c.members.size() > kMetaMembersMax ||
+      std::adjacent_find(c.members.begin(), c.members.end()) != c.members.end()) {
+    return respond_error(ex, 400, "bad_request",
+                         fmt::format("1 to {} distinct members", kMetaMembersMax));
+  }
+  for (NodeId n : c.members) {
+    if (meta_.node(n) == nullptr) {
+      return respond_error(ex, 400, "bad_request", fmt::format("unknown node {}", n.value()));
+    }
+  }
+  if (meta_.group_id_used(c.id)) {
+    return respond_error(ex, 409, "group_exists", "the group id exists or was used");
+  }
+  propose_entry(ex, GroupId(0), EntryKind::kMeta, encode_meta_command(c), "");
+}
+
+void NodeImpl::api_delete_group(http::Exchange& ex, GroupId g) {
+  if (g == GroupId(0) || meta_.group(g) == nullptr) {
+    return respond_error(ex, 404, "unknown_group", "no such group");
+  }
+  propose_entry(ex, GroupId(0), EntryKind::kMeta, encode_meta_command(DeleteGroup{g}), "");
+}
+
+void NodeImpl::api_propose(http::Exchange& ex, GroupId g) {
+  if (ex.request().header("Idempotency-Key")) {
+    return respond_error(ex, 501, "not_implemented",
+                         "Idempotency-Key is not supported by this release (README)");
+  }
+  propose_entry(ex, g, EntryKind::kApp, std::move(ctx(ex).body), "");
+}
+
+void NodeImpl::propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std::string payload,
+                             std::string key) {
+  if (waiters_.size() + reads_.size() >= kWaitersMax) {
+    return respond_error(ex, 503, "unavailable", "too many requests waiting on this node");
+  }
+  raft::Group* grp = host_->group(g);
+  if (grp == nullptr) return respond_error(ex, 404, "unknown_group", "no such group here");
+  const uint64_t rid = next_request_++;
+  std::string entry = encode_envelope(kind, self_, rid, key, payload);
+  const NodeId leader = grp->leader();
+  if (leader == NodeId(0)) return respond_error(ex, 503, "no_leader", "the group has no leader");
+  if (leader == self_) {
+    auto r = host_->propose(g, std::move(entry));
+    if (!r) {
+      if (r.status().code() == Code::kTooLarge) {
+        return respond_error(ex, 503, "unavailable", "the group's uncommitted log is full");
+      }
+      return respond_error(ex, 503, "no_leader", r.status().message());
+    }
+  }
+  ctx(ex).rid = rid;
+  waiters_[rid] = Waiter{&ex, g, io::Reactor::now() + std::chrono::milliseconds(kProposeTimeoutMs)};
+  if (leader != self_) forward(rid, g, leader, std::move(entry));
+}
+
+// The follower hands the encoded entry to the leader's peer listener; the leader appends it
+// (or answers 503: not appended). The follower then waits for the entry to be applied here,
+// matched by (origin, request id) in its envelope. Any other failure leaves the outcome unknown:
+// the client waits for the apply or its 504.
+void NodeImpl::forward(uint64_t rid, GroupId g, NodeId leader, std::string entry) {
+  const NodeInfo* n = meta_.node(leader);
+  size_t colon = n ? n->peer.rfind(':') : std::string::npos;
+  if (colon == std::string::npos) {
+    return fail_waiter(rid, 503, "no_leader", "the leader's address is unknown");
+  }
+  http::ClientRequest rq;
+  rq.method = "POST";
+  rq.target = fmt::format("{}{}", kForwardPath, g.value());
+  rq.headers.push_back({transport::kHeaderCluster, std::to_string(cluster_.cluster_id)});
+  rq.headers.push_back({transport::kHeaderFrom, std::to_string(self_.value())});
+  rq.body = std::move(entry);
+  const std::string host = n->peer.substr(0, colon);
+  const auto port = static_cast<uint16_t>(std::atoi(n->peer.c_str() + colon + 1));
+  http_->fetch(
+      host, port, std::move(rq),
+      [this, rid](Result<http::Response> r) {
+        if (!r) {
+          log::debug("forward {}: {}", rid, r.status().to_string());
+          return;
+        }
+        if (r->head.status == 503) return fail_waiter(rid, 503, "no_leader", "not appended");
+        if (r->head.status == 413) return fail_waiter(rid, 413, "too_large", "not appended");
+      },
+      4096);
+}
+
+void NodeImpl::api_read(http::Exchange& ex, GroupId g) {
+  const bool stale = ex.request().target.find("consistency=stale") != std::string::npos;
+  if (waiters_.size() + reads_.size() >= kWaitersMax) {
+    return respond_error(ex, 503, "unavailable", "too many requests waiting on this node");
+  }
+  const uint64_t rid = next_request_++;
+  ctx(ex).rid = rid;
+  reads_[rid] =
+      ReadWait{&ex,   g,           std::move(ctx(ex).body),
+               stale, LogIndex(0), io::Reactor::now() + std::chrono::milliseconds(kReadTimeoutMs)};
+  if (stale) return serve_ready_reads(g);
+  if (Status s = host_->read_index(g, rid); !s.is_ok()) {
+    fail_waiter(rid, 503, "no_leader", s.message());
+  }
+}
+
+void NodeImpl::serve_ready_reads(GroupId g) {
+  std::vector<uint64_t> ready;
+  for (auto& [rid, r] : reads_) {
+    if (r.group == g && r.has_index && r.ex != nullptr && applied_[g] >= r.index) {
+      ready.push_back(rid);
+    }
+  }
+  for (uint64_t rid : ready) {
+    ReadWait& r = reads_.at(rid);
+    r.has_index = false;  // now in the app; not served twice
+    app_->get_entry(g, std::move(r.query), [this, rid](Result<app::AppReply> reply) {
+      auto it = reads_.find(rid);
+      if (it == reads_.end()) return;
+      http::Exchange& ex = *it->second.ex;
+      ctx(ex).rid = 0;
+      reads_.erase(it);
+      if (!reply) return respond_error(ex, 503, "unavailable", reply.status().message());
+      ex.respond(reply->status, reply->body,
+                 reply->content_type.empty() ? "application/octet-stream" : reply->content_type);
+    });
+  }
+}
+
+void NodeImpl::api_cluster(http::Exchange& ex) {
+  Json nodes = Json::array();
+  for (const auto& [id, n] : meta_.nodes()) {
+    bool reachable = id == self_;
+    if (!reachable) {
+      auto st = transport_->peer_status(id);
+      reachable = st && st->connected;
+    }
+    nodes.push_back(
+        {{"id", id.value()}, {"peer", n.peer}, {"client", n.client}, {"reachable", reachable}});
+  }
+  ex.respond(200, Json{{"nodes", nodes}}.dump(), "application/json");
+}
+
+std::string NodeImpl::group_status_json(GroupId g) const {
+  const raft::Group* grp = host_->group(g);
+  if (grp == nullptr) {
+    Json members = Json::array();
+    if (const GroupInfo* info = meta_.group(g)) {
+      for (NodeId n : info->members) members.push_back({{"node", n.value()}, {"role", "voter"}});
+    }
+    return Json{{"id", g.value()}, {"node", self_.value()}, {"members", members}}.dump();
+  }
+  Json members = Json::array();
+  const raft::ConfState& c = grp->conf_state();
+  for (NodeId n : c.voters) members.push_back({{"node", n.value()}, {"role", "voter"}});
+  for (NodeId n : c.learners) members.push_back({{"node", n.value()}, {"role", "learner"}});
+  auto it = applied_.find(g);
+  const LogIndex applied = it == applied_.end() ? LogIndex(0) : it->second;
+  auto info = wal_->group(g);
+  Json j{{"id", g.value()},
+         {"node", self_.value()},
+         {"role", role_word(*grp, self_)},
+         {"leader", grp->leader().value()},
+         {"term", grp->term().value()},
+         {"commit_index", grp->commit_index().value()},
+         {"applied_index", applied.value()},
+         {"first_index", info ? info->mark.index.value() + 1 : 1},
+         {"last_index", grp->last_index().value()},
+         {"members", members}};
+  return j.dump();
+}
+
+// ---- answering waiting clients -------------------------------------------------------------
+
+void NodeImpl::finish_waiter(uint64_t rid, int status, std::string body, std::string content_type,
+                             LogIndex index) {
+  auto it = waiters_.find(rid);
+  if (it == waiters_.end()) return;
+  http::Exchange& ex = *it->second.ex;
+  waiters_.erase(it);
+  ctx(ex).rid = 0;
+  ex.add_header("Raftd-Index", std::to_string(index.value()));
+  ex.respond(status, body, content_type);
+}
+
+void NodeImpl::fail_waiter(uint64_t rid, int status, std::string_view code,
+                           std::string_view message) {
+  http::Exchange* ex = nullptr;
+  if (auto it = waiters_.find(rid); it != waiters_.end()) {
+    ex = it->second.ex;
+    waiters_.erase(it);
+  } else if (auto r = reads_.find(rid); r != reads_.end()) {
+    ex = r->second.ex;
+    reads_.erase(r);
+  }
+  if (ex == nullptr) return;
+  ctx(*ex).rid = 0;
+  respond_error(*ex, status, code, message);
+}
+
+void NodeImpl::sweep_timeouts() {
+  const io::TimePoint now = io::Reactor::now();
+  std::vector<uint64_t> late;
+  for (const auto& [rid, w] : waiters_) {
+    if (w.deadline <= now) late.push_back(rid);
+  }
+  for (const auto& [rid, r] : reads_) {
+    if (r.deadline <= now) late.push_back(rid);
+  }
+  for (uint64_t rid : late) {
+    fail_waiter(rid, 504, "timeout", "not applied in time; the outcome is unknown");
+  }
+}
+
+// ---- forwarded proposals (peer listener) ---------------------------------------------------
+
+void NodeImpl::forward_headers(http::Exchange& ex) {
+  ex.set_context(std::make_unique<ApiContext>());
+  const http::Request& rq = ex.request();
+  auto cluster = rq.header(transport::kHeaderCluster);
+  auto from = rq.header(transport::kHeaderFrom);
+  uint64_t from_id = 0;
+  if (rq.method != "POST" || !cluster || *cluster != std::to_string(cluster_.cluster_id) || !from ||
+      !parse_id(*from, &from_id) || meta_.node(NodeId(from_id)) == nullptr) {
+    log::warn("peer: refused a forwarded proposal (wrong cluster or unknown node)");
+    return respond_error(ex, 403, "forbidden", "not a member of this cluster");
+  }
+}
+
+http::Flow NodeImpl::forward_body(http::Exchange& ex, std::string_view chunk) {
+  if (ex.finished()) return http::Flow::kContinue;
+  ApiContext& c = ctx(ex);
+  if (c.body.size() + chunk.size() > cfg_.limits.client_body_bytes_max + kForwardBytesMax) {
+    c.too_large = true;
+    respond_error(ex, 413, "too_large", "forwarded entry over the limit");
+    return http::Flow::kContinue;
+  }
+  c.body.append(chunk);
+  return http::Flow::kContinue;
+}
+
+void NodeImpl::forward_end(http::Exchange& ex) {
+  if (ex.finished()) return;
+  std::string_view rest = std::string_view(ex.request().target).substr(strlen(kForwardPath));
+  uint64_t g = 0;
+  uint64_t from = 0;
+  parse_id(*ex.request().header(transport::kHeaderFrom), &from);
+  if (!parse_id(rest, &g)) return respond_error(ex, 400, "bad_request", "bad group id");
+  std::string& entry = ctx(ex).body;
+  auto env = decode_envelope(entry);
+  const bool meta = g == 0;
+  if (!env || env->origin != NodeId(from) ||
+      env->kind != (meta ? EntryKind::kMeta : EntryKind::kApp) ||
+      (meta && !decode_meta_command(env->payload))) {
+    return respond_error(ex, 400, "bad_request", "malformed forwarded entry");
+  }
+  raft::Group* grp = host_->group(GroupId(g));
+  if (grp == nullptr || grp->role() != raft::Role::kLeader || stopping_) {
+    return respond_error(ex, 503, "no_leader", "not the leader");
+  }
+  auto r = host_->propose(GroupId(g), std::move(entry));
+  if (!r) return respond_error(ex, 503, "no_leader", r.status().message());
+  ex.respond(200, fmt::format("{{\"index\":{}}}", r->value()), "application/json");
+}
+
+}  // namespace raftd::node

@@ -1,0 +1,382 @@
+// NodeImpl, continued: the network, the reactor turn, the Ready driver, the meta group and the
+// application's results.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "node/node_impl.h"
+#include "raftd/base/assert.h"
+#include "raftd/base/log.h"
+
+namespace raftd::node {
+
+namespace {
+
+bool is_forward(const http::Exchange& ex) {
+  return ex.request().target.rfind(kForwardPath, 0) == 0;
+}
+
+}  // namespace
+
+void PeerRouter::on_headers(http::Exchange& ex) {
+  if (is_forward(ex)) return n_.forward_headers(ex);
+  n_.transport().handler().on_headers(ex);
+}
+http::Flow PeerRouter::on_body(http::Exchange& ex, std::string_view chunk) {
+  if (is_forward(ex)) return n_.forward_body(ex, chunk);
+  return n_.transport().handler().on_body(ex, chunk);
+}
+void PeerRouter::on_end(http::Exchange& ex) {
+  if (is_forward(ex)) return n_.forward_end(ex);
+  n_.transport().handler().on_end(ex);
+}
+void PeerRouter::on_drained(http::Exchange& ex) {
+  if (!is_forward(ex)) n_.transport().handler().on_drained(ex);
+}
+void PeerRouter::on_aborted(http::Exchange& ex) {
+  if (!is_forward(ex)) n_.transport().handler().on_aborted(ex);
+}
+
+namespace {
+
+Result<transport::Peer> peer_of(const NodeInfo& n) {
+  size_t colon = n.peer.rfind(':');
+  if (colon == std::string::npos) return Status(Code::kInvalidArgument, "bad peer " + n.peer);
+  int port = std::atoi(n.peer.c_str() + colon + 1);
+  if (port <= 0 || port > 65535) return Status(Code::kInvalidArgument, "bad peer " + n.peer);
+  return transport::Peer{n.id, n.peer.substr(0, colon), static_cast<uint16_t>(port)};
+}
+
+}  // namespace
+
+Status NodeImpl::open_network() {
+  // Turn-end hooks run in the order they were added, and the transport's and the HTTP clients'
+  // hooks hand their output to the sockets: the node's hook (which drains Readys into them) must
+  // come first, or a turn's messages would wait for whatever wakes the reactor next.
+  hook_ = reactor_->add_turn_end_hook([this] { on_turn_end(); });
+  transport::TransportOptions to;
+  to.cluster_id = cluster_.cluster_id;
+  to.self = self_;
+  to.queue_bytes_max = cfg_.transport.queue_bytes_max;
+  to.backoff_min_ms = cfg_.transport.reconnect_min_ms;
+  to.backoff_max_ms = cfg_.transport.reconnect_max_ms;
+  transport::TransportCallbacks cb;
+  cb.on_messages = [this](std::span<raft::Message> ms) {
+    for (const raft::Message& m : ms) host_->step(m);
+  };
+  cb.known_peer = [this](NodeId id) { return meta_.node(id) != nullptr; };
+  cb.hosts_group = [this](GroupId g) { return host_->hosts(g); };
+  cb.on_peer_state = [this](NodeId peer, bool reachable) {
+    if (!reachable) on_peer_down(peer);
+  };
+  cb.on_peer_reconnected = [this](NodeId peer, bool restarted) {
+    if (restarted) on_peer_down(peer);
+  };
+  transport_ = std::make_unique<transport::Transport>(*reactor_, to, std::move(cb));
+  update_peers();
+
+  app::AppOptions ao;
+  ao.url = app::AppUrl{cfg_.app.url.host, cfg_.app.url.port, cfg_.app.url.base_path};
+  ao.encoding = cfg_.app.encoding == config::AppEncoding::kJson ? app::Encoding::kJson
+                                                                : app::Encoding::kBinary;
+  ao.sync = cfg_.app.sync;
+  ao.token = cfg_.app.token.value_or("");
+  ao.call_timeout_ms = cfg_.app.timeout_ms;
+  ao.retry_backoff_min_ms = cfg_.app.retry_min_ms;
+  ao.retry_backoff_max_ms = cfg_.app.retry_max_ms;
+  ao.batch_bytes_max = cfg_.app.batch_bytes_max;
+  ao.batch_entries_max = cfg_.app.batch_entries_max;
+  ao.queue_bytes_max = std::max<size_t>(ao.queue_bytes_max, ao.batch_bytes_max);
+  ao.on_applied = [this](GroupId g, LogIndex last, std::vector<app::Record> results) {
+    on_applied(g, last, std::move(results));
+  };
+  auto a = app::AppClient::create(*reactor_, std::move(ao));
+  if (!a) return a.status();
+  app_ = std::move(*a);
+
+  http::ClientOptions co;
+  http_ = std::make_unique<http::Client>(*reactor_, co);
+
+  peer_router_ = std::make_unique<PeerRouter>(*this);
+  http::ServerOptions po;
+  po.host = cfg_.listen.peer.host;
+  po.port = cfg_.listen.peer.port;
+  transport::Transport::adjust_server_options(po);
+  auto ps = http::Server::start(*reactor_, *peer_router_, po);
+  if (!ps) return ps.status();
+  peer_server_ = std::move(*ps);
+
+  http::ServerOptions cs;
+  cs.host = cfg_.listen.client.host;
+  cs.port = cfg_.listen.client.port;
+  cs.body_bytes_max = cfg_.limits.client_body_bytes_max;
+  cs.header_bytes_max = cfg_.limits.header_bytes_max;
+  cs.connections_max = cfg_.limits.connections_max;
+  auto c = http::Server::start(*reactor_, *this, cs);
+  if (!c) return c.status();
+  client_server_ = std::move(*c);
+
+  ticker_ = std::make_unique<io::RepeatingTimer>(
+      *reactor_, std::chrono::milliseconds(cfg_.raft.tick_ms), [this] { on_tick(); });
+  ticker_->start();
+  return Status::ok();
+}
+
+void NodeImpl::update_peers() {
+  std::vector<transport::Peer> peers;
+  for (const auto& [id, n] : meta_.nodes()) {
+    if (id == self_) continue;
+    auto p = peer_of(n);
+    if (p) {
+      peers.push_back(*p);
+    } else {
+      log::error("meta: node {}: {}", id.value(), p.status().to_string());
+    }
+  }
+  transport_->set_peers(peers);
+}
+
+// Raft's contract for quiesced followers (raft.h "Quiescing"): when the leader's node is gone or
+// came back as a new process, wake them so that a dead quiesced leader is replaced.
+void NodeImpl::on_peer_down(NodeId peer) {
+  for (GroupId g : host_->group_ids()) {
+    raft::Group* grp = host_->group(g);
+    if (grp->role() == raft::Role::kLeader) grp->report_unreachable(peer);
+    if (grp->leader() == peer) grp->wake();
+    host_->mark_dirty(g);
+  }
+}
+
+void NodeImpl::on_turn_end() {
+  if (!transport_ || !app_) return;  // still starting
+  host_->process();
+  transport_->flush();
+  wal_->flush();
+}
+
+void NodeImpl::on_tick() {
+  host_->tick();
+  sweep_timeouts();
+}
+
+// ---- run and shutdown ----------------------------------------------------------------------
+
+Status NodeImpl::run() {
+  while (true) {
+    if (stop_requested_.load() && !stopping_) begin_shutdown();
+    if (wal_->failed()) return Status(Code::kAborted, "the WAL stopped after a write error");
+    if (stopping_ && wal_->idle() && client_server_->closed() && peer_server_->closed() &&
+        transport_->closed() && app_->closed() && http_->closed()) {
+      break;
+    }
+    reactor_->run_once(std::chrono::milliseconds(50));
+  }
+  reactor_->remove_turn_end_hook(hook_);
+  reactor_->shutdown();
+  log::info("raftd: node {} stopped", self_.value());
+  return Status::ok();
+}
+
+void NodeImpl::request_stop() {
+  stop_requested_.store(true);
+  if (reactor_) reactor_->wake();
+}
+
+// Listeners close first (no new work), then what is in flight ends: waiting clients are answered
+// by the servers' close (their exchanges abort), the WAL's batch in flight completes (run()
+// waits for idle()), and the streams and app calls end.
+void NodeImpl::begin_shutdown() {
+  stopping_ = true;
+  log::info("raftd: node {} stopping", self_.value());
+  ticker_->stop();
+  client_server_->close();
+  peer_server_->close();
+  transport_->close();
+  app_->close();
+  http_->close();
+}
+
+// ---- the Ready driver ----------------------------------------------------------------------
+
+void NodeImpl::send(raft::Message&& m) { transport_->send(std::move(m)); }
+
+void NodeImpl::on_soft_state(GroupId g, const raft::SoftState& s) {
+  if (g == GroupId(0)) {
+    log::info("meta: leader is node {} ({})", s.leader.value(), raft::role_name(s.role));
+  } else {
+    log::debug("group {}: leader is node {} ({})", g.value(), s.leader.value(),
+               raft::role_name(s.role));
+  }
+}
+
+void NodeImpl::on_snapshot_refused(GroupId g, const raft::SnapshotMeta& meta) {
+  log::error(
+      "group {}: the leader sent a snapshot at index {}, which this release cannot install; "
+      "the group stops on this node",
+      g.value(), meta.index.value());
+  app_->drop_group(g);
+}
+
+void NodeImpl::apply(GroupId g, std::vector<raft::Entry>&& committed) {
+  if (g == GroupId(0)) {
+    for (const raft::Entry& e : committed) apply_meta(e);
+    return;
+  }
+  std::vector<app::AppEntry>& backlog = app_backlog_[g];
+  for (raft::Entry& e : committed) {
+    app::AppEntry a{e.index, false, {}};
+    if (e.type == raft::EntryType::kNormal) {
+      auto env = decode_envelope(e.data);
+      if (env && env->kind == EntryKind::kApp) {
+        a.to_app = true;
+        a.data.assign(env->payload);
+        if (env->origin == self_ && waiters_.contains(env->request_id)) {
+          by_index_[{g, e.index}] = env->request_id;
+        }
+      } else {
+        log::warn("group {}: entry {} is not an application entry; skipped for the app", g.value(),
+                  e.index.value());
+      }
+    }
+    backlog.push_back(std::move(a));
+  }
+  offer_to_app(g);
+}
+
+// Entries go to the app client in order; what it refuses (its queue is full) waits here, and is
+// offered again after the group's next acknowledged batch.
+void NodeImpl::offer_to_app(GroupId g) {
+  auto it = app_backlog_.find(g);
+  if (it == app_backlog_.end() || it->second.empty()) return;
+  Status s = app_->enqueue(g, std::move(it->second));
+  if (s.is_ok()) {
+    it->second.clear();
+  } else {
+    RAFTD_ASSERT(s.code() == Code::kUnavailable, "app enqueue refused entries in order");
+  }
+}
+
+void NodeImpl::on_applied(GroupId g, LogIndex last, std::vector<app::Record> results) {
+  applied_[g] = std::max(applied_[g], last);
+  for (app::Record& r : results) {
+    auto it = by_index_.find({g, r.index});
+    if (it == by_index_.end()) continue;
+    uint64_t rid = it->second;
+    by_index_.erase(it);
+    finish_waiter(rid, 200, std::move(r.data), "application/octet-stream", r.index);
+  }
+  offer_to_app(g);
+  serve_ready_reads(g);
+}
+
+void NodeImpl::on_read_states(GroupId g, std::vector<raft::ReadState>&& states) {
+  for (const raft::ReadState& rs : states) {
+    auto it = reads_.find(rs.request_id);
+    if (it == reads_.end()) continue;
+    if (!rs.ok) {
+      fail_waiter(rs.request_id, 503, "no_leader", "the read lost its leader; retry");
+      continue;
+    }
+    it->second.index = rs.index;
+    it->second.has_index = true;
+  }
+  serve_ready_reads(g);
+}
+
+// ---- the meta group ------------------------------------------------------------------------
+
+void NodeImpl::apply_meta(const raft::Entry& e) {
+  if (e.type != raft::EntryType::kNormal) return;
+  auto env = decode_envelope(e.data);
+  if (!env || env->kind != EntryKind::kMeta) {
+    log::error("meta: entry {} is not a meta command; ignored on every node", e.index.value());
+    return;
+  }
+  auto cmd = decode_meta_command(env->payload);
+  if (!cmd) {
+    log::error("meta: entry {}: {}", e.index.value(), cmd.status().to_string());
+    if (env->origin == self_) fail_waiter(env->request_id, 400, "bad_request", "bad meta command");
+    return;
+  }
+  MetaOutcome o = meta_.apply(*cmd);
+  applied_[GroupId(0)] = e.index;
+  after_meta(*cmd, o);
+  if (env->origin != self_ || !waiters_.contains(env->request_id)) return;
+  switch (o) {
+    case MetaOutcome::kOk: break;
+    case MetaOutcome::kGroupExists:
+      return fail_waiter(env->request_id, 409, "group_exists", "the group id exists or was used");
+    case MetaOutcome::kUnknownGroup:
+      return fail_waiter(env->request_id, 404, "unknown_group", "no such group");
+    case MetaOutcome::kNodeExists:
+    case MetaOutcome::kNodeInUse:
+      return fail_waiter(env->request_id, 409, "conflict", meta_outcome_name(o));
+    case MetaOutcome::kUnknownNode:
+    case MetaOutcome::kReservedGroup:
+      return fail_waiter(env->request_id, 400, "bad_request", meta_outcome_name(o));
+  }
+  std::string body = "{}";
+  int status = 200;
+  if (const auto* c = std::get_if<CreateGroup>(&*cmd)) {
+    status = 201;
+    body = group_status_json(c->id);
+  } else if (const auto* d = std::get_if<DeleteGroup>(&*cmd)) {
+    body = fmt::format("{{\"id\":{},\"deleted\":true}}", d->id.value());
+  }
+  finish_waiter(env->request_id, status, std::move(body), "application/json", e.index);
+}
+
+void NodeImpl::after_meta(const MetaCommand& c, MetaOutcome o) {
+  if (o != MetaOutcome::kOk) return;
+  if (const auto* cg = std::get_if<CreateGroup>(&c)) {
+    if (std::binary_search(cg->members.begin(), cg->members.end(), self_)) start_group(cg->id);
+  } else if (const auto* dg = std::get_if<DeleteGroup>(&c)) {
+    stop_group(dg->id);
+  } else {
+    update_peers();
+  }
+}
+
+// A group starts once the app said where it is (LastLogIndex): committed entries above that are
+// delivered again, none below.
+void NodeImpl::start_group(GroupId g) {
+  app_->last_log_index(g, [this, g](LogIndex app_index) {
+    const GroupInfo* info = meta_.group(g);
+    if (info == nullptr || host_->hosts(g)) return;
+    raft::ConfState conf;
+    conf.voters = info->members;
+    Status s = host_->add_group(g, conf, app_index);
+    if (!s.is_ok()) {
+      log::error("group {}: cannot start: {}", g.value(), s.to_string());
+      return;
+    }
+    applied_[g] = std::min(app_index, host_->group(g)->applied_index());
+    log::info("group {}: started (app index {})", g.value(), app_index.value());
+  });
+}
+
+// A deleted group stops here; its log is compacted away in the WAL so its space is released
+// when the segments holding it are.
+void NodeImpl::stop_group(GroupId g) {
+  bool hosted = host_->hosts(g);
+  host_->remove_group(g);
+  app_->drop_group(g);
+  app_backlog_.erase(g);
+  applied_.erase(g);
+  std::vector<uint64_t> gone;
+  for (const auto& [rid, w] : waiters_) {
+    if (w.group == g) gone.push_back(rid);
+  }
+  for (const auto& [rid, r] : reads_) {
+    if (r.group == g) gone.push_back(rid);
+  }
+  for (uint64_t rid : gone) fail_waiter(rid, 404, "unknown_group", "the group was deleted");
+  if (auto info = wal_->group(g); info && info->last_index > info->mark.index) {
+    if (Status s = wal_->compact(g, info->last_index, info->last_term); !s.is_ok()) {
+      log::warn("group {}: compaction after delete: {}", g.value(), s.to_string());
+    }
+  }
+  if (hosted) log::info("group {}: deleted", g.value());
+}
+
+}  // namespace raftd::node

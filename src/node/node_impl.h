@@ -1,0 +1,172 @@
+// NodeImpl: the parts of a node and the glue between them (include/raftd/node/node.h has the
+// contract). node.cc: start-up, the Ready driver, the meta group, the application's results;
+// node_api.cc: the client API and forwarded proposals.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "node/cluster_file.h"
+#include "raftd/app/app_client.h"
+#include "raftd/config/config.h"
+#include "raftd/http/client.h"
+#include "raftd/http/server.h"
+#include "raftd/io/reactor.h"
+#include "raftd/node/envelope.h"
+#include "raftd/node/group_host.h"
+#include "raftd/node/meta.h"
+#include "raftd/transport/transport.h"
+#include "raftd/wal/uring_sync_writer.h"
+#include "raftd/wal/wal.h"
+
+namespace raftd::node {
+
+// A proposal waits this long for its entry to be applied on this node before the client gets
+// 504 (outcome unknown). Ten election timeouts at the default tick: a leader change and a retry
+// of the app's batch fit in it, and a client is not left hanging on a partitioned node.
+inline constexpr uint32_t kProposeTimeoutMs = 10'000;
+// A linearizable read waits this long for its read index and the local apply behind it.
+inline constexpr uint32_t kReadTimeoutMs = 10'000;
+// Forwarded proposals: the leader's answer (appended or not) comes within one turn; a leader
+// that does not answer within this is treated as gone.
+inline constexpr uint32_t kForwardTimeoutMs = 3'000;
+// Requests waiting on this node (proposals and reads). Beyond it new ones get 503: a stalled
+// group must not grow the node's memory without bound.
+inline constexpr size_t kWaitersMax = 65'536;
+// Paths on the peer listener.
+inline constexpr const char* kForwardPath = "/raft/v1/forward/";
+inline constexpr const char* kHeaderRequest = "Raftd-Request";
+
+class NodeImpl;
+
+// The peer listener serves two things: the transport's message streams and proposals forwarded
+// by followers. Every callback of one exchange goes to the same side (decided by its path).
+class PeerRouter final : public http::Handler {
+ public:
+  explicit PeerRouter(NodeImpl& n) : n_(n) {}
+  void on_headers(http::Exchange& ex) override;
+  http::Flow on_body(http::Exchange& ex, std::string_view chunk) override;
+  void on_end(http::Exchange& ex) override;
+  void on_drained(http::Exchange& ex) override;
+  void on_aborted(http::Exchange& ex) override;
+
+ private:
+  NodeImpl& n_;
+};
+
+class NodeImpl final : public GroupHost::Driver, public http::Handler {
+ public:
+  explicit NodeImpl(const config::Config& cfg);
+  ~NodeImpl() override;
+
+  Status start();
+  Status run();
+  void request_stop();
+
+  // ---- GroupHost::Driver ----
+  void send(raft::Message&& m) override;
+  void apply(GroupId g, std::vector<raft::Entry>&& committed) override;
+  void on_read_states(GroupId g, std::vector<raft::ReadState>&& states) override;
+  void on_soft_state(GroupId g, const raft::SoftState& s) override;
+  void on_snapshot_refused(GroupId g, const raft::SnapshotMeta& meta) override;
+
+  // ---- http::Handler (client API, node_api.cc) ----
+  void on_headers(http::Exchange& ex) override;
+  http::Flow on_body(http::Exchange& ex, std::string_view chunk) override;
+  void on_end(http::Exchange& ex) override;
+  void on_aborted(http::Exchange& ex) override;
+
+  // ---- forwarded proposals on the peer listener (node_api.cc) ----
+  void forward_headers(http::Exchange& ex);
+  http::Flow forward_body(http::Exchange& ex, std::string_view chunk);
+  void forward_end(http::Exchange& ex);
+  transport::Transport& transport() { return *transport_; }
+
+ private:
+  // A client waiting for its proposal (or meta command) to be applied on this node.
+  struct Waiter {
+    http::Exchange* ex = nullptr;
+    GroupId group;
+    io::TimePoint deadline;
+  };
+  // A linearizable read: waits for its read index, then for the app to have applied it.
+  struct ReadWait {
+    http::Exchange* ex = nullptr;
+    GroupId group;
+    std::string query;
+    bool has_index = false;
+    LogIndex index;
+    io::TimePoint deadline;
+  };
+
+  // node.cc
+  Status lock_data_dir();
+  Status load_or_bootstrap_cluster();
+  Status open_wal();
+  Status open_network();
+  void on_turn_end();
+  void on_tick();
+  void begin_shutdown();
+  void apply_meta(const raft::Entry& e);
+  void after_meta(const MetaCommand& c, MetaOutcome o);
+  void start_group(GroupId g);
+  void stop_group(GroupId g);
+  void update_peers();
+  void on_applied(GroupId g, LogIndex last, std::vector<app::Record> results);
+  void offer_to_app(GroupId g);
+  void on_peer_down(NodeId peer);
+  void serve_ready_reads(GroupId g);
+
+  // node_api.cc
+  void dispatch(http::Exchange& ex);
+  void api_groups(http::Exchange& ex, const std::vector<std::string>& parts);
+  void api_create_group(http::Exchange& ex);
+  void api_delete_group(http::Exchange& ex, GroupId g);
+  void api_propose(http::Exchange& ex, GroupId g);
+  void api_read(http::Exchange& ex, GroupId g);
+  void api_cluster(http::Exchange& ex);
+  void propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std::string payload,
+                     std::string key);
+  void forward(uint64_t rid, GroupId g, NodeId leader, std::string entry);
+  void finish_waiter(uint64_t rid, int status, std::string body, std::string content_type,
+                     LogIndex index);
+  void fail_waiter(uint64_t rid, int status, std::string_view code, std::string_view message);
+  std::string group_status_json(GroupId g) const;
+  void sweep_timeouts();
+
+  config::Config cfg_;
+  NodeId self_;
+  int lock_fd_ = -1;
+  ClusterFile cluster_;
+  bool bootstrapped_ = false;
+
+  std::unique_ptr<io::Reactor> reactor_;
+  std::unique_ptr<wal::ReactorExecutor> executor_;
+  std::unique_ptr<wal::UringSyncWriter> writer_;
+  std::unique_ptr<wal::Wal> wal_;
+  std::unique_ptr<GroupHost> host_;
+  MetaState meta_;
+  std::unique_ptr<transport::Transport> transport_;
+  std::unique_ptr<app::AppClient> app_;
+  std::unique_ptr<http::Client> http_;  // forwarded proposals
+  std::unique_ptr<PeerRouter> peer_router_;
+  std::unique_ptr<http::Server> peer_server_;
+  std::unique_ptr<http::Server> client_server_;
+  std::unique_ptr<io::RepeatingTimer> ticker_;
+  io::Reactor::HookId hook_ = 0;
+  bool stopping_ = false;
+  std::atomic<bool> stop_requested_{false};
+
+  uint64_t next_request_ = 1;
+  std::unordered_map<uint64_t, Waiter> waiters_;               // proposals by request id
+  std::map<std::pair<GroupId, LogIndex>, uint64_t> by_index_;  // applied here, awaiting the app
+  std::unordered_map<uint64_t, ReadWait> reads_;               // reads by request id
+  std::map<GroupId, LogIndex> applied_;  // what the app acknowledged, per group
+  std::map<GroupId, std::vector<app::AppEntry>> app_backlog_;  // refused by enqueue, in order
+};
+
+}  // namespace raftd::node
