@@ -41,6 +41,90 @@ std::string_view type_name(toml::node_type t) {
 
 uint32_t line_of(const toml::source_region& r) { return r.begin.line ? r.begin.line : 1; }
 
+// toml++ 3.3 (Debian 12) parses a table header whose first key character is neither a bare-key
+// character nor a quote ("[&", "[[=") with a broken precondition: an assertion in debug builds,
+// undefined behaviour in release builds (upstream issue marzer/tomlplusplus#294, fixed by PR
+// #301). Such input is refused here, before toml++ sees it. The scan follows statements,
+// strings, comments and value brackets so that a '[' inside a value or a string is not taken for
+// a header. The same 3.3 parser asserts on a '}' where an array expects a value ("[}",
+// "[1,}"), so a closing bracket that does not match the open one is refused too, and it reaches
+// an unreachable branch when it checks a non-ASCII character outside a string for whitespace
+// ("a = \u045e" written raw), so such bytes are refused (TOML allows them only in strings and
+// comments). Returns the 1-based line and what is wrong.
+bool is_key_start(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '"' || c == '\'';
+}
+
+struct SyntaxProblem {
+  uint32_t line;
+  std::string_view what;
+};
+
+std::optional<SyntaxProblem> toml_precheck(std::string_view t) {
+  uint32_t line = 1;
+  std::string open;  // brackets and braces open, innermost last
+  bool line_start = true;
+  auto blank = [&](size_t i) { return i < t.size() && (t[i] == ' ' || t[i] == '\t'); };
+  for (size_t i = 0; i < t.size(); ++i) {
+    char c = t[i];
+    if (c == '\n') {
+      ++line;
+      line_start = open.empty();
+      continue;
+    }
+    if (line_start && (c == ' ' || c == '\t' || c == '\r')) continue;
+    if (line_start && c == '[') {
+      size_t j = i + 1;
+      bool spaced = blank(j);
+      while (blank(j)) ++j;
+      if (!spaced && j < t.size() && t[j] == '[') ++j;
+      while (blank(j)) ++j;
+      if (j < t.size() && t[j] != ']' && !is_key_start(t[j])) {
+        return SyntaxProblem{line, "a table header must start with a key"};
+      }
+    }
+    line_start = false;
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      return SyntaxProblem{line, "a character outside strings and comments is not ASCII"};
+    }
+    if (c == ':') {
+      // Only times and date-times have ':' outside strings; raftd.toml has none, and toml++ 3.3
+      // asserts on some malformed times ("1979-05-27T/07:32:00").
+      return SyntaxProblem{line, "':' outside a string (raftd.toml has no times or dates)"};
+    }
+    if (c == '#') {
+      while (i + 1 < t.size() && t[i + 1] != '\n') ++i;
+    } else if (c == '"' || c == '\'') {
+      const bool basic = c == '"';
+      const bool multi = t.substr(i, 3) == std::string_view(basic ? "\"\"\"" : "\'\'\'");
+      i += multi ? 3 : 1;
+      for (; i < t.size(); ++i) {
+        if (basic && t[i] == '\\') {
+          if (i + 1 < t.size() && t[i + 1] == '\n') ++line;
+          ++i;
+        } else if (t[i] == '\n') {
+          ++line;
+          if (!multi) break;
+        } else if (t[i] == c &&
+                   (!multi || t.substr(i, 3) == std::string_view(basic ? "\"\"\"" : "\'\'\'"))) {
+          i += multi ? 2 : 0;
+          break;
+        }
+      }
+      if (i < t.size() && t[i] == '\n') line_start = open.empty();
+    } else if (c == '[' || c == '{') {
+      open += c;
+    } else if ((c == ']' || c == '}') && !open.empty()) {
+      if (open.back() != (c == ']' ? '[' : '{')) {
+        return SyntaxProblem{line, "a closing bracket does not match the open one"};
+      }
+      open.pop_back();
+    }
+  }
+  return std::nullopt;
+}
+
 // One problem found while reading keys: reported by line, so the message names the earliest.
 struct Problem {
   uint32_t line;
@@ -89,6 +173,10 @@ Result<Config> Loader::run(std::string_view text) {
   if (text.size() > kConfigBytesMax) {
     return Status(Code::kTooLarge, fmt::format("{}:1: the file is larger than {} bytes",
                                                printable(source_), kConfigBytesMax));
+  }
+  if (std::optional<SyntaxProblem> p = toml_precheck(text)) {
+    return Status(Code::kInvalidArgument, fmt::format("{}:{}: TOML syntax error: {}",
+                                                      printable(source_), p->line, p->what));
   }
   toml::table root;
   try {
