@@ -835,7 +835,9 @@ TEST_CASE("app::AppClient: retries are spaced by the backoff") {
   const std::size_t calls = f.app.calls.size();
   CHECK(calls >= 4);
   CHECK(calls <= 14);
-  CHECK(f.client->health(GroupId(1)).failures == calls - (f.app.busy[1] > 0 ? 1 : 0));
+  const std::uint64_t failures = f.client->health(GroupId(1)).failures;
+  CHECK(failures + 1 >= calls);  // the last call may still be on its way back
+  CHECK(failures <= calls);
 }
 
 TEST_CASE("app::AppClient: many groups, failures that come and go, every entry once in order") {
