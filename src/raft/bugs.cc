@@ -24,6 +24,8 @@ constexpr BugName kBugNames[] = {
     {Bug::kConfAtAppend, "conf_at_append"},
     {Bug::kQuiesceWithoutLease, "quiesce_without_lease"},
     {Bug::kReadIndexUnconfirmed, "read_index_unconfirmed"},
+    {Bug::kHeartbeatFreesInflight, "heartbeat_frees_inflight"},
+    {Bug::kConfApplyLate, "conf_apply_late"},
 };
 
 constexpr Bug kAllBugs[] = {
@@ -37,6 +39,8 @@ constexpr Bug kAllBugs[] = {
     Bug::kConfAtAppend,
     Bug::kQuiesceWithoutLease,
     Bug::kReadIndexUnconfirmed,
+    Bug::kHeartbeatFreesInflight,
+    Bug::kConfApplyLate,
 };
 static_assert(std::size(kAllBugs) == std::size(kBugNames), "every bug has a name");
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -91,6 +92,9 @@ class GroupImpl {
   void apply_conf_state(const ConfState& cs, LogIndex index);
   // Simulator mutation conf_at_append (raftd/raft/bugs.h); never called in the daemon's build.
   void bug_conf_at_append(const std::vector<Entry>& entries);
+  // Applies a committed conf change entry (decoded; an invalid change is ignored identically on
+  // every replica).
+  void apply_conf_entry(const Entry& e);
   void rebuild_progress();
   void drop_pending_reads();
   bool committed_in_current_term() const;
@@ -116,6 +120,9 @@ class GroupImpl {
   void handle_read_request(uint64_t request_id, NodeId from);
   void handle_transfer(NodeId to);
   bool maybe_send_append(NodeId to, bool send_if_empty);
+  // The append to `to` after entry `prev` (of term `prev_term`) with `entries` and our commit
+  // index; notes the commit index sent (Progress::sent_commit). Flow control is the caller's.
+  Message make_append(NodeId to, LogIndex prev, Term prev_term, std::vector<Entry> entries);
   void bcast_append();
   // An empty append at the end of `to`'s full inflight window (lost appends show as a reject).
   void send_window_probe(NodeId to);
@@ -173,6 +180,9 @@ class GroupImpl {
   HardState prev_hard_state_;
   SoftState prev_soft_state_;
   bool ready_outstanding_ = false;
+  // Simulator mutation conf_apply_late: the conf change entry node 1 applies with the next
+  // committed entry (always null in the daemon's build).
+  std::unique_ptr<Entry> bug_late_conf_;
 
   // For check_invariants(): what was observed at the previous check.
   mutable Term checked_term_;

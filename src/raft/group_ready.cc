@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "bug_hooks.h"
 #include "group_impl.h"
 
 namespace raftd::raft {
@@ -62,13 +63,19 @@ void GroupImpl::advance(const Ready& rd) {
       uint64_t b = e.size_bytes();
       uncommitted_bytes_ = uncommitted_bytes_ > b ? uncommitted_bytes_ - b : 0;
     }
+    if (bug_late_conf_) {
+      std::unique_ptr<Entry> late = std::move(bug_late_conf_);
+      if (late->index > conf_index_) apply_conf_entry(*late);
+    }
     // A snapshot installed meanwhile may already carry a newer configuration.
     if (e.type != EntryType::kConfChange || e.index <= conf_index_) continue;
-    Result<ConfChange> cc = decode_conf_change(e.data);
-    RAFTD_ASSERT(cc.is_ok(), "raft: undecodable conf change entry");
-    Result<ConfState> next = apply_conf_change(conf_, cc.value());
-    // An invalid change is ignored identically on every replica (deterministic).
-    if (next.is_ok()) apply_conf_state(next.value(), e.index);
+    if (RAFTD_BUG(kConfApplyLate) && cfg_.id == NodeId(1)) {
+      // Mutation (conf_apply_late): node 1 applies each change one committed entry late, so
+      // right after applying it, its configuration is not the others'.
+      bug_late_conf_ = std::make_unique<Entry>(e);
+      continue;
+    }
+    apply_conf_entry(e);
   }
   log_.applied_to(rd.committed_entries.back().index);
   if (campaign_after_apply_ && role_ != Role::kLeader && !has_unapplied_conf_changes()) {
@@ -82,6 +89,14 @@ void GroupImpl::advance(const Ready& rd) {
     Result<ConfState> next = apply_conf_change(conf_, ConfChange{});
     if (next.is_ok()) (void)append_conf_change(ConfChange{}, next.value());
   }
+}
+
+void GroupImpl::apply_conf_entry(const Entry& e) {
+  Result<ConfChange> cc = decode_conf_change(e.data);
+  RAFTD_ASSERT(cc.is_ok(), "raft: undecodable conf change entry");
+  Result<ConfState> next = apply_conf_change(conf_, cc.value());
+  // An invalid change is ignored identically on every replica (deterministic).
+  if (next.is_ok()) apply_conf_state(next.value(), e.index);
 }
 
 Status GroupImpl::check_invariants() const {

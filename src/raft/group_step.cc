@@ -373,8 +373,17 @@ void GroupImpl::handle_heartbeat_resp(const Message& m) {
   Progress& pr = progress_.at(m.from);
   pr.recent_active = true;
   pr.probe_sent = false;
-  if (pr.state == ProgressState::kReplicate &&
-      pr.inflights.full(cfg_.max_inflight_msgs, cfg_.max_inflight_bytes)) {
+  if (RAFTD_BUG(kHeartbeatFreesInflight)) {
+    // Mutation (heartbeat_frees_inflight): the answer frees the oldest slot of a full window and
+    // the next append goes out, so a follower whose disk stalls gets one more append per
+    // heartbeat, without bound (the flaw the window probe below replaced).
+    if (pr.state == ProgressState::kReplicate &&
+        pr.inflights.full(cfg_.max_inflight_msgs, cfg_.max_inflight_bytes)) {
+      pr.inflights.free_first();
+    }
+    if (pr.match < log_.last_index()) maybe_send_append(m.from, true);
+  } else if (pr.state == ProgressState::kReplicate &&
+             pr.inflights.full(cfg_.max_inflight_msgs, cfg_.max_inflight_bytes)) {
     // The window is full and the follower is alive: either our appends were lost or its disk is
     // slow. Freeing a slot would send more entries on every heartbeat, without bound, to a
     // follower whose disk stalls. Instead an empty append at the end of the window: a follower
@@ -409,15 +418,7 @@ bool GroupImpl::maybe_send_append(NodeId to, bool send_if_empty) {
   // An empty append is still worth sending when it tells the follower a newer commit index.
   bool commit_news = pr.sent_commit < std::min(log_.committed(), prev);
   if (es->empty() && !send_if_empty && !commit_news) return false;
-  Message m;
-  m.type = MessageType::kAppend;
-  m.to = to;
-  m.term = term_;
-  m.index = prev;
-  m.log_term = *prev_term;
-  m.commit = log_.committed();
-  m.entries = std::move(*es);
-  pr.sent_commit = std::max(pr.sent_commit, std::min(m.commit, prev + m.entries.size()));
+  Message m = make_append(to, prev, *prev_term, std::move(*es));
   if (!m.entries.empty()) {
     LogIndex last = m.entries.back().index;
     if (pr.state == ProgressState::kReplicate) {
@@ -440,15 +441,22 @@ void GroupImpl::send_window_probe(NodeId to) {
     maybe_send_append(to, true);
     return;
   }
+  send(make_append(to, prev, *prev_term, {}));
+}
+
+Message GroupImpl::make_append(NodeId to, LogIndex prev, Term prev_term,
+                               std::vector<Entry> entries) {
   Message m;
   m.type = MessageType::kAppend;
   m.to = to;
   m.term = term_;
   m.index = prev;
-  m.log_term = *prev_term;
+  m.log_term = prev_term;
   m.commit = log_.committed();
-  pr.sent_commit = std::max(pr.sent_commit, std::min(m.commit, prev));
-  send(std::move(m));
+  m.entries = std::move(entries);
+  Progress& pr = progress_.at(to);
+  pr.sent_commit = std::max(pr.sent_commit, std::min(m.commit, prev + m.entries.size()));
+  return m;
 }
 
 void GroupImpl::bcast_append() {

@@ -25,6 +25,11 @@ void Inflights::free_le(LogIndex index) {
   }
 }
 
+void Inflights::free_first() {
+  if (head_ == window_.size()) return;
+  free_le(window_[head_].last);
+}
+
 void Inflights::reset() {
   std::vector<Flight>().swap(window_);
   head_ = 0;

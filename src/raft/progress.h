@@ -16,6 +16,9 @@ class Inflights {
   void add(LogIndex last, uint64_t bytes);
   // Frees every append whose last index is <= `index` (they were acknowledged).
   void free_le(LogIndex index);
+  // Frees the oldest append. Only the simulator's heartbeat_frees_inflight mutation calls it
+  // (raftd/raft/bugs.h): freeing on a heartbeat answer widens the window without bound.
+  void free_first();
   void reset();
   bool full(uint32_t max_msgs, uint64_t max_bytes) const;
   uint32_t count() const { return static_cast<uint32_t>(window_.size() - head_); }

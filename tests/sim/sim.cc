@@ -18,6 +18,7 @@ Modes draw_modes(uint64_t seed, const std::map<std::string, bool>& force) {
   m.disk_stall = side.below(4) == 0;
   m.wire_survives = side.below(3) == 0;
   m.two_to_one = side.below(2) == 0;
+  m.coalesce_hs = side.below(3) == 0;  // drawn last: the draws before it stay as they were
   for (const auto& [name, on] : force) {
     RAFTD_ASSERT(set_mode(&m, name, on), "sim: unknown mode (checked by the CLI)");
   }
@@ -174,6 +175,10 @@ void Sim::boot(Node& n) {
     r.checked_commit = snap.index;  // the next check verifies the durable log against the record
     r.reads.clear();
     r.proposals.clear();
+    r.unsynced.clear();  // what was not durable is gone
+    r.unsynced_bytes = 0;
+    r.unsynced_max_entry = 0;
+    r.hs_slot.reset();
   }
 }
 
@@ -244,6 +249,9 @@ void Sim::dispatch(const Event& e) {
           rep(e.node, g).group->tick();
           maybe_drain(e.node, g);
         }
+        // coalesce-hs: hard states nothing waited for go out with the next batch, or on an
+        // idle disk at the next tick.
+        if (swarm_.modes.coalesce_hs && n.writing.empty()) disk_start(e.node);
       }
       schedule(Event{.t = now_ + n.tick_period_us, .kind = Ev::kTick, .node = e.node});
       break;
@@ -334,8 +342,8 @@ void Sim::process_ready(int n, int g, raft::Ready& rd) {
   check_new_entries(n, g, rd.entries);
   if (!result_.ok) return;
   if (rd.must_persist() || !rd.messages_after_persist.empty()) {
-    disk_enqueue(n, DiskWrite{g, rd.snapshot, rd.entries, rd.hard_state,
-                              std::move(rd.messages_after_persist)});
+    DiskWrite w{g, rd.snapshot, rd.entries, rd.hard_state, std::move(rd.messages_after_persist)};
+    if (!swarm_.modes.coalesce_hs || coalesce_hard_state(n, &w)) disk_enqueue(n, std::move(w));
   }
   r.group->advance(rd);
   for (const Entry& e : rd.committed_entries) {
@@ -451,6 +459,16 @@ void Sim::send(int from, const Message& m) {
   const bool lost = blocked_[static_cast<size_t>(from)][static_cast<size_t>(to)] ||
                     rng_.chance(swarm_.loss_ppm) || muted;
   const int copies = lost ? 0 : rng_.chance(swarm_.dup_ppm) ? 2 : 1;
+  // An append of the leader's pipelined window (replicate state, inside the window it counts):
+  // the flow-control check counts what these bring a follower (note_unsynced).
+  bool pipelined = false;
+  if (m.type == MessageType::kAppend && !m.entries.empty()) {
+    if (raft::Group* leader = running(from, g)) {
+      const std::optional<raft::ProgressView> pv = leader->progress(m.to);
+      pipelined = pv && pv->state == raft::ProgressState::kReplicate && pv->inflight_msgs > 0 &&
+                  m.entries.back().index < pv->next;
+    }
+  }
   if (lost) ++result_.stats.dropped;
   int64_t first = 0;
   for (int i = 0; i < copies; ++i) {
@@ -458,6 +476,7 @@ void Sim::send(int from, const Message& m) {
     first = i == 0 ? e.t : first;
     e.a = seq_;
     in_flight_.emplace(e.a, m);
+    if (pipelined) pipelined_.insert(e.a);
     schedule(e);
   }
   if (snap) {
@@ -472,6 +491,7 @@ void Sim::send(int from, const Message& m) {
 }
 
 void Sim::deliver(const Event& e) {
+  const bool pipelined = pipelined_.erase(e.a) > 0;
   auto it = in_flight_.find(e.a);
   if (it == in_flight_.end()) return;  // lost in its sender's crash
   const Message m = std::move(it->second);
@@ -484,7 +504,18 @@ void Sim::deliver(const Event& e) {
                     e.node + 1, e.group + 1, m.from.value(), raft::message_type_name(m.type),
                     m.term.value(), m.index.value(), m.log_term.value(), m.entries.size(),
                     m.commit.value(), m.reject ? " reject" : ""));
-  rep(e.node, e.group).group->step(m);
+  // Which of the append's entries the follower holds already (flow-control check, below).
+  raft::Group& grp = *rep(e.node, e.group).group;
+  std::vector<bool> had;
+  if (m.type == MessageType::kAppend) {
+    had.reserve(m.entries.size());
+    for (const Entry& x : m.entries) had.push_back(grp.term_at(x.index) == x.term);
+  }
+  grp.step(m);
+  if (m.type == MessageType::kAppend || m.type == MessageType::kSnapshot) {
+    note_unsynced(e.node, e.group, m, pipelined ? had : std::vector<bool>(m.entries.size(), true));
+    if (!result_.ok) return;
+  }
   maybe_drain(e.node, e.group);
 }
 
@@ -499,8 +530,43 @@ void Sim::disk_enqueue(int n, DiskWrite w) {
   if (node(n).writing.empty()) disk_start(n);
 }
 
+// coalesce-hs (raft.h: "Writing only the newest of several queued hard states is fine"): a
+// driver that keeps one hard state per replica and writes only the newest. A Ready whose hard
+// state nothing waits for (no entries, snapshot or after-persist messages) only updates the
+// replica's slot, which goes out with the node's next batch (or at its next tick), after that
+// batch's entries; a Ready that writes takes the slot's place, and the hard states of its
+// replica's earlier writes still queued for the next batch are dropped (the newest, written
+// after them in the same batch, stands for them). Returns whether `w` is still to be written.
+bool Sim::coalesce_hard_state(int n, DiskWrite* w) {
+  Replica& r = rep(n, w->group);
+  if (!w->snapshot && w->entries.empty() && w->after_persist.empty()) {
+    result_.stats.hs_coalesced += r.hs_slot.has_value();
+    r.hs_slot = w->hard_state;
+    return false;
+  }
+  if (!w->hard_state) {
+    w->hard_state = r.hs_slot;
+  } else {
+    result_.stats.hs_coalesced += r.hs_slot.has_value();
+    for (DiskWrite& q : node(n).disk) {
+      if (q.group != w->group || !q.hard_state) continue;
+      q.hard_state.reset();
+      ++result_.stats.hs_coalesced;
+    }
+  }
+  r.hs_slot.reset();
+  return true;
+}
+
 void Sim::disk_start(int n) {
   Node& nd = node(n);
+  if (swarm_.modes.coalesce_hs) {
+    for (int g = 0; g < o_.groups; ++g) {
+      if (!hosts(n, g) || !rep(n, g).hs_slot) continue;
+      nd.disk.push_back(DiskWrite{.group = g, .hard_state = rep(n, g).hs_slot});
+      rep(n, g).hs_slot.reset();
+    }
+  }
   if (nd.disk.empty()) return;
   nd.writing.swap(nd.disk);
   const int64_t latency = static_cast<int64_t>(rng_.range(
@@ -528,6 +594,12 @@ void Sim::make_durable(int n, const DiskWrite& w, bool with_hard_state) {
       return;
     }
     r.storage.append(w.entries);
+    for (const Entry& x : w.entries) {
+      auto it = r.unsynced.find(x.index);
+      if (it == r.unsynced.end() || it->second.first != x.term) continue;
+      r.unsynced_bytes -= it->second.second;
+      r.unsynced.erase(it);
+    }
   }
   // Entries first, then the hard state (raft.h): a crash may fall in between (split-hs).
   if (w.hard_state && with_hard_state) r.hard_state = *w.hard_state;
@@ -603,19 +675,20 @@ std::string faults_name(uint32_t faults) {
 }
 
 const std::vector<std::string>& mode_names() {
-  static const std::vector<std::string> kNames = {"membership", "prevote",       "checkquorum",
-                                                  "quiesce",    "lazy-ready",    "split-hs",
-                                                  "disk-stall", "wire-survives", "two-to-one"};
+  static const std::vector<std::string> kNames = {
+      "membership", "prevote",    "checkquorum",   "quiesce",    "lazy-ready",
+      "split-hs",   "disk-stall", "wire-survives", "two-to-one", "coalesce-hs"};
   return kNames;
 }
 
 namespace {
 
 bool* mode_flag(Modes* m, const std::string& name) {
-  bool* flags[] = {&m->membership, &m->pre_vote,   &m->check_quorum,  &m->quiesce,   &m->lazy_ready,
-                   &m->split_hs,   &m->disk_stall, &m->wire_survives, &m->two_to_one};
+  bool* flags[] = {&m->membership, &m->pre_vote,   &m->check_quorum, &m->quiesce,
+                   &m->lazy_ready, &m->split_hs,   &m->disk_stall,   &m->wire_survives,
+                   &m->two_to_one, &m->coalesce_hs};
   const auto& names = mode_names();
-  static_assert(std::size(flags) == 9, "one flag per mode name");
+  static_assert(std::size(flags) == 10, "one flag per mode name");
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == name) return flags[i];
   }

@@ -18,8 +18,10 @@
 // with the record of everything ever committed, and replicas apply the same entry at each
 // index, and log matching for every entry a Ready hands out (same index and term on two
 // replicas: same data, same term before it), a leader is a voter of its configuration, leader
-// completeness, every newly committed entry durable on a majority of the voters, and
-// configurations change only by applying; every tick, availability of healthy groups and no
+// completeness, every newly committed entry durable on a majority of the voters,
+// configurations change only by applying and agree after each applied change, and a follower
+// never holds more unsynced entries from one leader than that leader's inflight window; every
+// tick, availability of healthy groups and no
 // follower asleep under a lost leader; periodically, every replica's committed log prefix
 // against that record; at the end, the client histories are linearizable (lincheck.h) and,
 // after all faults heal, every group elects a leader and commits a fresh entry within
@@ -65,9 +67,10 @@ struct Modes {
   bool disk_stall = false;     // a node's disk stops completing for a while
   bool wire_survives = false;  // a crashed node's in-flight messages may still arrive
   bool two_to_one = false;     // membership changes may shrink two voters to one
+  bool coalesce_hs = false;    // the driver writes only the newest of the queued hard states
 };
 // Mode names, in the order of Modes: membership, prevote, checkquorum, quiesce, lazy-ready,
-// split-hs, disk-stall, wire-survives, two-to-one.
+// split-hs, disk-stall, wire-survives, two-to-one, coalesce-hs.
 const std::vector<std::string>& mode_names();
 bool set_mode(Modes* m, const std::string& name, bool on);  // false: unknown name
 // "NAME=on|off" -> (name, on); false when malformed or unknown.
@@ -105,6 +108,10 @@ struct SimStats {
   uint64_t destroyed = 0;      // replicas destroyed after applying their removal
   uint64_t avail_windows = 0;  // availability windows that committed their marker
   uint64_t stalls = 0;         // disk stalls
+  uint64_t hs_coalesced = 0;   // coalesce-hs: hard states never written (a newer one stood in)
+  // Flow control: the most entry bytes a follower held from one leader and not durable yet, in
+  // percent of that leader's window (the check fails above 100).
+  uint64_t unsynced_peak_pct = 0;
   int64_t sim_ms = 0;
 };
 

@@ -103,6 +103,58 @@ void Sim::check_replica(int n, int g) {
   r.checked_commit = std::max(r.checked_commit, commit);
 }
 
+// Flow control (raft.h, Config::max_inflight_msgs): in replicate state a leader has at most
+// max_inflight_msgs appends in flight to a follower, each of at most max_msg_bytes of entries
+// (or one larger entry), and frees a slot only when the follower acknowledges, which it does
+// once the entries are durable. So the entries a follower accepted from one leader's pipelined
+// appends and has not made durable yet never exceed that window, however long its disk stalls.
+// Every window starts after an acknowledged match, durable on the follower, so this holds even
+// when appends of an earlier window (before a reject sent the leader back to probing) arrive
+// late or twice; entries the follower holds already do not count again. Probes (one at a time,
+// at a guessed position) are not counted: Sim::send tags the pipelined appends. Called after a
+// follower steps an append or a snapshot: `had[i]` tells whether m.entries[i] does not count
+// (held before, or a probe).
+void Sim::note_unsynced(int n, int g, const Message& m, const std::vector<bool>& had) {
+  Replica& r = rep(n, g);
+  const raft::Group& grp = *r.group;
+  auto forget = [&r](auto it) {
+    r.unsynced_bytes -= it->second.second;
+    return r.unsynced.erase(it);
+  };
+  if (grp.term() != r.unsynced_term) {  // another leader's window: the old one no longer counts
+    r.unsynced.clear();
+    r.unsynced_bytes = 0;
+    r.unsynced_max_entry = 0;
+    r.unsynced_term = grp.term();
+  }
+  // Entries gone from the log (replaced after a conflict, or under a snapshot) leave the count.
+  for (auto it = r.unsynced.begin(); it != r.unsynced.end();) {
+    it = grp.term_at(it->first) == it->second.first ? std::next(it) : forget(it);
+  }
+  if (m.type != MessageType::kAppend || grp.role() != raft::Role::kFollower || m.term != grp.term())
+    return;
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    const Entry& x = m.entries[i];
+    if (had[i] || grp.term_at(x.index) != x.term) continue;  // held already, or not accepted
+    const uint64_t bytes = x.size_bytes();
+    auto [it, inserted] = r.unsynced.emplace(x.index, std::make_pair(x.term, bytes));
+    if (!inserted) continue;
+    r.unsynced_bytes += bytes;
+    r.unsynced_max_entry = std::max(r.unsynced_max_entry, bytes);
+  }
+  const uint64_t window =
+      uint64_t{swarm_.max_inflight_msgs} * (uint64_t{swarm_.max_msg_bytes} + r.unsynced_max_entry);
+  result_.stats.unsynced_peak_pct =
+      std::max(result_.stats.unsynced_peak_pct, r.unsynced_bytes * 100 / window);
+  if (r.unsynced_bytes > window) {
+    violate(fmt::format(
+        "node {} group {}: flow control: {} entries ({} bytes) accepted from the leader of term "
+        "{} are not durable yet, beyond its window of {} appends of {} bytes",
+        n + 1, g + 1, r.unsynced.size(), r.unsynced_bytes, m.term.value(), swarm_.max_inflight_msgs,
+        swarm_.max_msg_bytes));
+  }
+}
+
 // Leader completeness (thesis §3.6): a new leader of term T holds every entry committed in an
 // earlier term. Checked when the leader is first seen, against the record of everything ever
 // committed; entries it compacted away are committed in its snapshot.

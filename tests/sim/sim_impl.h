@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "lincheck.h"
@@ -173,6 +174,16 @@ struct Replica {
   Term first_commit_term;             // last term in which this replica committed as leader
   std::map<uint64_t, int> reads;      // read request id -> client
   std::map<LogIndex, int> proposals;  // log index -> client waiting for it
+  // Flow control (Sim::note_unsynced): the entries this replica accepted, as a follower, from
+  // the appends of the leader of `unsynced_term` and that are not durable yet: index -> (term,
+  // bytes as max_msg_bytes counts them), their total and the largest.
+  Term unsynced_term;
+  std::map<LogIndex, std::pair<Term, uint64_t>> unsynced;
+  uint64_t unsynced_bytes = 0;
+  uint64_t unsynced_max_entry = 0;
+  // coalesce-hs: the newest hard state of Readies that had nothing else to write, waiting for
+  // the node's next batch (volatile: lost in a crash).
+  std::optional<raft::HardState> hs_slot;
 };
 
 struct Node {
@@ -285,6 +296,7 @@ class Sim {
   void send(int from, const Message& m);
   void deliver(const Event& e);
   void disk_enqueue(int node, DiskWrite w);
+  bool coalesce_hard_state(int node, DiskWrite* w);
   void disk_start(int node);
   void disk_done(const Event& e);
   void make_durable(int node, const DiskWrite& w, bool with_hard_state);
@@ -326,6 +338,7 @@ class Sim {
   bool durably_holds(int node, int group, LogIndex i, Term t);
   void check_logs();
   void check_new_entries(int node, int group, const std::vector<Entry>& entries);
+  void note_unsynced(int node, int group, const Message& m, const std::vector<bool>& had);
   void check_entry_fact(int node, int group, const Entry& e, uint64_t data_hash,
                         uint64_t prev_term);
   void liveness_tick();
@@ -359,6 +372,7 @@ class Sim {
   uint64_t seq_ = 0;
   std::vector<Event> heap_;
   std::map<uint64_t, Message> in_flight_;  // message id -> message
+  std::set<uint64_t> pipelined_;           // ids of appends of a leader's pipelined window
   std::deque<Node> nodes_;                 // a deque: Node is not copyable and never moves
   std::vector<Client> clients_;
   std::vector<std::vector<bool>> blocked_;  // blocked_[from][to]

@@ -42,10 +42,11 @@ std::string stats_line(const raftd::sim::SimResult& r) {
   return fmt::format(
       "{} ms simulated, {} events, {} messages ({} dropped), {} crashes, {} partitions, "
       "{} leaders, {} snapshots, {} committed entries, ops {} ok / {} fail / {} info, "
-      "{} conf changes, {} replicas removed, {} disk stalls, {} availability windows\n  modes: {}",
+      "{} conf changes, {} replicas removed, {} disk stalls, {} availability windows, "
+      "{} hard states coalesced, peak unsynced {}% of a window\n  modes: {}",
       s.sim_ms, s.events, s.messages, s.dropped, s.crashes, s.partitions, s.elections, s.snapshots,
       s.committed, s.ops_ok, s.ops_fail, s.ops_info, s.conf_changes, s.destroyed, s.stalls,
-      s.avail_windows, r.modes);
+      s.avail_windows, s.hs_coalesced, s.unsynced_peak_pct, r.modes);
 }
 
 struct Args {
@@ -89,7 +90,8 @@ void add_options(CLI::App& app, Args& a) {
   app.add_option("--bug", a.o.bug,
                  "reintroduce a classic bug in the core: commit_prev_term, vote_before_persist, "
                  "ack_before_persist, read_without_quorum, truncate_committed, learner_in_quorum, "
-                 "conf_at_append, quiesce_without_lease, read_index_unconfirmed")
+                 "conf_at_append, quiesce_without_lease, read_index_unconfirmed, "
+                 "heartbeat_frees_inflight, conf_apply_late")
       ->capture_default_str();
   app.add_flag("--trace", a.o.trace, "print every event of the run");
   app.add_flag("--verbose,-v", a.verbose, "print a line for every seed");

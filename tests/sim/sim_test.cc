@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
@@ -150,6 +151,38 @@ TEST_CASE("sim: modes are drawn per seed, can be forced, and replay") {
   CHECK_FALSE(parse_mode("no-such-mode=on", &name, &on));
 }
 
+TEST_CASE("sim: coalesce-hs writes only the newest hard state, correct core, no violation") {
+  uint64_t coalesced = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    SimOptions o = small(seed, kFaultAll);
+    o.force = {{"coalesce-hs", true}, {"membership", true}, {"split-hs", seed % 2 == 0}};
+    const SimResult r = run_simulation(o);
+    INFO("seed ", seed, ": ", r.violation, "\n", r.details);
+    CHECK(r.ok);
+    CHECK(r.modes.find("coalesce-hs=on") != std::string::npos);
+    coalesced += r.stats.hs_coalesced;
+    if (seed == 1) CHECK(run_simulation(o).trace_hash == r.trace_hash);
+  }
+  CHECK(coalesced > 0);  // hard states were left unwritten, a newer one standing in
+  SimOptions off = small(1, kFaultAll);
+  off.force = {{"coalesce-hs", false}};
+  CHECK(run_simulation(off).stats.hs_coalesced == 0);
+}
+
+TEST_CASE("sim: the flow-control check measures what stalled followers hold unsynced") {
+  uint64_t peak = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    SimOptions o = small(seed, kFaultAll);
+    o.force = {{"disk-stall", true}};
+    const SimResult r = run_simulation(o);
+    INFO("seed ", seed, ": ", r.violation);
+    CHECK(r.ok);
+    CHECK(r.stats.unsynced_peak_pct <= 100);
+    peak = std::max(peak, r.stats.unsynced_peak_pct);
+  }
+  CHECK(peak > 0);  // followers did hold entries from a leader before making them durable
+}
+
 TEST_CASE("sim: membership changes in a calm cluster: spares join, leaders leave, all agree") {
   int changes = 0, destroyed = 0;
   for (uint64_t seed = 1; seed <= 3; ++seed) {
@@ -222,6 +255,8 @@ constexpr const char* kStale = "not linearizable";
 constexpr const char* kInvariant = "invariant:";
 constexpr const char* kConf = "configuration changed without a conf change";
 constexpr const char* kSleeps = "sleeps (quiesced) under leader";
+constexpr const char* kFlow = "flow control:";
+constexpr const char* kConfAgree = "has another configuration than node(s) before it";
 
 TEST_CASE("raftd-sim mutation: commit_prev_term is caught") {
   expect_caught("commit_prev_term", 500, {kCompleteness, kRecord, kQuorum});
@@ -249,6 +284,12 @@ TEST_CASE("raftd-sim mutation: quiesce_without_lease is caught") {
 }
 TEST_CASE("raftd-sim mutation: read_index_unconfirmed is caught") {
   expect_caught("read_index_unconfirmed", 500, {kStale});
+}
+TEST_CASE("raftd-sim mutation: heartbeat_frees_inflight is caught") {
+  expect_caught("heartbeat_frees_inflight", 300, {kFlow});
+}
+TEST_CASE("raftd-sim mutation: conf_apply_late is caught") {
+  expect_caught("conf_apply_late", 50, {kConfAgree});
 }
 
 }  // namespace raftd::sim
