@@ -371,6 +371,8 @@ void NodeImpl::stop_group(GroupId g) {
     if (r.group == g) gone.push_back(rid);
   }
   for (uint64_t rid : gone) fail_waiter(rid, 404, "unknown_group", "the group was deleted");
+  by_index_.erase(by_index_.lower_bound({g, LogIndex(0)}),
+                  by_index_.lower_bound({g + 1, LogIndex(0)}));
   if (auto info = wal_->group(g); info && info->last_index > info->mark.index) {
     if (Status s = wal_->compact(g, info->last_index, info->last_term); !s.is_ok()) {
       log::warn("group {}: compaction after delete: {}", g.value(), s.to_string());
