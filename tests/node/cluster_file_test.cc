@@ -1,0 +1,71 @@
+#include "node/cluster_file.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+using raftd::Code;
+using raftd::NodeId;
+using namespace raftd::node;
+
+namespace {
+
+ClusterFile sample() {
+  std::vector<NodeInfo> m = {{NodeId(1), "127.0.0.1:7301", "127.0.0.1:7300"},
+                             {NodeId(2), "127.0.0.1:7311", "127.0.0.1:7310"}};
+  return ClusterFile{cluster_id_of(m), NodeId(2), m};
+}
+
+}  // namespace
+
+TEST_CASE("node::ClusterFile: round trip, and the id depends on ids and peer addresses only") {
+  ClusterFile f = sample();
+  auto d = decode_cluster_file(encode_cluster_file(f), "x");
+  REQUIRE_MESSAGE(d.is_ok(), d.status().to_string());
+  CHECK(d.value() == f);
+  auto other = f.members;
+  other[1].client = "127.0.0.1:9999";
+  CHECK(cluster_id_of(other) == f.cluster_id);  // client addresses do not name the cluster
+  other[1].peer = "127.0.0.1:7399";
+  CHECK(cluster_id_of(other) != f.cluster_id);
+  std::vector<NodeInfo> reversed = {f.members[1], f.members[0]};
+  CHECK(cluster_id_of(reversed) == f.cluster_id);  // order of the list does not matter
+}
+
+TEST_CASE("node::ClusterFile: any damage is refused") {
+  const std::string good = encode_cluster_file(sample());
+  for (size_t i = 0; i < good.size(); ++i) {
+    std::string bad = good;
+    bad[i] = static_cast<char>(bad[i] ^ 0x01);
+    CHECK_FALSE(decode_cluster_file(bad, "x").is_ok());
+  }
+  for (size_t n = 0; n < good.size(); ++n) {
+    CHECK_FALSE(decode_cluster_file(good.substr(0, n), "x").is_ok());
+  }
+  // A well-sealed file whose cluster id does not match its members.
+  ClusterFile f = sample();
+  f.cluster_id ^= 1;
+  auto d = decode_cluster_file(encode_cluster_file(f), "x");
+  REQUIRE_FALSE(d.is_ok());
+  CHECK(d.status().code() == Code::kCorruption);
+  CHECK(d.status().message().find("cluster_id") != std::string::npos);
+}
+
+TEST_CASE("node::ClusterFile: written durably, read back; a missing file is kNotFound") {
+  std::string dir = (std::filesystem::temp_directory_path() /
+                     ("raftd-cluster-test-" + std::to_string(::getpid())))
+                        .string();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  CHECK(read_cluster_file(dir).status().code() == Code::kNotFound);
+  REQUIRE(write_cluster_file(dir, sample()).is_ok());
+  auto r = read_cluster_file(dir);
+  REQUIRE(r.is_ok());
+  CHECK(r.value() == sample());
+  CHECK_FALSE(std::filesystem::exists(dir + "/cluster.tmp"));
+  std::filesystem::remove_all(dir);
+}
