@@ -127,7 +127,9 @@ Status validate(const AppOptions& o) {
   if (o.retry_backoff_min_ms == 0 || o.retry_backoff_min_ms > o.retry_backoff_max_ms) {
     return bad("retry backoff must be 0 < min <= max");
   }
-  if (o.batch_entries_max == 0) return bad("batch_entries_max must be > 0");
+  if (o.batch_entries_max == 0 || o.batch_entries_max > kRecordsMax) {
+    return bad(fmt::format("batch_entries_max must be 1-{}", kRecordsMax));
+  }
   if (o.batch_bytes_max == 0 || o.batch_bytes_max > kBatchBytesMax) {
     return bad(fmt::format("batch_bytes_max must be 1-{}", kBatchBytesMax));
   }

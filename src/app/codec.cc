@@ -23,6 +23,11 @@ Status check_body_size(std::string_view body) {
   return Status::ok();
 }
 
+Status too_many_records(std::string_view where) {
+  return Status(Code::kTooLarge,
+                fmt::format("record {}{}: more than {} records", kRecordsMax, where, kRecordsMax));
+}
+
 void assert_well_formed(std::span<const Record> records) {
   LogIndex prev;
   for (const Record& r : records) {
@@ -97,6 +102,7 @@ Result<std::vector<Record>> decode_binary(std::string_view body) {
       return corrupt(fmt::format("record {}{}: truncated data ({} of {} bytes)", n, where,
                                  body.size() - off, length));
     }
+    if (n == kRecordsMax) return too_many_records(where);
     records.push_back(Record{index, std::string(body.substr(off, length))});
     off += length;
     prev = index;
@@ -117,10 +123,12 @@ void append_records_json(std::string& out, std::span<const Record> records) {
   out.push_back(']');
 }
 
-// Nesting depth of a JSON text, counted outside strings, stopping as soon as it passes `max`.
-// Runs before the parser so no hostile nesting reaches it.
-Status check_depth(std::string_view body) {
+// Nesting depth and commas of a JSON text, counted outside strings, stopping as soon as one
+// passes its limit. Runs before the parser, so no hostile nesting or flood of tiny values
+// reaches it.
+Status check_shape(std::string_view body) {
   std::size_t depth = 0;
+  std::size_t commas = 0;
   bool in_string = false;
   bool escaped = false;
   for (std::size_t i = 0; i < body.size(); ++i) {
@@ -143,6 +151,9 @@ Status check_depth(std::string_view body) {
       }
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
+    } else if (c == ',' && ++commas > kJsonSeparatorsMax) {
+      return Status(Code::kTooLarge, fmt::format("json holds more than {} commas (at byte {})",
+                                                 kJsonSeparatorsMax, i));
     }
   }
   return Status::ok();
@@ -150,7 +161,7 @@ Status check_depth(std::string_view body) {
 
 Result<json> parse_json(std::string_view body) {
   if (Status s = check_body_size(body); !s) return s;
-  if (Status s = check_depth(body); !s) return s;
+  if (Status s = check_shape(body); !s) return s;
   try {
     return json::parse(body.begin(), body.end());
   } catch (const json::exception& e) {
@@ -177,6 +188,7 @@ Result<std::vector<Record>> json_records(const json& doc, const char* key) {
   LogIndex prev;
   for (const json& item : *arr) {
     const std::size_t n = records.size();
+    if (n == kRecordsMax) return too_many_records(fmt::format(" of \"{}\"", key));
     const std::string where = fmt::format("json {} record {}", key, n);
     if (!item.is_object()) return corrupt(where + ": not an object");
     Result<LogIndex> index = json_index(item, "index", where);

@@ -811,6 +811,7 @@ TEST_CASE("app::validate: options out of range name the field") {
   fails([](AppOptions& b) { b.retry_backoff_min_ms = 50, b.retry_backoff_max_ms = 10; }, "backoff");
   fails([](AppOptions& b) { b.batch_bytes_max = kBatchBytesMax + 1; }, "batch_bytes_max");
   fails([](AppOptions& b) { b.batch_entries_max = 0; }, "batch_entries_max");
+  fails([](AppOptions& b) { b.batch_entries_max = kRecordsMax + 1; }, "batch_entries_max");
   fails([](AppOptions& b) { b.queue_bytes_max = b.batch_bytes_max - 1; }, "queue_bytes_max");
   fails([](AppOptions& b) { b.token = "a\r\nX: y"; }, "token");
   fails([](AppOptions& b) { b.on_applied = nullptr; }, "on_applied");

@@ -139,6 +139,36 @@ TEST_CASE("app::codec: a body above the batch limit is kTooLarge") {
   CHECK(decode_results(Encoding::kJson, body).status().code() == Code::kTooLarge);
 }
 
+TEST_CASE("app::codec: a body of more records or json values than the limits is kTooLarge") {
+  std::string binary;
+  for (uint64_t i = 1; i <= kRecordsMax; ++i) binary += rec(i, "");
+  Result<std::vector<Record>> most = decode_results(Encoding::kBinary, binary);
+  REQUIRE(most.is_ok());
+  CHECK(most->size() == kRecordsMax);
+  binary += rec(kRecordsMax + 1, "");
+  Status over = decode_results(Encoding::kBinary, binary).status();
+  CHECK(over.code() == Code::kTooLarge);
+  CHECK_MESSAGE(over.message().find("more than 65536 records") != std::string::npos,
+                over.message());
+
+  std::string json = R"({"results":[)";
+  for (uint64_t i = 1; i <= kRecordsMax + 1; ++i) {
+    json += (i > 1 ? "," : "") + std::string(R"({"index":)") + std::to_string(i) + R"(,"data":""})";
+  }
+  json += "]}";
+  over = decode_results(Encoding::kJson, json).status();
+  CHECK(over.code() == Code::kTooLarge);
+  CHECK_MESSAGE(over.message().find("more than 65536 records") != std::string::npos,
+                over.message());
+  // A flood of tiny values is refused before the parser builds them.
+  std::string flood = R"({"results":[],"x":[)";
+  for (std::size_t i = 0; i <= kJsonSeparatorsMax; ++i) flood += "1,";
+  flood += "1]}";
+  over = decode_results(Encoding::kJson, flood).status();
+  CHECK(over.code() == Code::kTooLarge);
+  CHECK_MESSAGE(over.message().find("commas") != std::string::npos, over.message());
+}
+
 TEST_CASE("app::codec: indexes must start at 1 and increase") {
   check_corrupt(decode_entries(Encoding::kBinary, rec(0, "a")).status(), "index 0");
   check_corrupt(decode_entries(Encoding::kBinary, rec(4, "a") + rec(4, "b")).status(),

@@ -81,6 +81,7 @@ inline constexpr std::uint32_t kRetryBackoffMaxMsDefault = 5'000;
 inline constexpr std::size_t kBatchBytesMaxDefault = 1024 * 1024;
 inline constexpr std::size_t kBatchEntriesMaxDefault = 1024;
 static_assert(kBatchBytesMaxDefault <= kBatchBytesMax, "a batch must fit the codec's limit");
+static_assert(kBatchEntriesMaxDefault <= kRecordsMax, "a batch must fit the codec's limit");
 // Entry bytes a group may hold enqueued and unacknowledged: 16 batches, enough to keep the app
 // busy while raft commits more, small enough that a thousand groups of a down app stay bounded.
 inline constexpr std::size_t kQueueBytesMaxDefault = 16 * kBatchBytesMaxDefault;

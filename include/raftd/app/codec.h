@@ -21,7 +21,10 @@
 //   - an index is at least 1 (index 0 means "before the first entry");
 //   - a json request has last_index >= its last entry's index;
 //   - json nesting is at most kJsonDepthMax (the shape above needs 3), so a hostile body cannot
-//     make the parser's stack or memory grow with nesting.
+//     make the parser's stack or memory grow with nesting;
+//   - at most kRecordsMax records, and a json body holds at most kJsonSeparatorsMax commas
+//     outside strings (else kTooLarge): what a decoder allocates per record or per json value
+//     stays bounded whatever a 64 MiB body holds.
 // Every other failure is kCorruption with a message naming the rule, the record number and,
 // for binary, the byte offset. Encoders take well-formed input (indexes >= 1, increasing);
 // anything else is a programmer error (RAFTD_ASSERT).
@@ -54,6 +57,13 @@ inline constexpr std::size_t kBatchBytesMax = 64ull * 1024 * 1024;
 inline constexpr std::size_t kRecordHeaderBytes = 12;
 // Object > array > object: the deepest the json shapes go.
 inline constexpr std::size_t kJsonDepthMax = 3;
+// Records in one batch or answer. raftd sends at most AppOptions::batch_entries_max (default
+// 1024) entries per call; 65536 bounds the vector (and, in json, the parsed values) a decoder
+// builds from a body of tiny records to a few MiB instead of hundreds.
+inline constexpr std::size_t kRecordsMax = 65536;
+// A json record is one object with two members: one comma inside, one after it. Four per record
+// leaves room for a few members the format does not name.
+inline constexpr std::size_t kJsonSeparatorsMax = 4 * kRecordsMax;
 
 // One entry of a request, or one result of an answer.
 struct Record {
