@@ -86,7 +86,7 @@ void add_options(CLI::App& app, Args& a) {
   app.add_option("--mode", a.modes,
                  "force a mode NAME=on|off (else drawn per seed): membership, prevote, "
                  "checkquorum, quiesce, lazy-ready, split-hs, disk-stall, "
-                 "wire-survives, two-to-one");
+                 "wire-survives, two-to-one, coalesce-hs");
   app.add_option("--bug", a.o.bug,
                  "reintroduce a classic bug in the core: commit_prev_term, vote_before_persist, "
                  "ack_before_persist, read_without_quorum, truncate_committed, learner_in_quorum, "
