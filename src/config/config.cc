@@ -56,6 +56,15 @@ bool is_key_start(char c) {
          c == '-' || c == '"' || c == '\'';
 }
 
+bool is_value_end(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ']' || c == '}' || c == ',' ||
+         c == '#';
+}
+
+bool is_bare_value_start(char c) {
+  return !is_value_end(c) && c != '"' && c != '\'' && c != '[' && c != '{' && c != '=';
+}
+
 struct SyntaxProblem {
   uint32_t line;
   std::string_view what;
@@ -65,12 +74,14 @@ std::optional<SyntaxProblem> toml_precheck(std::string_view t) {
   uint32_t line = 1;
   std::string open;  // brackets and braces open, innermost last
   bool line_start = true;
+  bool in_value = false;  // after '=' (or in an array), not in an inline table's key
   auto blank = [&](size_t i) { return i < t.size() && (t[i] == ' ' || t[i] == '\t'); };
   for (size_t i = 0; i < t.size(); ++i) {
     char c = t[i];
     if (c == '\n') {
       ++line;
       line_start = open.empty();
+      in_value = in_value && !open.empty();
       continue;
     }
     if (line_start && (c == ' ' || c == '\t' || c == '\r')) continue;
@@ -93,6 +104,25 @@ std::optional<SyntaxProblem> toml_precheck(std::string_view t) {
       // asserts on some malformed times ("1979-05-27T/07:32:00").
       return SyntaxProblem{line, "':' outside a string (raftd.toml has no times or dates)"};
     }
+    if (in_value && is_bare_value_start(c)) {
+      // toml++ reads a bare value (number, boolean, date) up to 127 characters ahead until a
+      // terminator, asking of each whether it is whitespace: that question is the unreachable
+      // branch for some non-ASCII characters, even ones a string after the value holds.
+      for (size_t j = i; j < t.size() && j < i + 128 && !is_value_end(t[j]); ++j) {
+        if (static_cast<unsigned char>(t[j]) >= 0x80) {
+          return SyntaxProblem{line, "a value runs into a non-ASCII character"};
+        }
+      }
+    }
+    if (c == '=') {
+      in_value = true;
+    } else if (c == '{') {
+      in_value = false;
+    } else if (c == ',' && !open.empty() && open.back() == '{') {
+      in_value = false;
+    } else if (c == '}') {
+      in_value = true;  // the inline table was a value
+    }
     if (c == '#') {
       while (i + 1 < t.size() && t[i + 1] != '\n') ++i;
     } else if (c == '"' || c == '\'') {
@@ -108,6 +138,11 @@ std::optional<SyntaxProblem> toml_precheck(std::string_view t) {
           if (!multi) break;
         } else if (t[i] == c &&
                    (!multi || t.substr(i, 3) == std::string_view(basic ? "\"\"\"" : "\'\'\'"))) {
+          // Up to two quotes before the closing three belong to the string ( ends
+          // a string that ends in two quotes).
+          for (int extra = 0; multi && extra < 2 && i + 3 < t.size() && t[i + 3] == c; ++extra) {
+            ++i;
+          }
           i += multi ? 2 : 0;
           break;
         }

@@ -551,6 +551,13 @@ TEST_CASE("config::parse_config: a table header without a key is a syntax error,
         "t.toml:2: TOML syntax error: a character outside strings and comments is not ASCII");
   CHECK(error_of("[raft]\ntick_ms = 1979-05-27T/07:32:00Z") ==
         "t.toml:2: TOML syntax error: ':' outside a string (raftd.toml has no times or dates)");
+  // A multi-line string may end in up to two quotes: what follows is outside it.
+  CHECK(error_of("[node]\ndata_dir = \'\'\'x\'\'\'\'\' \xd1\x9e") ==
+        "t.toml:2: TOML syntax error: a character outside strings and comments is not ASCII");
+  CHECK(error_of("[node]\nid = 0'\xd1\x9e'") ==
+        "t.toml:2: TOML syntax error: a value runs into a non-ASCII character");
+  CHECK(parse_config("a.\"\xd1\x9e\" = 1", "t.toml", ConfigEnv{}).status().message() ==
+        "t.toml:1: key 'a': unknown table");  // a quoted key may hold it
   CHECK(error_of("[node]\n[*]") ==
         "t.toml:2: TOML syntax error: a table header must start with a key");
   // A '[' at the start of a line inside a string or an array value is not a header.
