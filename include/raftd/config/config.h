@@ -15,8 +15,10 @@
 //     line for a wrong type or an out-of-range value, the table's line (or 1 when the table is
 //     absent) for a missing required key. Syntax errors read "FILE:LINE: TOML syntax error:
 //     ...". Unknown tables, unknown keys (also inside cluster.initial entries), wrong types and
-//     values outside the documented range are all errors; nothing is silently ignored. The first
-//     error in file order of the checks is reported, and only that one.
+//     values outside the documented range are all errors; nothing is silently ignored. Only one
+//     error is reported: the one on the earliest line; the rules between keys are checked once
+//     every key is valid. Before toml++ parses, a scan refuses the few malformed inputs toml++
+//     3.3 mishandles (config.cc, toml_precheck); none can appear in a valid raftd.toml.
 //   - Environment: RAFT_SYNC=1 (or "true") turns app.sync on whatever the file says; unset,
 //     empty, "0" or "false" leave the file's value; any other value is an error naming
 //     app.sync. parse_config and load_config read the process environment; the overloads taking
