@@ -332,6 +332,10 @@ void GroupImpl::step_leader(const Message& m) {
 }
 
 void GroupImpl::handle_append_resp(const Message& m) {
+  // No correct follower acknowledges or refers to an index this leader does not have (it answers
+  // appends the leader sent). Such a response comes from a faulty or hostile peer; counting it
+  // would commit beyond the log, so it is ignored like any other stale message.
+  if (m.index > log_.last_index() || m.reject_hint > log_.last_index()) return;
   Progress& pr = progress_.at(m.from);
   pr.recent_active = true;
   if (m.reject) {

@@ -264,3 +264,32 @@ TEST_CASE("raft replication: committed entries are handed out in bounded batches
   CHECK(largest_batch >= 2);
   CHECK(largest_batch <= 4);  // 124-byte entries, 500-byte batches
 }
+
+TEST_CASE("raft replication: an append response beyond the leader's log is ignored") {
+  // A faulty or hostile peer claims entries the leader never had: the leader must neither
+  // commit beyond its log (an assertion) nor move the peer's progress there.
+  Cluster c(3);
+  c.elect(1);
+  REQUIRE(c.propose(1, "x").is_ok());
+  c.stabilize();
+  const LogIndex last = c.g(1).last_index();
+  const LogIndex commit = c.g(1).commit_index();
+  for (bool reject : {false, true}) {
+    Message m;
+    m.type = MessageType::kAppendResp;
+    m.group = c.g(1).group();
+    m.from = NodeId(2);
+    m.to = NodeId(1);
+    m.term = c.g(1).term();
+    m.index = last + 100;
+    m.reject = reject;
+    m.reject_hint = reject ? last + 50 : LogIndex(0);
+    c.deliver(m);
+  }
+  CHECK(c.g(1).commit_index() == commit);
+  CHECK(c.g(1).progress(NodeId(2))->match <= last);
+  CHECK(c.g(1).check_invariants().is_ok());
+  REQUIRE(c.propose(1, "y").is_ok());
+  c.stabilize();
+  CHECK(c.g(1).commit_index() == last + 1);
+}
