@@ -131,6 +131,17 @@ std::optional<SyntaxProblem> toml_precheck(std::string_view t) {
       i += multi ? 3 : 1;
       for (; i < t.size(); ++i) {
         if (basic && t[i] == '\\') {
+          // toml++ asks whether the character after a backslash, and the first one after a
+          // line-ending backslash's whitespace, is whitespace: the same unreachable branch.
+          size_t j = i + 1;
+          while (multi && j < t.size() &&
+                 (t[j] == ' ' || t[j] == '\t' || t[j] == '\r' || t[j] == '\n')) {
+            ++j;
+          }
+          if (j < t.size() && static_cast<unsigned char>(t[j]) >= 0x80) {
+            return SyntaxProblem{line,
+                                 "a backslash in a string is followed by a non-ASCII character"};
+          }
           if (i + 1 < t.size() && t[i + 1] == '\n') ++line;
           ++i;
         } else if (t[i] == '\n') {

@@ -558,6 +558,12 @@ TEST_CASE("config::parse_config: a table header without a key is a syntax error,
         "t.toml:2: TOML syntax error: a value runs into a non-ASCII character");
   CHECK(parse_config("a.\"\xd1\x9e\" = 1", "t.toml", ConfigEnv{}).status().message() ==
         "t.toml:1: key 'a': unknown table");  // a quoted key may hold it
+  CHECK(
+      error_of("[node]\ndata_dir = \"\"\"a\\\n  \xd1\x9e\"\"\"") ==
+      "t.toml:2: TOML syntax error: a backslash in a string is followed by a non-ASCII character");
+  CHECK(
+      error_of("\"\\\xd1\x9e\" = 1") ==
+      "t.toml:1: TOML syntax error: a backslash in a string is followed by a non-ASCII character");
   CHECK(error_of("[node]\n[*]") ==
         "t.toml:2: TOML syntax error: a table header must start with a key");
   // A '[' at the start of a line inside a string or an array value is not a header.
