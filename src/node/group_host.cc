@@ -198,7 +198,7 @@ void GroupHost::drain(GroupId g, Hosted& h) {
   while (h.group->has_ready()) {
     raft::Ready rd = h.group->ready();
     ++stats_.readies;
-    for (raft::Message& m : rd.messages) driver_.send(std::move(m));
+    for (raft::Message& m : rd.messages) deliver(g, h, std::move(m));
     if (rd.snapshot) {
       // Not hosted yet: nothing of this Ready is staged and the replica stops here (the WAL
       // keeps what it had); the driver reports it.
@@ -219,7 +219,7 @@ void GroupHost::drain(GroupId g, Hosted& h) {
       h.pending.push_back(std::move(p));
       waiting_.insert(g);
     }
-    release(h);
+    release(g, h);
     if (!committed.empty()) driver_.apply(g, std::move(committed));
     if (!reads.empty()) driver_.on_read_states(g, std::move(reads));
     if (!groups_.contains(g)) return;  // the driver removed the group while applying
@@ -247,12 +247,18 @@ void GroupHost::stage(GroupId g, const raft::Ready& rd) {
   }
 }
 
-void GroupHost::release(Hosted& h) {
+void GroupHost::deliver(GroupId g, Hosted& h, raft::Message&& m) {
+  if (m.to != config_.id) return driver_.send(std::move(m));
+  h.group->step(m);
+  mark_dirty(g);
+}
+
+void GroupHost::release(GroupId g, Hosted& h) {
   const uint64_t durable = wal_.durable_batch();
   while (!h.pending.empty() && h.pending.front().batch <= durable) {
     Pending p = std::move(h.pending.front());
     h.pending.pop_front();
-    for (raft::Message& m : p.after_persist) driver_.send(std::move(m));
+    for (raft::Message& m : p.after_persist) deliver(g, h, std::move(m));
     if (p.persisted) h.group->on_persisted(p.persisted->first, p.persisted->second);
   }
 }
@@ -266,7 +272,7 @@ void GroupHost::on_durable(std::span<const wal::Durable> durable) {
       continue;
     }
     Hosted& h = *g->second;
-    release(h);
+    release(*it, h);
     if (h.group->has_ready()) mark_dirty(*it);
     it = h.pending.empty() ? waiting_.erase(it) : std::next(it);
   }

@@ -8,6 +8,9 @@
 //     while its own WAL write is in flight), its entries and hard state are staged in the WAL
 //     (entries first, then hard state: they land in the same or a later batch, never earlier),
 //     the Ready is advanced, and its committed entries go to the driver to apply.
+//   - A message addressed to this node itself (a candidate's vote for itself, which raft sends
+//     in messages_after_persist) never goes to the driver: the host steps it into the group when
+//     it would have been sent (doc/raft.md, the Ready cycle).
 //   - The Ready's messages_after_persist and its on_persisted() wait until the WAL batch holding
 //     the Ready's records is durable (Wal::staged_batch / durable_batch); on_durable(), wired to
 //     WalOptions::on_durable, releases them per group in Ready order. A Ready that staged nothing
@@ -113,7 +116,9 @@ class GroupHost {
   bool wal_has_room() const;
   void drain(GroupId g, Hosted& h);
   void stage(GroupId g, const raft::Ready& rd);
-  void release(Hosted& h);
+  void release(GroupId g, Hosted& h);
+  // To the driver, or stepped into h's group when addressed to this node.
+  void deliver(GroupId g, Hosted& h, raft::Message&& m);
 
   wal::Wal& wal_;
   raft::Config config_;
