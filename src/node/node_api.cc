@@ -328,11 +328,17 @@ void NodeImpl::api_cluster(http::Exchange& ex) {
 std::string NodeImpl::group_status_json(GroupId g) const {
   const raft::Group* grp = host_->group(g);
   if (grp == nullptr) {
+    // Not started here (this node is not a member, or the group was deleted meanwhile): the
+    // same fields, as a node that has seen none of the group's log.
     Json members = Json::array();
     if (const GroupInfo* info = meta_.group(g)) {
       for (NodeId n : info->members) members.push_back({{"node", n.value()}, {"role", "voter"}});
     }
-    return Json{{"id", g.value()}, {"node", self_.value()}, {"members", members}}.dump();
+    return Json{
+        {"id", g.value()}, {"node", self_.value()}, {"role", "follower"}, {"leader", 0},
+        {"term", 0},       {"commit_index", 0},     {"applied_index", 0}, {"first_index", 1},
+        {"last_index", 0}, {"members", members}}
+        .dump();
   }
   Json members = Json::array();
   const raft::ConfState& c = grp->conf_state();

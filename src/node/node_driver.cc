@@ -318,6 +318,10 @@ void NodeImpl::apply_meta(const raft::Entry& e) {
   std::string body = "{}";
   int status = 200;
   if (const auto* c = std::get_if<CreateGroup>(&*cmd)) {
+    if (std::binary_search(c->members.begin(), c->members.end(), self_) && !host_->hosts(c->id)) {
+      creating_[c->id] = {env->request_id, e.index};  // answered by start_group
+      return;
+    }
     status = 201;
     body = group_status_json(c->id);
   } else if (const auto* d = std::get_if<DeleteGroup>(&*cmd)) {
@@ -341,17 +345,21 @@ void NodeImpl::after_meta(const MetaCommand& c, MetaOutcome o) {
 // delivered again, none below.
 void NodeImpl::start_group(GroupId g) {
   app_->last_log_index(g, [this, g](LogIndex app_index) {
-    const GroupInfo* info = meta_.group(g);
-    if (info == nullptr || host_->hosts(g)) return;
-    raft::ConfState conf;
-    conf.voters = info->members;
-    Status s = host_->add_group(g, conf, app_index);
-    if (!s.is_ok()) {
-      log::error("group {}: cannot start: {}", g.value(), s.to_string());
-      return;
+    if (const GroupInfo* info = meta_.group(g); info != nullptr && !host_->hosts(g)) {
+      raft::ConfState conf;
+      conf.voters = info->members;
+      if (Status s = host_->add_group(g, conf, app_index); s.is_ok()) {
+        applied_[g] = std::min(app_index, host_->group(g)->applied_index());
+        log::info("group {}: started (app index {})", g.value(), app_index.value());
+      } else {
+        log::error("group {}: cannot start: {}", g.value(), s.to_string());
+      }
     }
-    applied_[g] = std::min(app_index, host_->group(g)->applied_index());
-    log::info("group {}: started (app index {})", g.value(), app_index.value());
+    if (auto it = creating_.find(g); it != creating_.end()) {
+      const auto [rid, index] = it->second;
+      creating_.erase(it);
+      finish_waiter(rid, 201, group_status_json(g), "application/json", index);
+    }
   });
 }
 

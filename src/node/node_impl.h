@@ -167,6 +167,10 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   std::unordered_map<uint64_t, ReadWait> reads_;               // reads by request id
   std::map<GroupId, LogIndex> applied_;  // what the app acknowledged, per group
   std::map<GroupId, std::vector<app::AppEntry>> app_backlog_;  // refused by enqueue, in order
+  // Creations taken by this node for a group it is a member of: answered once the group has
+  // started here (after the app's LastLogIndex), so that its status is whole and a GET through
+  // this node right after the 201 finds it.
+  std::map<GroupId, std::pair<uint64_t, LogIndex>> creating_;  // request id, meta index
 };
 
 }  // namespace raftd::node
