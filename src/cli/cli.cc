@@ -5,8 +5,10 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 #include <string>
 
+#include "cli/client_commands.h"
 #include "cli/serve.h"
 #include "raftd/config/config.h"
 #include "raftd/wal/file.h"
@@ -70,7 +72,9 @@ int check_config(const std::string& file) {
 
 int run(int argc, char** argv) {
   CLI::App app{"raftd: multi-group Raft as a daemon", "raftd"};
-  app.footer("Exit status: 0 success, 1 the command failed or found damage, 2 usage error.");
+  app.footer(
+      "Exit status: 0 success, 1 the command failed or found damage, or the server answered an "
+      "error, 2 usage error.");
   app.require_subcommand(1);
 
   CLI::App* version = app.add_subcommand("version", "Print the version and exit");
@@ -91,6 +95,8 @@ int run(int argc, char** argv) {
       "Logs to stderr; SIGTERM or SIGINT stop it cleanly. Exit status: 0 after a clean "
       "shutdown, 2 for a bad config file or a data directory the config does not fit, 1 for "
       "any other failure.");
+
+  ClientCommands client(app);
 
   CLI::App* wal = app.add_subcommand("wal", "Offline tools for a WAL directory");
   wal->require_subcommand(1);
@@ -123,6 +129,7 @@ int run(int argc, char** argv) {
     return kExitOk;
   }
   if (serve_cmd->parsed()) return serve(serve_config);
+  if (std::optional<int> rc = client.run()) return *rc;
   if (check->parsed()) return check_config(config_file);
   if (verify->parsed()) return wal_verify(dir);
   if (inspect->parsed()) return wal_inspect(dir, frames);

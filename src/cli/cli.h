@@ -1,5 +1,7 @@
 // The `raftd` command line: subcommands, their --help, and exit codes (0 success, 1 the command
-// ran and found a problem, e.g. a damaged WAL, 2 usage errors, including a bad config file).
+// ran and found a problem, e.g. a damaged WAL, or the server answered an error or could not be
+// reached, 2 usage errors, including a bad config file). The client subcommands (status, group,
+// propose, read) are in client_commands.h.
 #pragma once
 
 namespace raftd::cli {
