@@ -1,6 +1,7 @@
 // The one table of configuration keys (schema.h). Ranges reference the layers' constants where
 // a layer owns the bound; the others are named here with their reason.
 #include "raftd/config/schema.h"
+#include "raftd/transport/codec.h"
 
 #include <fmt/format.h>
 
@@ -21,7 +22,8 @@ constexpr uint64_t kBytesMax = 1ULL << 40;  // 1 TiB: memory bounds beyond it ar
 constexpr uint64_t kAppBatchBytesMin = 4096;
 constexpr uint64_t kAppBatchEntriesMax = 1ULL << 20;
 constexpr uint64_t kInflightMsgsMax = 1ULL << 16;
-constexpr uint64_t kMsgBytesMax = 1ULL << 30;
+// The transport's wire limit for one append message's entries (transport/codec.h).
+constexpr uint64_t kMsgBytesMax = transport::kMaxMsgBytesSupported;
 constexpr uint64_t kHeaderBytesMin = 1024;  // a request line and a few fields
 constexpr uint64_t kConnectionsMax = 1ULL << 20;
 
