@@ -27,6 +27,36 @@ constexpr std::string_view kPeerBusyResponse =
 
 std::chrono::milliseconds ms(std::uint32_t v) { return std::chrono::milliseconds(v); }
 
+std::string_view error_code(int status) {
+  switch (status) {
+    case 413: return "too_large";
+    case 431: return "headers_too_large";
+    case 501: return "not_implemented";
+    default: return "bad_request";
+  }
+}
+
+// {"error": code, "message": reason} with the reason's quotes, backslashes and control bytes
+// escaped (reasons are the parser's own ASCII sentences, but may quote request bytes).
+std::string json_error_body(int status, std::string_view reason) {
+  std::string out = "{\"error\":\"";
+  out += error_code(status);
+  out += "\",\"message\":\"";
+  for (char c : reason) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u >= 0x7f) {
+      out += fmt::format("\\u{:04x}", u);
+    } else {
+      out += c;
+    }
+  }
+  out += "\"}\n";
+  return out;
+}
+
 }  // namespace
 
 // One accepted socket: reads requests, hands them to the handler one at a time, writes the
@@ -369,8 +399,11 @@ void Connection::on_bad_request() {
   abort_exchange();
   close_after_flush_ = true;
   if (can_answer) {
-    const std::string body = std::string(parser_.error_reason()) + "\n";
-    append_response_head(out_, parser_.error_status(), {{"Content-Type", "text/plain"}},
+    const bool json = server_.options_.json_errors;
+    const std::string body = json ? json_error_body(parser_.error_status(), parser_.error_reason())
+                                  : std::string(parser_.error_reason()) + "\n";
+    append_response_head(out_, parser_.error_status(),
+                         {{"Content-Type", json ? "application/json" : "text/plain"}},
                          Framing::kContentLength, body.size(), false);
     out_.append(body);
   }

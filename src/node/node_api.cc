@@ -71,7 +71,10 @@ constexpr uint64_t kForwardBytesMax = kEnvelopeFixedBytes + 2 + kIdempotencyKeyB
 
 void NodeImpl::on_headers(http::Exchange& ex) {
   ex.set_context(std::make_unique<ApiContext>());
-  if (const auto& token = cfg_.auth.client_token) {
+  // Probes need no token (raftd.toml(5)): a load balancer or systemd check has none.
+  const std::string& target = ex.request().target;
+  const bool probe = target == "/healthz" || target == "/readyz";
+  if (const auto& token = cfg_.auth.client_token; token && !probe) {
     auto auth = ex.request().header("Authorization");
     if (!auth || *auth != "Bearer " + *token) {
       ex.add_header("WWW-Authenticate", "Bearer");
@@ -263,6 +266,11 @@ void NodeImpl::forward(uint64_t rid, GroupId g, NodeId leader, std::string entry
       host, port, std::move(rq),
       [this, rid](Result<http::Response> r) {
         if (!r) {
+          // A connection that was never made carried nothing: the entry was not appended. Any
+          // other failure may have reached the leader, so the outcome stays unknown (504).
+          if (r.status().message().rfind("connect to ", 0) == 0) {
+            return fail_waiter(rid, 503, "no_leader", "the leader is unreachable");
+          }
           log::debug("forward {}: {}", rid, r.status().to_string());
           return;
         }

@@ -112,6 +112,7 @@ Status NodeImpl::open_network() {
   cs.body_bytes_max = cfg_.limits.client_body_bytes_max;
   cs.header_bytes_max = cfg_.limits.header_bytes_max;
   cs.connections_max = cfg_.limits.connections_max;
+  cs.json_errors = true;  // API.md: every error body is JSON, the server's own answers too
   auto c = http::Server::start(*reactor_, *this, cs);
   if (!c) return c.status();
   client_server_ = std::move(*c);

@@ -168,6 +168,33 @@ TEST_SUITE("http") {
     CHECK(f.handler.aborted == 1);  // the handler had the head; the exchange was aborted
   }
 
+  TEST_CASE("http::Server: with json_errors its own answers are JSON error bodies") {
+    ServerOptions o;
+    o.body_bytes_max = 100;
+    o.header_bytes_max = 1024;
+    o.json_errors = true;
+    ServerFixture f(o);
+    RawClient big(f.port());
+    big.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n");
+    REQUIRE(big.wait_closed(*f.reactor));
+    CHECK(big.received.starts_with("HTTP/1.1 413 Content Too Large\r\n"));
+    CHECK(big.received.find("Content-Type: application/json\r\n") != std::string::npos);
+    CHECK(big.received.find("\r\n\r\n{\"error\":\"too_large\",\"message\":\"") !=
+          std::string::npos);
+    RawClient headers(f.port());
+    headers.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
+    REQUIRE(headers.wait_closed(*f.reactor));
+    CHECK(headers.received.find("{\"error\":\"headers_too_large\"") != std::string::npos);
+    RawClient bad(f.port());
+    bad.send("GET / HTTP/1.1\r\nHost: x\r\nBad\"Header: 1\r\n\r\n");
+    REQUIRE(bad.wait_closed(*f.reactor));
+    CHECK(bad.received.starts_with("HTTP/1.1 400 "));
+    const size_t body = bad.received.find("\r\n\r\n");
+    REQUIRE(body != std::string::npos);
+    CHECK(bad.received.substr(body + 4).starts_with("{\"error\":\"bad_request\",\"message\":\""));
+    CHECK(bad.received.ends_with("\"}\n"));
+  }
+
   TEST_CASE("http::Server: the header timeout drops slow and silent clients") {
     ServerOptions o;
     o.header_timeout_ms = 300;

@@ -41,6 +41,11 @@ struct ServerOptions {
   std::size_t connections_max = kConnectionsMaxDefault;
   // Per peer address as peer_limit.h counts them (all of loopback is one peer).
   std::size_t connections_per_peer_max = kConnectionsPerPeerMaxDefault;
+  // Answers the server gives by itself (a malformed request, a body or header over its limit)
+  // carry a JSON body {"error": "<code>", "message": "<reason>"} instead of plain text, for APIs
+  // whose every error is JSON (API.md section 2). Codes: 400 bad_request, 413 too_large,
+  // 431 headers_too_large, 501 not_implemented, 505 bad_request.
+  bool json_errors = false;
 };
 
 struct ServerStats {
