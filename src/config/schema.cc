@@ -1,7 +1,6 @@
 // The one table of configuration keys (schema.h). Ranges reference the layers' constants where
 // a layer owns the bound; the others are named here with their reason.
 #include "raftd/config/schema.h"
-#include "raftd/transport/codec.h"
 
 #include <fmt/format.h>
 
@@ -9,6 +8,7 @@
 #include <limits>
 
 #include "config/values.h"
+#include "raftd/transport/codec.h"
 
 namespace raftd::config {
 
