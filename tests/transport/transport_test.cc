@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "../http/http_test_util.h"
 #include "raftd/http/client.h"
 #include "raftd/http/server.h"
 #include "raftd/io/reactor.h"
@@ -34,21 +35,7 @@ using raft::MessageType;
 constexpr uint64_t kCluster = 77;
 constexpr auto kWaitMax = 30s;
 
-std::unique_ptr<io::Reactor> make_reactor() {
-  io::ReactorOptions o;
-  o.sq_entries = 256;
-  o.recv_buffer_count = 64;
-  o.recv_buffer_bytes = 64 * 1024;
-  auto r = io::Reactor::create(o);
-  if (!r.is_ok()) {
-    if (r.status().code() == Code::kUnsupported) {
-      std::fprintf(stderr, "SKIP: %s\n", r.status().to_string().c_str());
-      std::exit(77);
-    }
-    FAIL("Reactor::create: " << r.status().to_string());
-  }
-  return std::move(r).value();
-}
+using http::testing::make_reactor;  // skips the test (exit 77) without io_uring
 
 // One raftd node's transport side: reactor, peer server, Transport, and what it observed.
 struct Node {
