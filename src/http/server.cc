@@ -187,6 +187,7 @@ void Exchange::reset() {
 }
 
 void Exchange::add_header(std::string name, std::string value) {
+  if (!active_) return;  // aborted (or not begun): nothing more is sent
   RAFTD_ASSERT(!head_sent_, "headers added after the response head was sent");
   RAFTD_ASSERT(!is_framing_header(name), "framing headers are the server's");
   // Checked here too (the serializer asserts it later) so the failure points at the handler.
@@ -196,6 +197,7 @@ void Exchange::add_header(std::string name, std::string value) {
 }
 
 void Exchange::set_content_length(std::uint64_t bytes) {
+  if (!active_) return;
   RAFTD_ASSERT(!head_sent_, "content length set after the response head was sent");
   length_set_ = true;
   content_length_ = bytes;
@@ -315,9 +317,15 @@ void Connection::maybe_complete() {
   }
 }
 
+// on_aborted runs once per exchange the handler has not finished, as its last callback. The
+// exchange is inactive during the call, so anything the handler writes then is dropped instead
+// of landing before (or in place of) the server's own answer (400, 408).
 void Connection::abort_exchange() {
   if (!ex_.active_) return;
-  if (!ex_.finished_) {
+  const bool owed = !ex_.finished_;
+  ex_.active_ = false;
+  if (owed) {
+    ++server_.stats_.exchanges_aborted;
     ++callback_depth_;
     server_.handler_.on_aborted(ex_);
     --callback_depth_;
@@ -416,11 +424,19 @@ void Connection::on_peer_eof() {
   check_eof();
 }
 
-// After the peer's EOF: finish the exchange in progress (a client may half-close after its
-// request), then close. A request cut short by the EOF is dropped.
+// After the peer's EOF: a request cut short by it is dropped. A response still owed means the
+// client is gone (it closed while the handler held its request): the exchange is aborted so the
+// handler can let go of what it holds for it, unless serve_half_closed says that an EOF after a
+// whole request is only a half-close; the exchange in progress is then answered first. A
+// response already finished is still sent, then the connection closes.
 void Connection::check_eof() {
   if (!peer_eof_ || closing_ || recv_.active()) return;
-  if (ex_.active_ && ex_.request_ended_) return;  // the response is still owed
+  if (ex_.active_ && ex_.request_ended_ && !ex_.finished_) {
+    if (server_.options_.serve_half_closed) return;
+    begin_close(false);
+    return;
+  }
+  if (ex_.active_ && ex_.request_ended_) return;  // finished, completes at the end of the callback
   // A pipelined request is still to be served (once the answers before it are sent).
   if (!pending_.empty() && (can_parse() || output_full())) return;
   if (parser_.mid_message() || (ex_.active_ && !ex_.request_ended_)) {

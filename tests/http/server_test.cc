@@ -631,8 +631,10 @@ TEST_SUITE("http") {
     CHECK(count_of(ka.received, "Connection: close\r\n") == 1);
   }
 
-  TEST_CASE("http::Server: a client that half-closes after its request still gets the answer") {
-    ServerFixture f;
+  TEST_CASE("http::Server: with serve_half_closed a half-closed client still gets the answer") {
+    ServerOptions o;
+    o.serve_half_closed = true;
+    ServerFixture f(o);
     RawClient c(f.port());
     c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
     c.shutdown_write();
@@ -660,6 +662,79 @@ TEST_SUITE("http") {
     CHECK_FALSE(c.closed);
     CHECK(f.handler.ended.size() == 1);
     CHECK(f.handler.paused.size() == 1);  // the whole body came in one piece
+  }
+
+  TEST_CASE("http::Server: a client that closes while its answer is held aborts the exchange") {
+    ServerFixture f;
+    {
+      RawClient c(f.port());
+      c.send("GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
+      REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    }  // closed (FIN) without reading: the process that asked is gone
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.aborted == 1; }));
+    CHECK(f.handler.held.empty());
+    CHECK(f.handler.aborted_targets == std::vector<std::string>{"/hang"});
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 0; }));
+    CHECK(f.server->stats().exchanges_aborted == 1);
+    testing::run_for(*f.reactor, 50ms);
+    CHECK(f.handler.aborted == 1);  // once
+  }
+
+  TEST_CASE("http::Server: a client that resets while its answer is held aborts the exchange") {
+    ServerFixture f;
+    RawClient c(f.port());
+    c.send("POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    c.reset();
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.aborted == 1; }));
+    CHECK(f.handler.held.empty());
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 0; }));
+    testing::run_for(*f.reactor, 50ms);
+    CHECK(f.handler.aborted == 1);
+  }
+
+  TEST_CASE("http::Server: the abort of a held exchange does not touch the other connections") {
+    ServerFixture f;
+    RawClient stays(f.port());
+    stays.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    {
+      RawClient goes(f.port());
+      goes.send("GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
+      REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 2; }));
+    }
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.aborted == 1; }));
+    REQUIRE(f.handler.held.size() == 1);
+    CHECK(f.handler.held[0]->request().target == "/slow");
+    f.handler.held[0]->respond(200, "still here");
+    REQUIRE(stays.wait_for(*f.reactor, ends_with("still here")));
+    CHECK_FALSE(stays.closed);
+  }
+
+  TEST_CASE("http::Server: an answer written from on_aborted is dropped, not sent") {
+    ServerFixture f;
+    RawClient c(f.port());
+    // The chunked body goes bad after the head: the server answers 400 and aborts the exchange,
+    // whose handler answers 500 from on_aborted. Only the 400 may reach the client.
+    c.send("POST /respond-on-abort HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.heads.size() == 1; }));
+    c.send("zz\r\n");
+    REQUIRE(c.wait_closed(*f.reactor));
+    CHECK(f.handler.aborted == 1);
+    CHECK(c.received.starts_with("HTTP/1.1 400 "));
+    CHECK(count_of(c.received, "HTTP/1.1 ") == 1);
+    CHECK(c.received.find("answered after the abort") == std::string::npos);
+  }
+
+  TEST_CASE("http::Server: an exchange the handler finished is never aborted") {
+    ServerFixture f;
+    RawClient c(f.port());
+    c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    f.handler.held[0]->respond(200, "done");
+    f.handler.held.clear();
+    c.reset();  // in the same turn as the answer: the server may see the reset before sending
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 0; }));
+    CHECK(f.handler.aborted == 0);
   }
 
   TEST_CASE("http::Server: close() aborts open exchanges") {

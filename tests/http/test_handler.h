@@ -15,7 +15,8 @@ class TestHandler : public Handler {
     std::string bytes;
   };
 
-  // "/slow" and "/hang" are held (the test answers them or never does); "/pause" pauses its
+  // "/slow" and "/hang" are held (the test answers them or never does), as is
+  // "/respond-on-abort", which also answers from on_aborted; "/pause" pauses its
   // body at every piece (the test resumes it); "/reject" is answered
   // 403 from on_headers; "/chunked" streams a chunked response; "/head-len" declares a length;
   // anything else echoes "<method> <target> <body>".
@@ -35,7 +36,7 @@ class TestHandler : public Handler {
     const std::string& body = static_cast<Body*>(ex.context())->bytes;
     ended.push_back(req.method + " " + req.target + " " + body);
     if (ex.finished()) return;
-    if (req.target == "/slow" || req.target == "/hang") {
+    if (req.target == "/slow" || req.target == "/hang" || req.target == "/respond-on-abort") {
       held.push_back(&ex);
     } else if (req.target == "/chunked") {
       ex.add_header("Content-Type", "text/plain");
@@ -70,6 +71,9 @@ class TestHandler : public Handler {
   }
   void on_aborted(Exchange& ex) override {
     ++aborted;
+    aborted_targets.push_back(ex.request().target);
+    // A handler that answers late, from on_aborted itself: the server must drop it.
+    if (ex.request().target == "/respond-on-abort") ex.respond(500, "answered after the abort");
     std::erase(held, &ex);
     std::erase(paused, &ex);
   }
@@ -79,6 +83,7 @@ class TestHandler : public Handler {
   std::vector<Exchange*> held;
   std::vector<Exchange*> paused;  // "/pause" exchanges, once per paused body piece
   int aborted = 0;
+  std::vector<std::string> aborted_targets;
   int big_pieces_written = 0;
 };
 

@@ -46,6 +46,14 @@ struct ServerOptions {
   // whose every error is JSON (API.md section 2). Codes: 400 bad_request, 413 too_large,
   // 431 headers_too_large, 501 not_implemented, 505 bad_request.
   bool json_errors = false;
+  // What the peer's EOF means while the handler holds a whole request it has not answered yet.
+  // false (default): the client is gone (it closed, or its process ended): the exchange is
+  // aborted at once (Handler::on_aborted) and the connection closed, so a handler waiting for
+  // something (a commit, another server) can let go of it. true: the EOF is a half-close and the
+  // answer is still sent when the handler gives it; a client that vanished is then noticed only
+  // when the answer is written. HTTP clients rarely half-close (curl, browsers and raftd's own
+  // client never do), and the EOF alone cannot tell the two apart.
+  bool serve_half_closed = false;
 };
 
 struct ServerStats {
@@ -56,6 +64,7 @@ struct ServerStats {
   std::uint64_t requests = 0;
   std::uint64_t bad_requests = 0;  // answered 400/413/431/505 and closed
   std::uint64_t timeouts = 0;      // header, idle, progress timeout or body below the minimum rate
+  std::uint64_t exchanges_aborted = 0;  // Handler::on_aborted calls
 };
 
 class Exchange;
@@ -85,8 +94,15 @@ class Handler {
   // After write_body() returned false: the buffered output was handed to the socket, so
   // writing may go on (until write_body() returns false again).
   virtual void on_drained(Exchange& ex) { (void)ex; }
-  // The connection closed before finish() (peer gone, timeout, bad request body, server
-  // closing). The exchange is destroyed right after this call; do not touch it later.
+  // The exchange ended before the handler's finish(): the peer closed or reset the connection
+  // (also while the handler held a whole request it had not answered, see
+  // ServerOptions::serve_half_closed), a timeout, a bad request body, or Server::close(). Called
+  // exactly once for such an exchange, as its last callback; never for an exchange the handler
+  // finished. During the call request() and context() are still readable, but the response is
+  // closed: set_status/add_header/write_body/finish/respond are ignored. The exchange (and its
+  // context) is destroyed after the call, so the handler must drop every pointer it keeps to it
+  // here (a waiter keyed by a request id, say) and never call it again: a later call is a use
+  // after free, not a no-op.
   virtual void on_aborted(Exchange& ex) { (void)ex; }
 };
 
