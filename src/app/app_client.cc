@@ -49,6 +49,11 @@ struct AppClient::Group {
 
 namespace {
 
+void record_call(AppStats::Call& stats, io::TimePoint sent, bool ok) {
+  stats.seconds.observe(std::chrono::duration<double>(io::Reactor::now() - sent).count());
+  if (!ok) ++stats.errors;
+}
+
 std::string_view call_name(CallKind kind) {
   switch (kind) {
     case CallKind::kUpdate: return "UpdateEntries";
@@ -343,6 +348,10 @@ void AppClient::on_call_done(GroupId id, std::uint64_t epoch, io::TimePoint sent
   std::vector<Record> results;
   LogIndex index;
   Status s = check_answer(*g->call, r, &results, &index);
+  record_call(g->call->kind == CallKind::kUpdate ? stats_.update_entries
+              : g->call->kind == CallKind::kSync ? stats_.sync
+                                                 : stats_.last_log_index,
+              sent, s.is_ok());
   if (options_.on_call) {
     options_.on_call(id, call_name(g->call->kind), io::Reactor::now() - sent, s);
     g = find(id, epoch);  // the hook may have dropped the group or closed the client
@@ -489,6 +498,7 @@ void AppClient::get_entry(GroupId group, std::string query,
       [this, group, epoch = g.epoch, sent = io::Reactor::now(),
        done = std::move(done)](Result<http::Response> r) {
         if (closing_ || find(group, epoch) == nullptr) return;
+        record_call(stats_.get_entry, sent, r.is_ok());
         if (options_.on_call) {
           options_.on_call(group, "GetEntry", io::Reactor::now() - sent, r.status());
           if (closing_ || find(group, epoch) == nullptr) return;

@@ -121,6 +121,7 @@ class Connection final : public RequestSink {
   void mark_dirty() { server_.mark_dirty(*this); }
   void maybe_complete();
   void abort_exchange();
+  void report_end(int status);
   void maybe_resume_reading();
   void maybe_finalize();
   void timeout_close(bool answer_408);
@@ -268,6 +269,7 @@ bool Connection::keep_alive_for_response() const {
 void Connection::on_request_head(Request& request) {
   ex_.reset();
   ex_.active_ = true;
+  ex_.started_ = Clock::now();
   ex_.request_ = std::move(request);
   continue_sent_ = false;
   // A body gets one window from its head before it must keep up with the rate. Taken now, not
@@ -309,6 +311,7 @@ void Connection::on_request_end() {
 // pipelined request may then be parsed.
 void Connection::maybe_complete() {
   if (callback_depth_ > 0 || !ex_.active_ || !ex_.finished_ || !ex_.request_ended_) return;
+  report_end(ex_.status_);
   ex_.reset();
   idle_since_ = Clock::now();
   if (!pending_.empty() || peer_eof_) {
@@ -320,6 +323,12 @@ void Connection::maybe_complete() {
 // on_aborted runs once per exchange the handler has not finished, as its last callback. The
 // exchange is inactive during the call, so anything the handler writes then is dropped instead
 // of landing before (or in place of) the server's own answer (400, 408).
+void Connection::report_end(int status) {
+  if (server_.options_.on_exchange_end) {
+    server_.options_.on_exchange_end(ex_.request_, status, Clock::now() - ex_.started_);
+  }
+}
+
 void Connection::abort_exchange() {
   if (!ex_.active_) return;
   const bool owed = !ex_.finished_;
@@ -330,6 +339,8 @@ void Connection::abort_exchange() {
     server_.handler_.on_aborted(ex_);
     --callback_depth_;
   }
+  // An exchange answered before its request body ended (then cut) counts as answered.
+  report_end(owed ? 0 : ex_.status_);
   ex_.reset();
 }
 

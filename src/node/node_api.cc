@@ -8,6 +8,7 @@
 
 #include "node/node_impl.h"
 #include "raftd/base/log.h"
+#include "raftd/node/metrics.h"
 
 namespace raftd::node {
 namespace {
@@ -124,8 +125,14 @@ void NodeImpl::dispatch(http::Exchange& ex) {
     if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET");
     return api_cluster(ex);
   }
-  if ((parts.size() >= 3 && parts[0] == "v1" && parts[1] == "cluster" && parts[2] == "nodes") ||
-      path == "/metrics") {
+  if (path == "/metrics") {
+    if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET");
+    const MetricsSources sources{self_,      host_.get(),          &applied_,
+                                 &meta_,     wal_.get(),           transport_.get(),
+                                 app_.get(), client_server_.get(), &api_metrics()};
+    return ex.respond(200, render_metrics(sources), kMetricsContentType);
+  }
+  if (parts.size() >= 3 && parts[0] == "v1" && parts[1] == "cluster" && parts[2] == "nodes") {
     return respond_error(ex, 501, "not_implemented", "not supported by this release (README)");
   }
   respond_error(ex, 404, "not_found", "no such endpoint");

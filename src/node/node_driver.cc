@@ -7,6 +7,7 @@
 #include "node/node_impl.h"
 #include "raftd/base/assert.h"
 #include "raftd/base/log.h"
+#include "raftd/node/metrics.h"
 
 namespace raftd::node {
 
@@ -113,6 +114,9 @@ Status NodeImpl::open_network() {
   cs.header_bytes_max = cfg_.limits.header_bytes_max;
   cs.connections_max = cfg_.limits.connections_max;
   cs.json_errors = true;  // API.md: every error body is JSON, the server's own answers too
+  cs.on_exchange_end = [](const http::Request& rq, int status, io::Duration elapsed) {
+    api_metrics().observe(rq, status, elapsed);  // /metrics: proposals and reads
+  };
   auto c = http::Server::start(*reactor_, *this, cs);
   if (!c) return c.status();
   client_server_ = std::move(*c);

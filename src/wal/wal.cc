@@ -539,6 +539,7 @@ bool Wal::submit_front() {
   flight_bytes_ = total;
   stats_.batch_bytes_last = total;
   ++stats_.syncs;
+  flight_started_ = std::chrono::steady_clock::now();
   writer_.submit(*seg.file, std::span<const std::byte>(buf_, total), start, this);
   return true;
 }
@@ -568,6 +569,9 @@ void Wal::on_synced(int error) {
   active_needs_head_ = false;
   ++stats_.batches;
   stats_.bytes_written += flight_bytes_;
+  stats_.sync_seconds.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - flight_started_).count());
+  stats_.batch_bytes.observe(static_cast<double>(flight_bytes_));
   complete_batch();
   release_segments();
   request_segments();

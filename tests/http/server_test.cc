@@ -737,6 +737,29 @@ TEST_SUITE("http") {
     CHECK(f.handler.aborted == 0);
   }
 
+  TEST_CASE("http::Server: on_exchange_end reports every exchange once, an aborted one as 0") {
+    std::vector<std::pair<std::string, int>> ended;
+    ServerOptions o;
+    o.on_exchange_end = [&](const Request& rq, int status, io::Duration elapsed) {
+      CHECK(elapsed >= io::Duration::zero());
+      ended.emplace_back(rq.target, status);
+    };
+    ServerFixture f(o);
+    RawClient c(f.port());
+    c.send("GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /reject HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(c.wait_for(*f.reactor, responses(2)));
+    {
+      RawClient gone(f.port());
+      gone.send("GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
+      REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    }
+    REQUIRE(testing::run_until(*f.reactor, [&] { return ended.size() == 3; }));
+    testing::run_for(*f.reactor, 50ms);
+    const std::vector<std::pair<std::string, int>> want = {
+        {"/one", 200}, {"/reject", 403}, {"/hang", 0}};
+    CHECK(ended == want);
+  }
+
   TEST_CASE("http::Server: close() aborts open exchanges") {
     ServerFixture f;
     RawClient c(f.port());

@@ -56,6 +56,7 @@
 #include <vector>
 
 #include "raftd/app/codec.h"
+#include "raftd/base/histogram.h"
 #include "raftd/base/ids.h"
 #include "raftd/base/status.h"
 #include "raftd/http/client.h"
@@ -175,6 +176,14 @@ struct AppStats {
   std::uint64_t failures = 0;  // failed serialized calls (each is retried)
   std::uint64_t read_failures = 0;
   std::uint64_t entries_applied = 0;  // to_app entries acknowledged
+  // Per kind of call, the calls answered or failed: the time from sending to the answer (or the
+  // failure), and the failures among them (a non-2xx or malformed answer, a timeout, a refused
+  // connection). For /metrics.
+  struct Call {
+    std::uint64_t errors = 0;
+    Histogram seconds{kSecondsBuckets};
+  };
+  Call update_entries, sync, last_log_index, get_entry;
 };
 
 class AppClient {

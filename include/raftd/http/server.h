@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <string>
@@ -54,6 +55,11 @@ struct ServerOptions {
   // when the answer is written. HTTP clients rarely half-close (curl, browsers and raftd's own
   // client never do), and the EOF alone cannot tell the two apart.
   bool serve_half_closed = false;
+  // Optional: called once for every exchange the handler saw, when it ends: `status` is the
+  // status the handler answered once its response is finished and the request read (0: aborted
+  // before the handler finished, see Handler::on_aborted), `elapsed` the time since the request
+  // head arrived. Read the request only; for metrics (node/metrics.h).
+  std::function<void(const Request& request, int status, io::Duration elapsed)> on_exchange_end;
 };
 
 struct ServerStats {
@@ -154,8 +160,9 @@ class Exchange {
   bool finished_ = false;
   bool request_ended_ = false;
   bool active_ = false;
-  bool blocked_ = false;    // write_body returned false; on_drained is owed
-  bool keep_alive_ = true;  // decided when the head is written
+  bool blocked_ = false;     // write_body returned false; on_drained is owed
+  bool keep_alive_ = true;   // decided when the head is written
+  io::TimePoint started_{};  // the request head arrived
   std::unique_ptr<ExchangeContext> context_;
   BodyEncoder encoder_;
 };

@@ -33,6 +33,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "raftd/base/histogram.h"
 #include "raftd/base/ids.h"
 #include "raftd/base/status.h"
 #include "raftd/wal/cache_arena.h"
@@ -115,6 +116,10 @@ struct WalStats {
   uint64_t cache_hits = 0;
   uint64_t file_reads = 0;
   uint64_t batch_bytes_last = 0;
+  // Per durable batch: its linked write + fdatasync, from submission to completion, and its
+  // bytes (for /metrics).
+  Histogram sync_seconds{kSecondsBuckets};
+  Histogram batch_bytes{kBytesBuckets};
 };
 
 class Wal final : private SyncCompletion {
@@ -263,6 +268,7 @@ class Wal final : private SyncCompletion {
   uint64_t buf_capacity_ = 0;
   uint64_t flight_offset_ = 0;
   uint64_t flight_bytes_ = 0;
+  std::chrono::steady_clock::time_point flight_started_{};  // submission of the batch in flight
   std::vector<uint64_t> frame_offsets_;  // of the batch being encoded, by frame id (reused)
   // Reused by every segment's CHECKPOINT frames: with 10,000 groups a fresh 640 KiB body grown
   // by doubling (and faulted in) cost as much as a few batches' encoding, once per segment.
