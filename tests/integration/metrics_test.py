@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Process-level tests of raftd's operations interface (API.md section 5): GET /metrics in the
-Prometheus text format 0.0.4, checked with a strict parser while a cluster takes writes.
+Prometheus text format 0.0.4, checked with a strict parser while a cluster takes writes, and
+the systemd readiness notification (READY=1, STOPPING=1 on $NOTIFY_SOCKET).
 
 Usage: metrics_test.py RAFTD RAFTD_KV [-k SUBSTRING]
 
@@ -14,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -196,6 +198,83 @@ def test_metrics_move_with_writes(c):
     n1.start_app()
     c.wait_converged(5)
     ct.expect_status(n2.call("POST", "/metrics"), 405, "method_not_allowed", "POST /metrics")
+    c.stop_all()
+
+
+def notify_socket(tmp, abstract):
+    """A unix datagram socket for $NOTIFY_SOCKET: a path in tmp, or an abstract name."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = f"@raftd-metrics-test-{os.getpid()}-{time.time_ns()}"
+        s.bind("\0" + name[1:])
+    else:
+        name = os.path.join(tmp, "notify.sock")
+        s.bind(name)
+    return s, name
+
+
+def start_with_notify(node, name):
+    os.environ["NOTIFY_SOCKET"] = name
+    try:
+        node.start()
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+
+
+def receive(sock, want, deadline_s):
+    """The datagrams received until one holds the line `want` (or the deadline)."""
+    got = []
+    deadline = time.time() + deadline_s
+    while time.time() < deadline:
+        sock.settimeout(max(0.05, deadline - time.time()))
+        try:
+            msg = sock.recv(4096).decode()
+        except socket.timeout:
+            break
+        got.append(msg)
+        if want in msg.split("\n"):
+            return got
+    raise AssertionError(f"no {want!r} on the notify socket within {deadline_s} s: {got}")
+
+
+@test
+def test_systemd_notify(c):
+    """Started with $NOTIFY_SOCKET (a path for node 1, an abstract name for node 2), raftd sends
+    READY=1 once /readyz answers 200, not before, and STOPPING=1 on SIGTERM."""
+    n1, n2, n3 = c.nodes
+    s1, name1 = notify_socket(c.tmp, abstract=False)
+    s2, name2 = notify_socket(c.tmp, abstract=True)
+    try:
+        for n in c.nodes:
+            n.start_app()
+        for n in c.nodes:
+            n.write_config(c.nodes)
+        # Node 1 alone has no quorum for the meta group: not ready, so no READY=1.
+        start_with_notify(n1, name1)
+        s1.settimeout(3)
+        early = []
+        try:
+            while True:
+                early.append(s1.recv(4096).decode())
+        except socket.timeout:
+            pass
+        assert not any("READY=1" in m.split("\n") for m in early), f"READY=1 too early: {early}"
+        r = n1.call("GET", "/readyz", timeout=5)
+        assert r is not None and r.status == 503, f"node 1 alone is ready: {r}"
+        start_with_notify(n2, name2)
+        n3.start()
+        got = receive(s1, "READY=1", ct.START_WAIT_S)
+        r = n1.call("GET", "/readyz", timeout=5)
+        assert r is not None and r.status == 200, f"READY=1 sent, /readyz {r}"
+        assert any(m.startswith("STATUS=") for m in early + got), f"no STATUS: {early + got}"
+        receive(s2, "READY=1", ct.START_WAIT_S)
+        c.wait_ready()
+        n2.proc.send_signal(signal.SIGTERM)
+        receive(s2, "STOPPING=1", 20)
+        assert n2.proc.wait(timeout=20) == 0
+    finally:
+        s1.close()
+        s2.close()
     c.stop_all()
 
 
