@@ -871,7 +871,7 @@ def test_bad_input(c):
     r = n1.call("POST", "/v1/groups/7/propose", put_cmd("a", "b"), {"Idempotency-Key": "t1"})
     expect_status(r, 501, "not_implemented", "Idempotency-Key")
     for method, path in (("POST", "/v1/groups/7/members"), ("POST", "/v1/groups/7/snapshot"),
-                         ("POST", "/v1/groups/7/transfer-leader"), ("GET", "/metrics"),
+                         ("POST", "/v1/groups/7/transfer-leader"),
                          ("POST", "/v1/cluster/nodes")):
         expect_status(n1.call(method, path, "{}"), 501, "not_implemented", f"{method} {path}")
     # Still serving, on every node.
