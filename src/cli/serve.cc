@@ -162,7 +162,8 @@ int serve(const std::string& config_file) {
   waiter.join();
   if (!s.is_ok()) {
     log::error("raftd serve: {}", s.to_string());
-    return kExitFailed;
+    // As at start-up: kInvalidArgument is a configuration that does not fit (doc/node.md).
+    return s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailed;
   }
   return kExitOk;
 }

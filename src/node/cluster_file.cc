@@ -149,4 +149,30 @@ Status write_cluster_file(const std::string& data_dir, const ClusterFile& f) {
   return Status::ok();
 }
 
+// ---- ClusterCheck --------------------------------------------------------------------------
+
+bool ClusterCheck::refused(const ClusterFile& c, NodeId peer, uint64_t theirs) {
+  if (heard_ || failed() || theirs == c.cluster_id) return false;
+  const auto member = std::find_if(c.members.begin(), c.members.end(),
+                                   [&](const NodeInfo& m) { return m.id == peer; });
+  if (member == c.members.end() || peer == c.node) return false;
+  refused_[peer] = theirs;
+  const size_t quorum = c.members.size() / 2 + 1;
+  if (c.members.size() - refused_.size() >= quorum) return false;
+  std::string peers;
+  for (const auto& entry : refused_) {
+    const auto m = std::find_if(c.members.begin(), c.members.end(),
+                                [&](const NodeInfo& n) { return n.id == entry.first; });
+    peers += fmt::format("{}node {} at {} is in cluster {}", peers.empty() ? "" : ", ",
+                         entry.first.value(), m->peer, entry.second);
+  }
+  verdict_ = Status(
+      Code::kInvalidArgument,
+      fmt::format("node {} is in cluster {}, but its peers refused it for another cluster: {}; "
+                  "with them it can never reach a quorum of its {} members. Its "
+                  "[cluster].initial (or the cluster file in its data_dir) differs from theirs",
+                  c.node.value(), c.cluster_id, peers, c.members.size()));
+  return true;
+}
+
 }  // namespace raftd::node

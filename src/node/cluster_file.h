@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -37,5 +38,28 @@ Result<ClusterFile> decode_cluster_file(const std::string& text, const std::stri
 Result<ClusterFile> read_cluster_file(const std::string& data_dir);
 // Writes it durably: a temporary file, fsync, rename, fsync of the directory.
 Status write_cluster_file(const std::string& data_dir, const ClusterFile& f);
+
+// Start-up check that this node's peers are of its cluster (doc/node.md "A node of another
+// cluster"). Until this process has heard from a peer of its own cluster (a peer accepted its
+// stream, or it accepted a peer's), each peer that refuses its handshake for another cluster id
+// is recorded. When the members that did not refuse it (itself included) are fewer than a quorum
+// of its members, it can never elect a meta leader with them: the check fails, with one message
+// naming each refusing peer, its cluster id and this node's. Once it has heard from its cluster,
+// refusals change nothing (a stray node of another cluster does not stop an established one).
+class ClusterCheck {
+ public:
+  void heard_from_cluster() { heard_ = true; }
+  // `peer` refused this node's handshake; it is in cluster `theirs`. True when the check failed
+  // with this refusal (once; failed() stays true).
+  bool refused(const ClusterFile& c, NodeId peer, uint64_t theirs);
+  bool failed() const { return !verdict_.is_ok(); }
+  // kInvalidArgument (the configuration does not fit the cluster) once failed; OK before.
+  const Status& verdict() const { return verdict_; }
+
+ private:
+  bool heard_ = false;
+  std::map<NodeId, uint64_t> refused_;  // peer -> its cluster id
+  Status verdict_;
+};
 
 }  // namespace raftd::node

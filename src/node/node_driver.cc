@@ -68,10 +68,18 @@ Status NodeImpl::open_network() {
   cb.known_peer = [this](NodeId id) { return meta_.node(id) != nullptr; };
   cb.hosts_group = [this](GroupId g) { return host_->hosts(g); };
   cb.on_peer_state = [this](NodeId peer, bool reachable) {
+    if (reachable) cluster_check_.heard_from_cluster();
     if (!reachable) on_peer_down(peer);
   };
   cb.on_peer_reconnected = [this](NodeId peer, bool restarted) {
     if (restarted) on_peer_down(peer);
+  };
+  // A node whose peers refuse it for another cluster id stops at start-up (doc/node.md "A node
+  // of another cluster"): run() shuts down and returns the check's verdict.
+  cb.on_refused = [this](NodeId peer, const transport::Refusal& r) {
+    if (r.kind != transport::Refusal::Kind::kOtherCluster) return;
+    if (transport_->stats().inbound_streams > 0) cluster_check_.heard_from_cluster();
+    if (cluster_check_.refused(cluster_, peer, r.peer_cluster_id)) request_stop();
   };
   transport_ = std::make_unique<transport::Transport>(*reactor_, to, std::move(cb));
   update_peers();
@@ -178,6 +186,7 @@ Status NodeImpl::run() {
   }
   reactor_->remove_turn_end_hook(hook_);
   reactor_->shutdown();
+  if (cluster_check_.failed()) return cluster_check_.verdict();  // the caller logs it
   log::info("raftd: node {} stopped", self_.value());
   return Status::ok();
 }

@@ -143,6 +143,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   int lock_fd_ = -1;
   ClusterFile cluster_;
   bool bootstrapped_ = false;
+  ClusterCheck cluster_check_;  // peers of another cluster at start-up (cluster_file.h)
 
   std::unique_ptr<io::Reactor> reactor_;
   std::unique_ptr<wal::ReactorExecutor> executor_;

@@ -61,6 +61,7 @@ struct Transport::OutPeer {
   uint32_t backoff_ms = 0;
   std::optional<bool> reported;  // last reachability reported
   int refused_status = 0;
+  std::optional<uint64_t> refused_cluster;  // the peer's Raftd-Cluster in its refusal
   std::string reason;  // the last non-empty line of the receiver's response (bounded)
   std::string line;    // the response line being received (bounded)
 
@@ -274,6 +275,7 @@ void Transport::connect(const std::shared_ptr<OutPeer>& p) {
   p->state = OutPeer::State::kConnecting;
   p->attempt_started = Clock::now();
   p->refused_status = 0;
+  p->refused_cluster.reset();
   p->reason.clear();
   p->line.clear();
   const uint64_t gen = p->gen;
@@ -307,6 +309,7 @@ void Transport::on_head(const std::shared_ptr<OutPeer>& p, uint64_t gen,
   if (closing_ || p->removed || gen != p->gen) return;
   if (head.status != 200) {
     p->refused_status = head.status;
+    if (head.status == 403) p->refused_cluster = parse_u64(head.header(kHeaderCluster));
     ++stats_.refused_by_peer;
     return;  // on_done follows once the answer is read; it logs and schedules the retry
   }
@@ -336,14 +339,26 @@ void Transport::on_done(const std::shared_ptr<OutPeer>& p, uint64_t gen, const S
   if (closing_ || p->removed || gen != p->gen) return;
   const std::string reason = p->line.empty() ? p->reason : p->line;
   std::string why;
+  std::optional<Refusal> refusal;
   if (p->refused_status != 0) {
     why = "refused with " + std::to_string(p->refused_status) + ": " + reason;
+    refusal.emplace();
+    refusal->status = p->refused_status;
+    refusal->reason = reason;
+    // Only a cluster id that differs from ours is a cluster mismatch: a peer that names ours
+    // refused for another reason.
+    if (p->refused_cluster && *p->refused_cluster != options_.cluster_id) {
+      refusal->kind = Refusal::Kind::kOtherCluster;
+      refusal->peer_cluster_id = *p->refused_cluster;
+    }
   } else if (st.is_ok()) {
     why = "ended by the peer: " + reason;
   } else {
     why = "failed: " + st.to_string();
   }
+  const NodeId peer = p->peer.id;
   stream_failed(*p, why);
+  if (refusal && !closing_ && callbacks_.on_refused) callbacks_.on_refused(peer, *refusal);
 }
 
 void Transport::stream_failed(OutPeer& p, const std::string& why) {
@@ -434,6 +449,9 @@ void Transport::on_stream_headers(http::Exchange& ex) {
     return refuse(400, "handshake headers missing or not decimal numbers");
   }
   if (*cluster != options_.cluster_id) {
+    // The refusal names this node's cluster, so the sender can tell a cluster mismatch from
+    // other refusals (and report both ids).
+    ex.add_header(kHeaderCluster, std::to_string(options_.cluster_id));
     return refuse(403, "cluster " + std::to_string(*cluster) + " is not this node's cluster " +
                            std::to_string(options_.cluster_id));
   }

@@ -32,6 +32,10 @@
 //     report_unreachable() and wake()s quiesced followers). on_peer_reconnected(peer, restarted)
 //     reports an inbound stream from a peer whose previous inbound stream ended or was replaced;
 //     restarted is true when the peer is a new process (another incarnation).
+//   - on_refused(peer, refusal) reports a peer that answered our handshake with an error, after
+//     the on_peer_state(peer, false) of that attempt (the transport retries as for any failure).
+//     A refusal for another cluster id carries the peer's cluster id (its 403 answer has
+//     Raftd-Cluster, doc/transport.md section 1): what the node does about it is the node's.
 //
 // Memory: per peer at most queue_bytes_max of queued and encoded messages (plus the HTTP
 // client's send buffer, about 2 * http::kSendBytesMax); a peer that does not read makes sends
@@ -124,6 +128,18 @@ struct Peer {
   bool operator==(const Peer&) const = default;
 };
 
+// Why a peer refused our stream's handshake.
+struct Refusal {
+  enum class Kind {
+    kOtherCluster,  // the peer belongs to another cluster (its id is peer_cluster_id)
+    kOther,         // any other refusal (status and reason say which)
+  };
+  Kind kind = Kind::kOther;
+  int status = 0;                // the HTTP status of the answer
+  uint64_t peer_cluster_id = 0;  // kOtherCluster only
+  std::string reason;            // the peer's reason line (bounded)
+};
+
 struct TransportCallbacks {
   // Validated messages of one received piece, in order. Required.
   std::function<void(std::span<raft::Message>)> on_messages;
@@ -133,6 +149,7 @@ struct TransportCallbacks {
   std::function<bool(GroupId)> hosts_group;
   std::function<void(NodeId, bool reachable)> on_peer_state;
   std::function<void(NodeId, bool restarted)> on_peer_reconnected;
+  std::function<void(NodeId, const Refusal&)> on_refused;
 };
 
 struct TransportStats {
