@@ -167,9 +167,55 @@ void NodeImpl::on_turn_end() {
   wal_->flush();
 }
 
+namespace {
+
+// Group 0 is never compacted (the meta state is rebuilt from its whole log at every start), so
+// its first entries would keep the oldest WAL segment, and with it every later one (segments
+// are released oldest first), forever: no space would ever be released, a deleted group's
+// included. When group 0 alone keeps the oldest segment, its whole log is staged again as one
+// append of the same entries (the WAL writes one group's append as one record, so it is atomic:
+// a crash leaves the old copy or the new one). Once that batch is durable the old copies are
+// dead and the segments before it are released. The meta log is small (an entry per group
+// command, node command and election), so this costs a few KiB per segment's worth of writes.
+// A meta log too big for one batch stays where it is (logged once per process).
+void relocate_meta_log(wal::Wal& wal) {
+  const std::vector<wal::PinningGroup> pins = wal.pinning_groups();
+  if (pins.size() != 1 || pins[0].group != GroupId(0)) return;
+  const auto info = wal.group(GroupId(0));
+  if (!info || info->last_index <= info->mark.index) return;
+  const LogIndex first(info->mark.index.value() + 1);
+  const LogIndex end(info->last_index.value() + 1);
+  auto entries = wal.read(GroupId(0), first, end, UINT64_MAX);
+  static bool warned = false;
+  Status s = entries.status();
+  if (entries) {
+    RAFTD_ASSERT(!entries->empty() && entries->back().index == info->last_index,
+                 "an unbounded read returns the whole range");
+    std::vector<wal::EntryView> views;
+    views.reserve(entries->size());
+    for (const wal::Entry& e : *entries) {
+      views.push_back({e.term, e.type, std::as_bytes(std::span(e.data.data(), e.data.size()))});
+    }
+    s = wal.append(GroupId(0), first, views);
+    if (s.is_ok()) {
+      log::debug("meta: log {}..{} copied forward in the WAL, so older segments can be released",
+                 first.value(), info->last_index.value());
+      return;
+    }
+  }
+  if (!warned) {
+    warned = true;
+    log::warn("meta: cannot copy group 0's log forward in the WAL ({}); the oldest segment stays",
+              s.to_string());
+  }
+}
+
+}  // namespace
+
 void NodeImpl::on_tick() {
   host_->tick();
   sweep_timeouts();
+  relocate_meta_log(*wal_);
 }
 
 // ---- run and shutdown ----------------------------------------------------------------------
