@@ -177,32 +177,40 @@ namespace {
 // a crash leaves the old copy or the new one). Once that batch is durable the old copies are
 // dead and the segments before it are released. The meta log is small (an entry per group
 // command, node command and election), so this costs a few KiB per segment's worth of writes.
-// A meta log too big for one batch stays where it is (logged once per process).
-void relocate_meta_log(wal::Wal& wal) {
+// A meta log too big for one batch stays where it is (a warning, once per process); it is tried
+// again when it has grown (the check reads at most one batch's worth of it).
+void relocate_meta_log(wal::Wal& wal, uint64_t batch_bytes_max) {
+  static LogIndex too_big_at;  // group 0's last index when its log did not fit one batch
+  static bool warned = false;
   const std::vector<wal::PinningGroup> pins = wal.pinning_groups();
   if (pins.size() != 1 || pins[0].group != GroupId(0)) return;
   const auto info = wal.group(GroupId(0));
-  if (!info || info->last_index <= info->mark.index) return;
+  if (!info || info->last_index <= info->mark.index || info->last_index == too_big_at) return;
   const LogIndex first(info->mark.index.value() + 1);
   const LogIndex end(info->last_index.value() + 1);
-  auto entries = wal.read(GroupId(0), first, end, UINT64_MAX);
-  static bool warned = false;
+  auto entries = wal.read(GroupId(0), first, end, batch_bytes_max);
   Status s = entries.status();
   if (entries) {
-    RAFTD_ASSERT(!entries->empty() && entries->back().index == info->last_index,
-                 "an unbounded read returns the whole range");
-    std::vector<wal::EntryView> views;
-    views.reserve(entries->size());
-    for (const wal::Entry& e : *entries) {
-      views.push_back({e.term, e.type, std::as_bytes(std::span(e.data.data(), e.data.size()))});
-    }
-    s = wal.append(GroupId(0), first, views);
-    if (s.is_ok()) {
-      log::debug("meta: log {}..{} copied forward in the WAL, so older segments can be released",
-                 first.value(), info->last_index.value());
-      return;
+    if (entries->back().index != info->last_index) {
+      s = Status(Code::kTooLarge,
+                 fmt::format("its log {}..{} is over one batch of {} bytes", first.value(),
+                             info->last_index.value(), batch_bytes_max));
+    } else {
+      std::vector<wal::EntryView> views;
+      views.reserve(entries->size());
+      for (const wal::Entry& e : *entries) {
+        views.push_back({e.term, e.type, std::as_bytes(std::span(e.data.data(), e.data.size()))});
+      }
+      s = wal.append(GroupId(0), first, views);
+      if (s.is_ok()) {
+        log::debug("meta: log {}..{} copied forward in the WAL, so older segments can go",
+                   first.value(), info->last_index.value());
+        return;
+      }
     }
   }
+  if (s.code() == Code::kUnavailable) return;  // the WAL's queue is full: next tick
+  if (s.code() == Code::kTooLarge) too_big_at = info->last_index;
   if (!warned) {
     warned = true;
     log::warn("meta: cannot copy group 0's log forward in the WAL ({}); the oldest segment stays",
@@ -215,7 +223,7 @@ void relocate_meta_log(wal::Wal& wal) {
 void NodeImpl::on_tick() {
   host_->tick();
   sweep_timeouts();
-  relocate_meta_log(*wal_);
+  relocate_meta_log(*wal_, cfg_.wal.batch_bytes_max);
 }
 
 // ---- run and shutdown ----------------------------------------------------------------------
