@@ -76,10 +76,11 @@ ClientSession::~ClientSession() {
 
 Result<Answer> ClientSession::call(const Endpoint& to, std::string_view method,
                                    std::string_view target, std::string body,
-                                   std::string_view content_type) {
+                                   std::string_view content_type, http::Headers extra) {
   http::ClientRequest rq;
   rq.method = std::string(method);
   rq.target = std::string(target);
+  rq.headers = std::move(extra);
   if (!token_.empty()) rq.headers.push_back({"Authorization", "Bearer " + token_});
   if (!body.empty()) rq.headers.push_back({"Content-Type", std::string(content_type)});
   rq.body = std::move(body);

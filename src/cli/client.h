@@ -50,10 +50,12 @@ class ClientSession {
   ClientSession& operator=(const ClientSession&) = delete;
 
   // Sends one request and waits for the whole answer. A non-empty token is sent as
-  // "Authorization: Bearer <token>"; a body is sent as `content_type`.
+  // "Authorization: Bearer <token>"; a body is sent as `content_type`; `extra` headers are
+  // added as they are.
   Result<Answer> call(const Endpoint& to, std::string_view method, std::string_view target,
                       std::string body = {},
-                      std::string_view content_type = "application/octet-stream");
+                      std::string_view content_type = "application/octet-stream",
+                      http::Headers extra = {});
 
  private:
   ClientSession(std::unique_ptr<io::Reactor> reactor, std::string token, std::uint32_t timeout_ms);

@@ -349,6 +349,9 @@ ClientCommands::ClientCommands(CLI::App& app) {
   propose_->add_option("GROUP", group_, "Group id")->required();
   propose_->add_option("DATA", data_, "Entry bytes, or - to read them from stdin")
       ->capture_default_str();
+  propose_->add_option("--key", key_,
+                       "Idempotency-Key: a retry with the same key returns the first result "
+                       "instead of appending again");
   add_connection_options(propose_);
   read_ = app.add_subcommand("read", "Linearizable read: print the application's answer");
   read_->add_option("GROUP", group_, "Group id")->required();
@@ -462,13 +465,19 @@ int ClientCommands::propose() {
     if (!in) return report_failure(t.name, in.status());
     data = std::move(in.value());
   }
-  Result<Answer> a = t.session->call(t.endpoint, "POST",
-                                     fmt::format("/v1/groups/{}/propose", group_), std::move(data));
+  http::Headers extra;
+  if (!key_.empty()) extra.push_back({"Idempotency-Key", key_});
+  Result<Answer> a =
+      t.session->call(t.endpoint, "POST", fmt::format("/v1/groups/{}/propose", group_),
+                      std::move(data), "application/octet-stream", std::move(extra));
   if (!a) return report_failure(t.name, a.status());
   if (!is_success(a->status)) return report_answer_error(t.name, a.value());
   write_stdout(a->body);
-  if (auto index = http::find_header(a->headers, "Raftd-Index")) {
-    std::fprintf(stderr, "Raftd-Index: %.*s\n", static_cast<int>(index->size()), index->data());
+  // The answer's own headers, for scripts: the entry's index, and whether this is a replay.
+  for (const char* h : {"Raftd-Index", "Raftd-Replayed", "Raftd-Result"}) {
+    if (auto v = http::find_header(a->headers, h)) {
+      std::fprintf(stderr, "%s: %.*s\n", h, static_cast<int>(v->size()), v->data());
+    }
   }
   return kExitOk;
 }

@@ -52,6 +52,7 @@ class ClientCommands {
   std::vector<CLI::Option*> token_options_;
   bool json_ = false;
   bool stale_ = false;
+  std::string key_;  // propose --key: the Idempotency-Key
   std::uint64_t group_ = 0;
   std::vector<std::uint64_t> members_;
   std::string data_ = "-";

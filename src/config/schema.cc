@@ -26,12 +26,13 @@ constexpr uint64_t kInflightMsgsMax = 1ULL << 16;
 constexpr uint64_t kMsgBytesMax = transport::kMaxMsgBytesSupported;
 constexpr uint64_t kHeaderBytesMin = 1024;  // a request line and a few fields
 constexpr uint64_t kConnectionsMax = 1ULL << 20;
+constexpr uint64_t kIdempotencyKeysMax = 1ULL << 24;  // 16 Mi keys: GiBs of memory per group
 
 using K = KeyType;
 using P = Presence;
 
 // clang-format off
-const std::array<KeySpec, 34> kSchema = {{
+const std::array<KeySpec, 35> kSchema = {{
   {"node", "id", K::kInteger, P::kRequired, "", 1, kIdMax, "",
    "this node's id: unique in the cluster forever, never reused",
    [](Config& c) -> FieldRef { return &c.node.id; }},
@@ -132,6 +133,9 @@ const std::array<KeySpec, 34> kSchema = {{
   {"limits", "connections_max", K::kInteger, P::kDefault, "connections", 1, kConnectionsMax, "",
    "open client API connections; beyond it new ones get 503 and are closed",
    [](Config& c) -> FieldRef { return &c.limits.connections_max; }},
+  {"limits", "idempotency_keys", K::kInteger, P::kDefault, "keys", 1, kIdempotencyKeysMax, "",
+   "Idempotency-Key values remembered per group (the newest; never one not yet applied)",
+   [](Config& c) -> FieldRef { return &c.limits.idempotency_keys; }},
   {"auth", "client_token", K::kString, P::kUnset, "", 0, 0, "visible ASCII",
    "when set, client API requests need Authorization: Bearer with it, else 401",
    [](Config& c) -> FieldRef { return &c.auth.client_token; }},

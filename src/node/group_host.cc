@@ -207,6 +207,7 @@ void GroupHost::drain(GroupId g, Hosted& h) {
       return;
     }
     stage(g, rd);
+    if (!rd.entries.empty()) driver_.on_log_entries(g, rd.entries);
     if (rd.soft_state) driver_.on_soft_state(g, *rd.soft_state);
     std::vector<raft::Entry> committed = std::move(rd.committed_entries);
     std::vector<raft::ReadState> reads = std::move(rd.read_states);

@@ -31,7 +31,8 @@ void Node::request_stop() { impl_->request_stop(); }
 
 // ---- start-up ------------------------------------------------------------------------------
 
-NodeImpl::NodeImpl(const config::Config& cfg) : cfg_(cfg), self_(cfg.node.id) {}
+NodeImpl::NodeImpl(const config::Config& cfg)
+    : cfg_(cfg), self_(cfg.node.id), keys_(cfg.limits.idempotency_keys) {}
 
 NodeImpl::~NodeImpl() {
   if (reactor_) reactor_->shutdown();
@@ -45,6 +46,7 @@ Status NodeImpl::start() {
   if (!r) return r.status();
   reactor_ = std::move(*r);
   if (Status s = open_wal(); !s.is_ok()) return s;
+  if (Status s = open_journal(); !s.is_ok()) return s;
   if (Status s = open_network(); !s.is_ok()) return s;
   log::info("raftd: node {} of cluster {:016x} serving clients on {}, peers on {}{}", self_.value(),
             cluster_.cluster_id, cfg_.listen.client.to_string(), cfg_.listen.peer.to_string(),

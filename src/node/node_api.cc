@@ -64,6 +64,15 @@ const char* role_word(const raft::Group& g, NodeId self) {
   return "follower";
 }
 
+// Idempotency keys travel in an HTTP header and in the log: visible ASCII only.
+bool valid_key(std::string_view k) {
+  if (k.empty() || k.size() > kIdempotencyKeyBytesMax) return false;
+  for (char c : k) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 constexpr uint64_t kForwardBytesMax = kEnvelopeFixedBytes + 2 + kIdempotencyKeyBytesMax;
 
 }  // namespace
@@ -98,7 +107,7 @@ void NodeImpl::on_end(http::Exchange& ex) {
 void NodeImpl::on_aborted(http::Exchange& ex) {
   auto* c = static_cast<ApiContext*>(ex.context());
   if (c == nullptr || c->rid == 0) return;
-  waiters_.erase(c->rid);
+  if (auto it = waiters_.find(c->rid); it != waiters_.end()) erase_waiter(it);
   reads_.erase(c->rid);
 }
 
@@ -219,11 +228,30 @@ void NodeImpl::api_delete_group(http::Exchange& ex, GroupId g) {
 }
 
 void NodeImpl::api_propose(http::Exchange& ex, GroupId g) {
-  if (ex.request().header("Idempotency-Key")) {
-    return respond_error(ex, 501, "not_implemented",
-                         "Idempotency-Key is not supported by this release (README)");
+  std::string key;
+  if (auto k = ex.request().header("Idempotency-Key")) {
+    if (!valid_key(*k)) {
+      return respond_error(ex, 400, "bad_request",
+                           fmt::format("Idempotency-Key must be 1 to {} visible ASCII characters",
+                                       kIdempotencyKeyBytesMax));
+    }
+    key.assign(*k);
+    // In this node's log already: answered from that entry, nothing appended.
+    if (const KeyTable::Slot* slot = keys_.find(g, key)) {
+      if (waiters_.size() + reads_.size() >= kWaitersMax) {
+        return respond_error(ex, 503, "unavailable", "too many requests waiting on this node");
+      }
+      const uint64_t rid = next_request_++;
+      add_waiter(ex, g, rid);
+      return await_keyed(rid, g, slot->index, std::move(key));
+    }
   }
-  propose_entry(ex, g, EntryKind::kApp, std::move(ctx(ex).body), "");
+  propose_entry(ex, g, EntryKind::kApp, std::move(ctx(ex).body), std::move(key));
+}
+
+void NodeImpl::add_waiter(http::Exchange& ex, GroupId g, uint64_t rid) {
+  ctx(ex).rid = rid;
+  waiters_[rid] = Waiter{&ex, g, io::Reactor::now() + std::chrono::milliseconds(kProposeTimeoutMs)};
 }
 
 void NodeImpl::propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std::string payload,
@@ -233,10 +261,10 @@ void NodeImpl::propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std:
   }
   raft::Group* grp = host_->group(g);
   if (grp == nullptr) return respond_error(ex, 404, "unknown_group", "no such group here");
-  const uint64_t rid = next_request_++;
-  std::string entry = encode_envelope(kind, self_, rid, key, payload);
   const NodeId leader = grp->leader();
   if (leader == NodeId(0)) return respond_error(ex, 503, "no_leader", "the group has no leader");
+  const uint64_t rid = next_request_++;
+  std::string entry = encode_envelope(kind, self_, rid, key, payload);
   if (leader == self_) {
     auto r = host_->propose(g, std::move(entry));
     if (!r) {
@@ -245,17 +273,17 @@ void NodeImpl::propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std:
       }
       return respond_error(ex, 503, "no_leader", r.status().message());
     }
+    if (!key.empty()) keys_.note(g, *r, key);
   }
-  ctx(ex).rid = rid;
-  waiters_[rid] = Waiter{&ex, g, io::Reactor::now() + std::chrono::milliseconds(kProposeTimeoutMs)};
-  if (leader != self_) forward(rid, g, leader, std::move(entry));
+  add_waiter(ex, g, rid);
+  if (leader != self_) forward(rid, g, leader, std::move(entry), std::move(key));
 }
 
 // The follower hands the encoded entry to the leader's peer listener; the leader appends it
 // (or answers 503: not appended). The follower then waits for the entry to be applied here,
 // matched by (origin, request id) in its envelope. Any other failure leaves the outcome unknown:
 // the client waits for the apply or its 504.
-void NodeImpl::forward(uint64_t rid, GroupId g, NodeId leader, std::string entry) {
+void NodeImpl::forward(uint64_t rid, GroupId g, NodeId leader, std::string entry, std::string key) {
   const NodeInfo* n = meta_.node(leader);
   size_t colon = n ? n->peer.rfind(':') : std::string::npos;
   if (colon == std::string::npos) {
@@ -271,7 +299,7 @@ void NodeImpl::forward(uint64_t rid, GroupId g, NodeId leader, std::string entry
   const auto port = static_cast<uint16_t>(std::atoi(n->peer.c_str() + colon + 1));
   http_->fetch(
       host, port, std::move(rq),
-      [this, rid](Result<http::Response> r) {
+      [this, rid, g, key = std::move(key)](Result<http::Response> r) mutable {
         if (!r) {
           // A connection that was never made carried nothing: the entry was not appended. Any
           // other failure may have reached the leader, so the outcome stays unknown (504).
@@ -283,6 +311,13 @@ void NodeImpl::forward(uint64_t rid, GroupId g, NodeId leader, std::string entry
         }
         if (r->head.status == 503) return fail_waiter(rid, 503, "no_leader", "not appended");
         if (r->head.status == 413) return fail_waiter(rid, 413, "too_large", "not appended");
+        // The leader's log holds the key already: nothing was appended; the answer is that
+        // entry's, once it is applied here.
+        Json j = Json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+        if (r->head.status == 200 && !key.empty() && j.is_object() && j.value("replay", false) &&
+            j.contains("index") && j["index"].is_number_unsigned()) {
+          await_keyed(rid, g, LogIndex(j["index"].get<uint64_t>()), std::move(key));
+        }
       },
       4096);
 }
@@ -382,7 +417,7 @@ void NodeImpl::finish_waiter(uint64_t rid, int status, std::string body, std::st
   auto it = waiters_.find(rid);
   if (it == waiters_.end()) return;
   http::Exchange& ex = *it->second.ex;
-  waiters_.erase(it);
+  erase_waiter(it);
   ctx(ex).rid = 0;
   ex.add_header("Raftd-Index", std::to_string(index.value()));
   ex.respond(status, body, content_type);
@@ -393,7 +428,7 @@ void NodeImpl::fail_waiter(uint64_t rid, int status, std::string_view code,
   http::Exchange* ex = nullptr;
   if (auto it = waiters_.find(rid); it != waiters_.end()) {
     ex = it->second.ex;
-    waiters_.erase(it);
+    erase_waiter(it);
   } else if (auto r = reads_.find(rid); r != reads_.end()) {
     ex = r->second.ex;
     reads_.erase(r);
@@ -463,8 +498,16 @@ void NodeImpl::forward_end(http::Exchange& ex) {
   if (grp == nullptr || grp->role() != raft::Role::kLeader || stopping_) {
     return respond_error(ex, 503, "no_leader", "not the leader");
   }
+  const std::string key(env->key);
+  if (!key.empty()) {
+    if (const KeyTable::Slot* slot = keys_.find(GroupId(g), key)) {
+      return ex.respond(200, fmt::format("{{\"index\":{},\"replay\":true}}", slot->index.value()),
+                        "application/json");
+    }
+  }
   auto r = host_->propose(GroupId(g), std::move(entry));
   if (!r) return respond_error(ex, 503, "no_leader", r.status().message());
+  if (!key.empty()) keys_.note(GroupId(g), *r, key);
   ex.respond(200, fmt::format("{{\"index\":{}}}", r->value()), "application/json");
 }
 

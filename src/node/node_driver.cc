@@ -163,6 +163,7 @@ void NodeImpl::on_peer_down(NodeId peer) {
 void NodeImpl::on_turn_end() {
   if (!transport_ || !app_) return;  // still starting
   host_->process();
+  journal_->flush();
   transport_->flush();
   wal_->flush();
 }
@@ -331,8 +332,9 @@ void NodeImpl::on_applied(GroupId g, LogIndex last, std::vector<app::Record> res
     if (it == by_index_.end()) continue;
     uint64_t rid = it->second;
     by_index_.erase(it);
-    finish_waiter(rid, 200, std::move(r.data), "application/octet-stream", r.index);
+    finish_waiter(rid, 200, r.data, "application/octet-stream", r.index);
   }
+  journal_applied(g, last, results);
   offer_to_app(g);
   serve_ready_reads(g);
 }
@@ -418,6 +420,7 @@ void NodeImpl::start_group(GroupId g) {
       conf.voters = info->members;
       if (Status s = host_->add_group(g, conf, app_index); s.is_ok()) {
         applied_[g] = std::min(app_index, host_->group(g)->applied_index());
+        scan_keys(g);
         log::info("group {}: started (app index {})", g.value(), app_index.value());
       } else {
         log::error("group {}: cannot start: {}", g.value(), s.to_string());
@@ -449,6 +452,10 @@ void NodeImpl::stop_group(GroupId g) {
   for (uint64_t rid : gone) fail_waiter(rid, 404, "unknown_group", "the group was deleted");
   by_index_.erase(by_index_.lower_bound({g, LogIndex(0)}),
                   by_index_.lower_bound({g + 1, LogIndex(0)}));
+  keyed_waits_.erase(keyed_waits_.lower_bound({g, LogIndex(0)}),
+                     keyed_waits_.lower_bound({g + 1, LogIndex(0)}));
+  keys_.drop_group(g);
+  journal_mark_.erase(g);
   if (auto info = wal_->group(g); info && info->last_index > info->mark.index) {
     if (Status s = wal_->compact(g, info->last_index, info->last_term); !s.is_ok()) {
       log::warn("group {}: compaction after delete: {}", g.value(), s.to_string());

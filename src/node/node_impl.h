@@ -18,6 +18,7 @@
 #include "raftd/io/reactor.h"
 #include "raftd/node/envelope.h"
 #include "raftd/node/group_host.h"
+#include "raftd/node/idempotency.h"
 #include "raftd/node/meta.h"
 #include "raftd/transport/transport.h"
 #include "raftd/wal/uring_sync_writer.h"
@@ -73,6 +74,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void on_read_states(GroupId g, std::vector<raft::ReadState>&& states) override;
   void on_soft_state(GroupId g, const raft::SoftState& s) override;
   void on_snapshot_refused(GroupId g, const raft::SnapshotMeta& meta) override;
+  void on_log_entries(GroupId g, const std::vector<raft::Entry>& entries) override;
 
   // ---- http::Handler (client API, node_api.cc) ----
   void on_headers(http::Exchange& ex) override;
@@ -92,6 +94,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
     http::Exchange* ex = nullptr;
     GroupId group;
     io::TimePoint deadline;
+    LogIndex keyed_at;  // a replay waiting in keyed_waits_ for the entry here (0: none)
   };
   // A linearizable read: waits for its read index, then for the app to have applied it.
   struct ReadWait {
@@ -120,6 +123,9 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void offer_to_app(GroupId g);
   void on_peer_down(NodeId peer);
   void serve_ready_reads(GroupId g);
+  Status open_journal();
+  void scan_keys(GroupId g);
+  void journal_applied(GroupId g, LogIndex last, const std::vector<app::Record>& results);
 
   // node_api.cc
   void dispatch(http::Exchange& ex);
@@ -127,11 +133,15 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void api_create_group(http::Exchange& ex);
   void api_delete_group(http::Exchange& ex, GroupId g);
   void api_propose(http::Exchange& ex, GroupId g);
+  void add_waiter(http::Exchange& ex, GroupId g, uint64_t rid);
   void api_read(http::Exchange& ex, GroupId g);
   void api_cluster(http::Exchange& ex);
   void propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std::string payload,
                      std::string key);
-  void forward(uint64_t rid, GroupId g, NodeId leader, std::string entry);
+  void forward(uint64_t rid, GroupId g, NodeId leader, std::string entry, std::string key);
+  void await_keyed(uint64_t rid, GroupId g, LogIndex index, std::string key);
+  void finish_keyed(uint64_t rid, LogIndex index, const std::optional<std::string>& result);
+  void erase_waiter(std::unordered_map<uint64_t, Waiter>::iterator it);
   void finish_waiter(uint64_t rid, int status, std::string body, std::string content_type,
                      LogIndex index);
   void fail_waiter(uint64_t rid, int status, std::string_view code, std::string_view message);
@@ -168,6 +178,13 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   std::unordered_map<uint64_t, ReadWait> reads_;               // reads by request id
   std::map<GroupId, LogIndex> applied_;  // what the app acknowledged, per group
   std::map<GroupId, std::vector<app::AppEntry>> app_backlog_;  // refused by enqueue, in order
+  // Idempotency-Key (idempotency.h): the keys of this node's logs, their results, the journal
+  // that carries them across restarts and its watermark per group; and retries waiting for the
+  // entry that carries their key to be applied here: (group, index) -> (request id, key).
+  KeyTable keys_;
+  std::unique_ptr<ResultsJournal> journal_;
+  std::map<GroupId, LogIndex> journal_mark_;
+  std::multimap<std::pair<GroupId, LogIndex>, std::pair<uint64_t, std::string>> keyed_waits_;
   // Creations taken by this node for a group it is a member of: answered once the group has
   // started here (after the app's LastLogIndex), so that its status is whole and a GET through
   // this node right after the 201 finds it.

@@ -76,6 +76,10 @@ inline constexpr uint32_t kReconnectMaxMsDefault = 5'000;
 // must fit one WAL batch, so the cap is half of the default batch (config rule:
 // limits.client_body_bytes_max <= wal.batch_bytes_max / 2).
 inline constexpr uint64_t kClientBodyBytesMaxDefault = wal::kBatchBytesDefault / 2;
+// Idempotency-Key values remembered per group on each node: a retry within the newest 10,000
+// keyed proposals of its group is recognised (about 1.5 MiB per busy group with 128-byte keys and
+// small results; groups that never use keys cost nothing).
+inline constexpr uint32_t kIdempotencyKeysDefault = 10'000;
 // Members listed in cluster.initial; a config with more is a mistake, not a cluster.
 inline constexpr uint32_t kInitialMembersMax = 1024;
 // Tokens go into an HTTP header: visible ASCII, at most this long (well under the header limit).
@@ -176,6 +180,8 @@ struct LimitsSection {
   uint64_t client_body_bytes_max = kClientBodyBytesMaxDefault;  // <= wal.batch_bytes_max / 2
   uint32_t header_bytes_max = http::kHeaderBytesMax;
   uint32_t connections_max = http::kConnectionsMaxDefault;
+  // Idempotency-Key values each node remembers per group (include/raftd/node/idempotency.h).
+  uint32_t idempotency_keys = kIdempotencyKeysDefault;
   bool operator==(const LimitsSection&) const = default;
 };
 

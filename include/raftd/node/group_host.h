@@ -67,6 +67,12 @@ class GroupHost {
     // The leader sent this replica a snapshot, which this release cannot install: the host has
     // stopped hosting g (called before it is removed).
     virtual void on_snapshot_refused(GroupId g, const raft::SnapshotMeta& meta) = 0;
+    // Entries the log of g gains (staged for the WAL), from entries.front().index on: whatever
+    // the log held at those indexes and above was cut. Called before apply() of the same Ready.
+    virtual void on_log_entries(GroupId g, const std::vector<raft::Entry>& entries) {
+      (void)g;
+      (void)entries;
+    }
   };
 
   // `config` is the template for every group (id, group and random_seed are set per group).
