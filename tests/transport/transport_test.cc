@@ -54,6 +54,7 @@ struct Node {
     cb.on_peer_reconnected = [this](NodeId p, bool restarted) {
       reconnects.emplace_back(p, restarted);
     };
+    cb.on_refused = [this](NodeId p, const Refusal& r) { refusals.emplace_back(p, r); };
     transport = std::make_unique<Transport>(*reactor, o, std::move(cb));
     start_server(0);
   }
@@ -94,6 +95,7 @@ struct Node {
   std::vector<Message> got;
   std::vector<std::pair<NodeId, bool>> states;
   std::vector<std::pair<NodeId, bool>> reconnects;
+  std::vector<std::pair<NodeId, Refusal>> refusals;
 };
 
 // Turns every reactor until `pred` holds or the wait limit passes.
@@ -217,6 +219,13 @@ TEST_CASE(
     CHECK(a.state_is(b.id, false));
     CHECK(a.transport->stats().refused_by_peer >= 1);
     CHECK(a.transport->stats().reconnects >= 1);
+    // The refusal reaches the node as a cluster mismatch naming the receiver's cluster id.
+    REQUIRE(!a.refusals.empty());
+    CHECK(a.refusals[0].first == b.id);
+    CHECK(a.refusals[0].second.kind == Refusal::Kind::kOtherCluster);
+    CHECK(a.refusals[0].second.status == 403);
+    CHECK(a.refusals[0].second.peer_cluster_id == kCluster);
+    CHECK(a.refusals[0].second.reason.find("is not this node's cluster") != std::string::npos);
   }
   SUBCASE("unknown node") {
     Node a(NodeId(1));
@@ -226,6 +235,9 @@ TEST_CASE(
     REQUIRE(run_until(rs, [&] { return b.transport->stats().inbound_refused >= 2; }));
     CHECK(a.state_is(b.id, false));
     CHECK(a.transport->stats().refused_by_peer >= 1);
+    REQUIRE(!a.refusals.empty());  // a 403 of the same cluster is no cluster mismatch
+    CHECK(a.refusals[0].second.kind == Refusal::Kind::kOther);
+    CHECK(a.refusals[0].second.status == 403);
   }
   SUBCASE("wrong receiver") {
     Node a(NodeId(1));
@@ -237,6 +249,10 @@ TEST_CASE(
     a.transport->send(msg(MessageType::kVote, a.id, NodeId(3), 1));
     run_for(rs, 100ms);
     CHECK(b.got.empty());
+    REQUIRE(!a.refusals.empty());
+    CHECK(a.refusals[0].first == NodeId(3));
+    CHECK(a.refusals[0].second.kind == Refusal::Kind::kOther);
+    CHECK(a.refusals[0].second.status == 421);
   }
   CHECK(b.transport->stats().inbound_streams == 0);
   CHECK(b.got.empty());
