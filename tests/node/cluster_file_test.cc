@@ -69,3 +69,62 @@ TEST_CASE("node::ClusterFile: written durably, read back; a missing file is kNot
   CHECK_FALSE(std::filesystem::exists(dir + "/cluster.tmp"));
   std::filesystem::remove_all(dir);
 }
+
+namespace {
+
+ClusterFile members(size_t n, uint64_t self) {
+  std::vector<NodeInfo> m;
+  for (uint64_t i = 1; i <= n; ++i) {
+    m.push_back({NodeId(i), "127.0.0.1:" + std::to_string(7000 + i), "127.0.0.1:1"});
+  }
+  return ClusterFile{cluster_id_of(m), NodeId(self), m};
+}
+
+}  // namespace
+
+TEST_CASE("node::ClusterCheck: fails once the members that did not refuse are short of a quorum") {
+  SUBCASE("3 members: both peers of another cluster") {
+    ClusterFile c = members(3, 3);
+    ClusterCheck k;
+    CHECK_FALSE(k.refused(c, NodeId(1), 11));
+    CHECK_FALSE(k.refused(c, NodeId(1), 11));  // the same peer again counts once
+    CHECK_FALSE(k.failed());
+    CHECK(k.refused(c, NodeId(2), 12));
+    REQUIRE(k.failed());
+    CHECK(k.verdict().code() == Code::kInvalidArgument);
+    const std::string& msg = k.verdict().message();
+    CHECK(msg.find("node 3 is in cluster " + std::to_string(c.cluster_id)) != std::string::npos);
+    CHECK(msg.find("node 1 at 127.0.0.1:7001 is in cluster 11") != std::string::npos);
+    CHECK(msg.find("node 2 at 127.0.0.1:7002 is in cluster 12") != std::string::npos);
+    CHECK_FALSE(k.refused(c, NodeId(2), 12));  // reported once
+  }
+  SUBCASE("3 members: one odd peer does not stop the majority side") {
+    ClusterFile c = members(3, 1);
+    ClusterCheck k;
+    CHECK_FALSE(k.refused(c, NodeId(3), 99));
+    CHECK_FALSE(k.failed());
+  }
+  SUBCASE("4 members: two refusals leave two, short of a quorum of three") {
+    ClusterFile c = members(4, 3);
+    ClusterCheck k;
+    CHECK_FALSE(k.refused(c, NodeId(1), 11));
+    CHECK(k.refused(c, NodeId(2), 11));
+  }
+  SUBCASE("after hearing from its cluster, refusals change nothing") {
+    ClusterFile c = members(3, 3);
+    ClusterCheck k;
+    k.heard_from_cluster();
+    CHECK_FALSE(k.refused(c, NodeId(1), 11));
+    CHECK_FALSE(k.refused(c, NodeId(2), 11));
+    CHECK_FALSE(k.failed());
+  }
+  SUBCASE("not a member, itself, or its own cluster id: ignored") {
+    ClusterFile c = members(3, 3);
+    ClusterCheck k;
+    CHECK_FALSE(k.refused(c, NodeId(9), 11));
+    CHECK_FALSE(k.refused(c, NodeId(3), 11));
+    CHECK_FALSE(k.refused(c, NodeId(1), c.cluster_id));
+    CHECK_FALSE(k.refused(c, NodeId(2), 11));
+    CHECK_FALSE(k.failed());
+  }
+}
