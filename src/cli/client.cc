@@ -84,18 +84,54 @@ Result<Answer> ClientSession::call(const Endpoint& to, std::string_view method,
   if (!token_.empty()) rq.headers.push_back({"Authorization", "Bearer " + token_});
   if (!body.empty()) rq.headers.push_back({"Content-Type", std::string(content_type)});
   rq.body = std::move(body);
-  std::optional<Result<http::Response>> got;
+  std::vector<std::optional<Result<http::Response>>> got(1);
+  fetch(to, std::move(rq), &got[0]);
+  wait_all(got);
+  return answer(to, method, target, std::move(*got[0]));
+}
+
+std::vector<Result<Answer>> ClientSession::get_all(const std::vector<Endpoint>& to,
+                                                   std::string_view target) {
+  std::vector<std::optional<Result<http::Response>>> got(to.size());
+  for (size_t i = 0; i < to.size(); ++i) {
+    http::ClientRequest rq;
+    rq.method = "GET";
+    rq.target = std::string(target);
+    if (!token_.empty()) rq.headers.push_back({"Authorization", "Bearer " + token_});
+    fetch(to[i], std::move(rq), &got[i]);
+  }
+  wait_all(got);
+  std::vector<Result<Answer>> out;
+  for (size_t i = 0; i < to.size(); ++i) out.push_back(answer(to[i], "GET", target, *got[i]));
+  return out;
+}
+
+void ClientSession::fetch(const Endpoint& to, http::ClientRequest rq,
+                          std::optional<Result<http::Response>>* slot) {
   http_->fetch(
       to.host, to.port, std::move(rq),
-      [&got](Result<http::Response> r) { got.emplace(std::move(r)); }, kAnswerBytesMax);
-  // The client's own timeouts end every request, so this loop ends too.
-  while (!got) reactor_->run_once(std::chrono::milliseconds(100));
-  if (!*got) {
-    const Status& s = got->status();
+      [slot](Result<http::Response> r) { slot->emplace(std::move(r)); }, kAnswerBytesMax);
+}
+
+// The client's own timeouts end every request, so this loop ends too.
+void ClientSession::wait_all(const std::vector<std::optional<Result<http::Response>>>& got) {
+  auto done = [&got] {
+    for (const auto& g : got) {
+      if (!g) return false;
+    }
+    return true;
+  };
+  while (!done()) reactor_->run_once(std::chrono::milliseconds(100));
+}
+
+Result<Answer> ClientSession::answer(const Endpoint& to, std::string_view method,
+                                     std::string_view target, Result<http::Response> got) {
+  if (!got) {
+    const Status& s = got.status();
     return Status(s.code(), fmt::format("{} {} at {}: {}", method, target, to.url(),
                                         s.message().empty() ? s.to_string() : s.message()));
   }
-  http::Response& r = got->value();
+  http::Response& r = got.value();
   return Answer{r.head.status, std::move(r.head.headers), std::move(r.body)};
 }
 

@@ -12,8 +12,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "raftd/base/status.h"
 #include "raftd/http/client.h"
@@ -56,9 +58,17 @@ class ClientSession {
                       std::string body = {},
                       std::string_view content_type = "application/octet-stream",
                       http::Headers extra = {});
+  // GETs of `target` at every endpoint at once (one connection each); the answers in the same
+  // order. A slow or dead node costs one timeout, not one per node.
+  std::vector<Result<Answer>> get_all(const std::vector<Endpoint>& to, std::string_view target);
 
  private:
   ClientSession(std::unique_ptr<io::Reactor> reactor, std::string token, std::uint32_t timeout_ms);
+  void fetch(const Endpoint& to, http::ClientRequest rq,
+             std::optional<Result<http::Response>>* slot);
+  void wait_all(const std::vector<std::optional<Result<http::Response>>>& got);
+  static Result<Answer> answer(const Endpoint& to, std::string_view method, std::string_view target,
+                               Result<http::Response> got);
 
   std::unique_ptr<io::Reactor> reactor_;
   std::unique_ptr<http::Client> http_;

@@ -203,7 +203,10 @@ std::uint64_t find_this_node(const Survey& s, const Endpoint& ep) {
   return 0;
 }
 
+// Every other reachable node's view, asked of all of them at once.
 void survey_nodes(Target& t, Survey& s) {
+  std::vector<std::uint64_t> ids;
+  std::vector<Endpoint> eps;
   for (const json& n : s.cluster.value("nodes", json::array())) {
     std::uint64_t id = number(n, "id");
     if (id == s.this_node) {
@@ -219,15 +222,21 @@ void survey_nodes(Target& t, Survey& s) {
       s.views[id] = json{{"error", ep.status().message()}};
       continue;
     }
-    Result<Answer> a = t.session->call(ep.value(), "GET", "/v1/groups");
+    ids.push_back(id);
+    eps.push_back(ep.value());
+  }
+  std::vector<Result<Answer>> answers = t.session->get_all(eps, "/v1/groups");
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Result<Answer>& a = answers[i];
     json body = a ? json::parse(a->body, nullptr, false) : json();
     if (!a) {
-      s.views[id] = json{{"error", a.status().message()}};
+      s.views[ids[i]] = json{{"error", a.status().message()}};
     } else if (!is_success(a->status) || !body.is_object()) {
-      s.views[id] = json{{"error", fmt::format("GET /v1/groups at {} answered {}: {}", ep->url(),
-                                               a->status, a->body.substr(0, 200))}};
+      s.views[ids[i]] =
+          json{{"error", fmt::format("GET /v1/groups at {} answered {}: {}", eps[i].url(),
+                                     a->status, a->body.substr(0, 200))}};
     } else {
-      s.views[id] = std::move(body);
+      s.views[ids[i]] = std::move(body);
     }
   }
 }

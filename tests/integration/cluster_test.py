@@ -553,6 +553,17 @@ def test_basic_api(c):
     r = n2.call("POST", "/v1/groups", json.dumps({"id": 9, "members": [1, 2, 3]}))
     expect_status(r, 409, "group_exists", "re-create a deleted group")
     c.read_until(n3, 8, "k3", "v8-3")  # the other groups are untouched
+
+    # raftd status through one node gathers every node's view (asked of all at once).
+    r = subprocess.run([RAFTD, "status", "--json", "--endpoint",
+                        f"http://127.0.0.1:{n2.client_port}"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, f"raftd status: {r.returncode} {r.stderr!r}"
+    views = json.loads(r.stdout)["views"]
+    assert sorted(views) == ["1", "2", "3"], f"raftd status views: {sorted(views)}"
+    for nid, v in views.items():
+        ids = sorted(g["id"] for g in v.get("groups", []))
+        assert 8 in ids and 9 not in ids, f"raftd status: node {nid}'s groups {ids}: {v}"
     c.stop_all()
 
 
