@@ -12,6 +12,7 @@ Exits 0 when every test passed, 1 otherwise.
 
 import argparse
 import http.client
+import http.server
 import json
 import os
 import shutil
@@ -1030,6 +1031,127 @@ def test_app_down_fences_its_node(c):
     c.put(n3, 7, "after", "restart")
     c.read_until(n1, 7, "after", "restart")
     c.stop_all()
+
+
+class MisbehavingApp:
+    """An HTTP proxy in front of a node's raftd-kv that, per group (its Raftd-Group header),
+    answers 500 or hangs (no answer until released) instead of passing the call on; LastLogIndex
+    always passes, so groups start."""
+
+    def __init__(self, target_port):
+        self.mode = {}  # "group id" -> "500" | "hang"
+        self.release = threading.Event()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args):
+                pass
+
+            def handle_call(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                mode = proxy.mode.get(self.headers.get("Raftd-Group", ""))
+                if mode is not None and self.path != "/LastLogIndex":
+                    if mode == "hang":
+                        proxy.release.wait(60)
+                        self.close_connection = True
+                        return
+                    self.send_response(500)
+                    self.send_header("Content-Length", "5")
+                    self.end_headers()
+                    self.wfile.write(b"boom\n")
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("host", "content-length", "connection")}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    r = conn.getresponse()
+                    data = r.read()
+                finally:
+                    conn.close()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("content-length", "connection", "date", "server"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = handle_call
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@test
+def test_misbehaving_app_fences_its_group(c):
+    """Every node's app answers 500 for one group and hangs for another: proposals to those two
+    get 504 (committed, not applied), while a third group keeps taking writes and reads through
+    every node; once the app behaves, every committed entry is applied exactly once."""
+    proxies = []
+    try:
+        for n in c.nodes:
+            n.start_app()
+            p = MisbehavingApp(n.app_port)
+            proxies.append(p)
+            n.app_port = p.port  # raftd calls the proxy
+        for n in c.nodes:
+            n.write_config(c.nodes)
+        for n in c.nodes:
+            n.start()
+        c.wait_ready()
+        for g in (10, 11, 12):
+            c.create_group(c.nodes[g % 3], g)
+        data = {10: {}, 11: {}, 12: {}}
+        for g in (10, 11, 12):
+            write_batch(c, c.nodes, g, f"a{g}-", 2, data[g])
+        for p in proxies:
+            p.mode.update({"11": "500", "12": "hang"})
+        stuck = {}
+
+        def stuck_put(g):
+            stuck[g] = c.nodes[0].propose(g, put_cmd(f"stuck{g}", "x"))
+
+        threads = [threading.Thread(target=stuck_put, args=(g,)) for g in (11, 12)]
+        for th in threads:
+            th.start()
+        write_batch(c, c.nodes, 10, "b10-", 6, data[10])
+        for n in c.nodes:
+            check_all(c, n, 10, data[10])
+        for th in threads:
+            th.join()
+        for g in (11, 12):
+            expect_status(stuck[g], 504, "timeout", f"propose to group {g}, whose app misbehaves")
+            s = c.nodes[0].status(g)
+            assert s["applied_index"] < s["commit_index"], f"group {g} applied past its app: {s}"
+            data[g][f"stuck{g}"] = "x"  # appended: it commits and must apply once healed
+        for p in proxies:
+            p.mode.clear()
+            p.release.set()
+        for g in (10, 11, 12):
+            c.wait_converged(g)
+            for n in c.nodes:
+                check_all(c, n, g, data[g], stale=True)
+        for n in c.nodes:
+            changes = kv_changes(n)
+            for g in (11, 12):
+                keys = [k for _, k, _ in changes.get(g, [])]
+                assert keys.count(f"stuck{g}") == 1 and len(keys) == len(set(keys)), \
+                    f"node {n.id}, group {g}: applied {keys}"
+        c.stop_all()
+    finally:
+        for p in proxies:
+            p.close()
 
 
 # ---- main ----------------------------------------------------------------------------------
