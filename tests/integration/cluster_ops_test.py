@@ -18,6 +18,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -91,12 +92,43 @@ class OpsNode(ct.Node):
         raise AssertionError(f"app.py of node {self.id} did not print its address")
 
 
+def fixed_ports(n):
+    """n distinct ports free on 127.0.0.1 a moment ago, below the kernel's ephemeral range:
+    ct.free_ports() picks ephemeral ports, which an outgoing connection (or an app listening on
+    port 0) started before the node binds may take."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return ct.free_ports(n)
+    if low <= 10000:
+        return ct.free_ports(n)
+    rng = random.Random()
+    out = []
+    while len(out) < n:
+        port = rng.randrange(10000, low)
+        if port in out:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+            out.append(port)
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return out
+
+
 def ops(c, extra=None, app="kv"):
-    """Turns the Cluster's nodes (made by cluster_test.main) into OpsNodes."""
-    for n in c.nodes:
+    """Turns the Cluster's nodes (made by cluster_test.main) into OpsNodes, their and their
+    apps' ports outside the ephemeral range."""
+    ports = fixed_ports(3 * len(c.nodes))
+    for i, n in enumerate(c.nodes):
         n.__class__ = OpsNode
         n.extra_config = extra or {}
         n.app_kind = app
+        n.client_port, n.peer_port, n.app_port = ports[3 * i:3 * i + 3]
     return c
 
 
@@ -166,7 +198,7 @@ def test_other_cluster_refused(c):
     c.create_group(n1, 7, members=[1, 2])
     c.put(n2, 7, "before", "1")
 
-    ghost_ports = ct.free_ports(2)
+    ghost_ports = fixed_ports(2)
     ghost = types.SimpleNamespace(id=4, client_port=ghost_ports[0], peer_port=ghost_ports[1])
     n3.write_config(c.nodes + [ghost])
     for attempt in ("bootstrap", "restart on its data_dir"):
@@ -410,7 +442,7 @@ def test_linearizable_under_leader_kill(c):
     """Six client threads put and read (linearizably) three keys through the live nodes while
     the group's leader is killed -9 and restarted; the history of invokes and completions (504
     or a lost connection: unknown outcome; 503: did not happen) is checked by raftd-lincheck."""
-    c.start()
+    ops(c).start()
     c.create_group(c.nodes[0], 7)
     history = []  # JSON lines
     lock = threading.Lock()
