@@ -406,6 +406,12 @@ Result<LogIndex> GroupImpl::propose_conf_change(const ConfChange& cc) {
   if (leaving_ && !cc.leave_joint()) {
     return Status(Code::kUnavailable, "raft: this leader is being removed from the group");
   }
+  // Every replica decodes the entry when it applies it; one it could not decode would stop them
+  // all (and followers refuse an append carrying it).
+  Result<ConfChange> carried = decode_conf_change(encode_conf_change(cc));
+  if (!carried.is_ok() || carried.value() != cc) {
+    return Status(Code::kInvalidArgument, "raft: conf change not representable in its encoding");
+  }
   Result<ConfState> next = apply_conf_change(conf_, cc);
   if (!next.is_ok()) return next.status();
   unquiesce(false);
@@ -700,6 +706,7 @@ SoftState Group::soft_state() const { return impl_->soft_state(); }
 const ConfState& Group::conf_state() const { return impl_->conf_state(); }
 bool Group::quiesced() const { return impl_->quiesced(); }
 bool Group::transferring() const { return impl_->transferring(); }
+uint64_t Group::refused_messages() const { return impl_->refused_messages(); }
 std::optional<Term> Group::term_at(LogIndex i) const { return impl_->log().term(i); }
 
 std::optional<ProgressView> Group::progress(NodeId peer) const {

@@ -54,6 +54,7 @@ class GroupImpl {
   const ConfState& conf_state() const { return conf_; }
   bool quiesced() const { return quiesced_; }
   bool transferring() const { return lead_transferee_ != kNoNode; }
+  uint64_t refused_messages() const { return refused_; }
   const ProgressMap& progress() const { return progress_; }
 
  private:
@@ -101,6 +102,10 @@ class GroupImpl {
 
   // Messages (group_step.cc).
   void send(Message m);
+  // Whether `m` (from another node) could come from an honest replica in our current state:
+  // raft::check_message() plus the rules that need our term, role and log. A message that fails
+  // is dropped before it changes anything and counted in refused_.
+  bool acceptable(const Message& m) const;
   bool step_term_check(const Message& m);
   void step_vote_request(const Message& m);
   // Vote responses carry the voter's commit index and its term; a candidate whose log matches
@@ -160,6 +165,7 @@ class GroupImpl {
   uint64_t uncommitted_bytes_ = 0;
   bool quiesced_ = false;
   uint32_t idle_ticks_ = 0;
+  uint64_t refused_ = 0;  // messages step() dropped because no honest replica sends them
   // Follower ticks left during which a kQuiesce is refused because the driver called wake()
   // (a notice sent before the leader's node failed may still be in flight).
   uint32_t quiesce_holdoff_ = 0;

@@ -18,6 +18,13 @@ bool from_leader(MessageType t) {
          t == MessageType::kQuiesce;
 }
 
+// Only the leader of a term sends these: kTimeoutNow hands that leadership over, and a
+// kReadIndexResp answers a request forwarded to the leader (a node that is no longer leader in
+// that term still answers, and it is the node the request went to).
+bool leader_only(MessageType t) {
+  return from_leader(t) || t == MessageType::kTimeoutNow || t == MessageType::kReadIndexResp;
+}
+
 }  // namespace
 
 void GroupImpl::send(Message m) {
@@ -41,6 +48,13 @@ void GroupImpl::send(Message m) {
 void GroupImpl::step(const Message& m) {
   RAFTD_ASSERT(m.to == cfg_.id, "raft::Group::step: message for another node");
   RAFTD_ASSERT(m.group == cfg_.group, "raft::Group::step: message for another group");
+  // A message no honest replica sends is dropped before it changes anything (doc/raft.md,
+  // "Messages no honest peer sends"). Our own (the self-vote, a driver's kTimeoutNow to itself)
+  // are trusted.
+  if (m.from != cfg_.id && !acceptable(m)) {
+    ++refused_;
+    return;
+  }
   // Any traffic means the group is not idle any more, except the quiesce notice itself and the
   // late answers to the last heartbeats (a lagging follower's answer carries reject = true).
   bool idle_traffic =
@@ -71,6 +85,28 @@ void GroupImpl::step(const Message& m) {
     case Role::kCandidate:
     case Role::kPreCandidate: step_candidate(m); break;
     case Role::kFollower: step_follower(m); break;
+  }
+}
+
+bool GroupImpl::acceptable(const Message& m) const {
+  if (!check_message(m)) return false;
+  if (m.term != term_) return true;  // stale, or news of a later term: the term rules handle it
+  // Election Safety: one leader per term. A leader's message in our term from another node
+  // than that leader (ourselves, or the one we follow) is a lie.
+  if (leader_only(m.type)) {
+    if (role_ == Role::kLeader) return false;
+    if (lead_ != kNoNode && lead_ != m.from) return false;
+  }
+  if (role_ != Role::kLeader) return true;
+  switch (m.type) {
+    case MessageType::kAppendResp:
+      // A follower answers appends this leader sent: it never names an index beyond our log.
+      // Counted, such an acknowledgement would commit past the last index.
+      return m.index <= log_.last_index() && m.reject_hint <= log_.last_index();
+    case MessageType::kHeartbeatResp:
+      // The context echoes a read round we sent; a later one would confirm reads early.
+      return m.context <= read_round_sent_;
+    default: return true;
   }
 }
 
@@ -332,10 +368,7 @@ void GroupImpl::step_leader(const Message& m) {
 }
 
 void GroupImpl::handle_append_resp(const Message& m) {
-  // No correct follower acknowledges or refers to an index this leader does not have (it answers
-  // appends the leader sent). Such a response comes from a faulty or hostile peer; counting it
-  // would commit beyond the log, so it is ignored like any other stale message.
-  if (m.index > log_.last_index() || m.reject_hint > log_.last_index()) return;
+  // acceptable() refused responses that name an index beyond our log.
   Progress& pr = progress_.at(m.from);
   pr.recent_active = true;
   if (m.reject) {

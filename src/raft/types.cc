@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
+#include "conf_change.h"
 #include "raftd/raft/raft.h"
 
 namespace raftd::raft {
@@ -63,6 +66,92 @@ Result<ConfChange> decode_conf_change(const std::string& data) {
     cc.changes.push_back({static_cast<ConfChangeType>(type), node});
   }
   return cc;
+}
+
+namespace {
+
+Status refuse(const char* rule) {
+  return Status(Code::kCorruption, std::string("raft message: ") + rule);
+}
+
+Status check_entries(const Message& m) {
+  if (m.index.value() > kTermIndexMax - std::min<uint64_t>(m.entries.size(), kTermIndexMax)) {
+    return refuse("entries beyond kTermIndexMax");
+  }
+  Term prev = m.log_term;
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    const Entry& e = m.entries[i];
+    if (e.index != m.index + (i + 1)) return refuse("entries not contiguous after index");
+    if (e.term < prev) return refuse("entry terms decrease (or are below log_term)");
+    if (e.term > m.term) return refuse("entry term above the message term");
+    if (static_cast<uint8_t>(e.type) > static_cast<uint8_t>(EntryType::kEmpty)) {
+      return refuse("unknown entry type");
+    }
+    if (e.type == EntryType::kConfChange && !decode_conf_change(e.data)) {
+      return refuse("undecodable conf change entry");
+    }
+    if (e.type == EntryType::kEmpty && !e.data.empty()) return refuse("empty entry with data");
+    prev = e.term;
+  }
+  return Status::ok();
+}
+
+Status check_snapshot(const Message& m) {
+  const SnapshotMeta& meta = m.snapshot->meta;
+  if (meta.index == LogIndex(0) || meta.term == Term(0)) return refuse("snapshot at 0");
+  if (meta.index > LogIndex(kTermIndexMax)) return refuse("snapshot index above kTermIndexMax");
+  if (meta.term > m.term) return refuse("snapshot term above the message term");
+  if (Status st = validate_conf_state(meta.conf_state); !st) {
+    return Status(Code::kCorruption, "raft message: snapshot " + st.message());
+  }
+  if (meta.conf_state.voters.empty()) return refuse("snapshot configuration without a voter");
+  return Status::ok();
+}
+
+}  // namespace
+
+Status check_message(const Message& m) {
+  if (static_cast<uint8_t>(m.type) > static_cast<uint8_t>(MessageType::kQuiesce)) {
+    return refuse("unknown message type");
+  }
+  if (m.from == kNoNode) return refuse("from node 0");
+  for (uint64_t v : {m.term.value(), m.log_term.value(), m.index.value(), m.commit.value(),
+                     m.reject_hint.value()}) {
+    if (v > kTermIndexMax) return refuse("term or index above kTermIndexMax");
+  }
+  const bool vote_req = m.type == MessageType::kVote || m.type == MessageType::kPreVote;
+  const bool from_leader = m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+                           m.type == MessageType::kSnapshot || m.type == MessageType::kQuiesce ||
+                           m.type == MessageType::kTimeoutNow;
+  if ((vote_req || from_leader) && m.term == Term(0)) return refuse("term 0");
+  if (!m.entries.empty() && m.type != MessageType::kAppend) {
+    return refuse("entries on a message that carries none");
+  }
+  if (m.snapshot.has_value() != (m.type == MessageType::kSnapshot)) {
+    return refuse("snapshot present on a message other than kSnapshot, or missing on one");
+  }
+  if (m.transfer && !vote_req) return refuse("transfer flag on a message other than a vote");
+  switch (m.type) {
+    case MessageType::kAppend:
+      if (m.log_term > m.term) return refuse("log_term above term");
+      return check_entries(m);
+    case MessageType::kVote:
+    case MessageType::kPreVote:
+    case MessageType::kVoteResp:
+    case MessageType::kPreVoteResp:
+    case MessageType::kQuiesce:
+      if (m.log_term > m.term) return refuse("log_term above term");
+      return Status::ok();
+    case MessageType::kAppendResp:
+      if (m.log_term > m.term) return refuse("log_term above term");
+      if (m.reject && m.reject_hint > m.index) return refuse("reject_hint above index");
+      return Status::ok();
+    case MessageType::kSnapshot: return check_snapshot(m);
+    case MessageType::kTransferLeader:
+      if (m.transfer_target == kNoNode) return refuse("transfer to no node");
+      return Status::ok();
+    default: return Status::ok();
+  }
 }
 
 const char* message_type_name(MessageType t) {

@@ -536,110 +536,6 @@ Status Decoder::parse_frame(std::string_view header, std::string_view body,
 
 // ---- validation ----
 
-namespace {
-
-bool sorted_unique_nonzero(const std::vector<NodeId>& ids) {
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] == raft::kNoNode) return false;
-    if (i > 0 && ids[i - 1] >= ids[i]) return false;
-  }
-  return true;
-}
-
-bool intersects(const std::vector<NodeId>& a, const std::vector<NodeId>& b) {
-  for (NodeId x : a) {
-    if (std::binary_search(b.begin(), b.end(), x)) return true;
-  }
-  return false;
-}
-
-bool subset(const std::vector<NodeId>& a, const std::vector<NodeId>& b) {
-  for (NodeId x : a) {
-    if (!std::binary_search(b.begin(), b.end(), x)) return false;
-  }
-  return true;
-}
-
-// Exactly what raft's own validate_conf_state() demands (the core restores the snapshot's
-// configuration as is).
-Status check_conf_state(const ConfState& cs) {
-  if (!sorted_unique_nonzero(cs.voters) || !sorted_unique_nonzero(cs.learners) ||
-      !sorted_unique_nonzero(cs.voters_outgoing) || !sorted_unique_nonzero(cs.learners_next)) {
-    return corrupt("snapshot conf state lists not sorted, unique and non-zero");
-  }
-  if (intersects(cs.learners, cs.voters) || intersects(cs.learners, cs.voters_outgoing)) {
-    return corrupt("snapshot conf state has a node that is voter and learner");
-  }
-  if (!cs.joint() && (!cs.learners_next.empty() || cs.auto_leave)) {
-    return corrupt("snapshot conf state has joint-only fields outside a joint configuration");
-  }
-  if (!subset(cs.learners_next, cs.voters_outgoing) || intersects(cs.learners_next, cs.voters)) {
-    return corrupt("snapshot conf state has a bad learners_next");
-  }
-  return Status::ok();
-}
-
-Status check_entries(const Message& m) {
-  if (m.entries.size() > kEntriesPerMessageMax) return corrupt("too many entries");
-  Term prev = m.log_term;
-  for (size_t i = 0; i < m.entries.size(); ++i) {
-    const Entry& e = m.entries[i];
-    if (e.index != m.index + (i + 1)) return corrupt("entries not contiguous after index");
-    if (e.term < prev) return corrupt("entry terms decrease");
-    if (e.term > m.term) return corrupt("entry term above the message term");
-    if (e.data.size() > kEntryBytesMax) return corrupt("entry over kEntryBytesMax");
-    if (e.type == EntryType::kConfChange && !raft::decode_conf_change(e.data)) {
-      return corrupt("undecodable conf change entry");
-    }
-    if (e.type == EntryType::kEmpty && !e.data.empty()) return corrupt("empty entry with data");
-    prev = e.term;
-  }
-  return Status::ok();
-}
-
-Status check_type_rules(const Message& m) {
-  const bool vote_req = m.type == MessageType::kVote || m.type == MessageType::kPreVote;
-  const bool from_leader = m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
-                           m.type == MessageType::kSnapshot || m.type == MessageType::kQuiesce ||
-                           m.type == MessageType::kTimeoutNow;
-  if ((vote_req || from_leader) && m.term == Term(0)) return corrupt("term 0");
-  if (!m.entries.empty() && m.type != MessageType::kAppend) {
-    return corrupt("entries on a message that carries none");
-  }
-  if (m.snapshot.has_value() != (m.type == MessageType::kSnapshot)) {
-    return corrupt("snapshot present on a message other than kSnapshot, or missing on one");
-  }
-  if (m.transfer && !vote_req) return corrupt("transfer flag on a message other than a vote");
-  switch (m.type) {
-    case MessageType::kAppend:
-      if (m.log_term > m.term) return corrupt("log_term above term");
-      return check_entries(m);
-    case MessageType::kVote:
-    case MessageType::kPreVote:
-    case MessageType::kVoteResp:
-    case MessageType::kPreVoteResp:
-    case MessageType::kQuiesce:
-      if (m.log_term > m.term) return corrupt("log_term above term");
-      return Status::ok();
-    case MessageType::kAppendResp:
-      if (m.log_term > m.term) return corrupt("log_term above term");
-      if (m.reject && m.reject_hint > m.index) return corrupt("reject_hint above index");
-      return Status::ok();
-    case MessageType::kSnapshot: {
-      const raft::SnapshotMeta& meta = m.snapshot->meta;
-      if (meta.index == LogIndex(0) || meta.term == Term(0)) return corrupt("snapshot at 0");
-      if (meta.term > m.term) return corrupt("snapshot term above the message term");
-      return check_conf_state(meta.conf_state);
-    }
-    case MessageType::kTransferLeader:
-      if (m.transfer_target == raft::kNoNode) return corrupt("transfer to no node");
-      return Status::ok();
-    default: return Status::ok();
-  }
-}
-
-}  // namespace
-
 Status validate(const Message& m, const ValidationContext& ctx) {
   if (static_cast<uint8_t>(m.type) > kMessageTypeMax) return corrupt("unknown message type");
   if (m.from != ctx.peer) {
@@ -650,18 +546,14 @@ Status validate(const Message& m, const ValidationContext& ctx) {
     return corrupt("message to node " + std::to_string(m.to.value()) + " received by " +
                    std::to_string(ctx.self.value()));
   }
-  for (uint64_t v : {m.term.value(), m.log_term.value(), m.index.value(), m.commit.value(),
-                     m.reject_hint.value()}) {
-    if (v > kTermIndexMax) return corrupt("term or index above kTermIndexMax");
+  // What the wire bounds beyond the protocol's own rules.
+  if (m.entries.size() > kEntriesPerMessageMax) return corrupt("too many entries");
+  for (const Entry& e : m.entries) {
+    if (e.data.size() > kEntryBytesMax) return corrupt("entry over kEntryBytesMax");
   }
-  if (m.index + m.entries.size() > LogIndex(kTermIndexMax)) {
-    return corrupt("entries beyond kTermIndexMax");
-  }
-  if (m.snapshot && (m.snapshot->meta.index > LogIndex(kTermIndexMax) ||
-                     m.snapshot->meta.term > Term(kTermIndexMax))) {
-    return corrupt("snapshot term or index above kTermIndexMax");
-  }
-  if (Status st = check_type_rules(m); !st) return st;
+  // The shape every honest replica's message has (raft::check_message, which Group::step
+  // applies again): one list of rules for the transport and the core.
+  if (Status st = raft::check_message(m); !st) return corrupt(st.message());
   if (ctx.hosts_group && !ctx.hosts_group(m.group)) {
     return Status(Code::kNotFound,
                   "peer message for group " + std::to_string(m.group.value()) + " not hosted here");

@@ -238,14 +238,17 @@ TEST_CASE("raft plain mode: a lower-term vote request is rejected with the curre
   o.check_quorum = false;
   Cluster c(3, o);
   c.elect(1);
+  c.elect(2);
+  REQUIRE(c.g(2).term() > Term(1));
+  // A vote request of term 1 (a candidate cut off since then), for a log of term 1.
   Message v;
   v.type = MessageType::kVote;
   v.group = kTestGroup;
   v.from = NodeId(3);
   v.to = NodeId(2);
-  v.term = Term(0);
-  v.index = c.g(3).last_index();
-  v.log_term = c.g(3).last_term();
+  v.term = Term(1);
+  v.index = LogIndex(1);
+  v.log_term = Term(1);
   c.deliver(v);
   c.process_readys();
   std::vector<Message> resp = c.take([](const Message& m) {

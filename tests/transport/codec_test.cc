@@ -443,6 +443,7 @@ TEST_CASE("transport::validate: each rule refuses") {
   m = valid_append(), m.entries[0].type = EntryType::kConfChange,
   refused(m, "undecodable conf change");
   m = valid_append(), m.entries[0].type = EntryType::kEmpty, refused(m, "empty entry with data");
+  m = valid_append(), m.entries[0].type = static_cast<EntryType>(3), refused(m, "entry type");
   m = valid_append(), m.commit = LogIndex(kTermIndexMax + 1), refused(m, "commit beyond max");
   m = valid_append(), m.index = LogIndex(kTermIndexMax - 1),
   m.entries[0].index = LogIndex(kTermIndexMax), m.entries[1].index = LogIndex(kTermIndexMax + 1),
@@ -471,6 +472,7 @@ TEST_CASE("transport::validate: each rule refuses") {
   m = snap, m.snapshot->meta.conf_state.learners = {NodeId(2)}, refused(m, "voter and learner");
   m = snap, m.snapshot->meta.conf_state.learners_next = {NodeId(4)},
   refused(m, "learners_next not outgoing");
+  m = snap, m.snapshot->meta.conf_state.voters.clear(), refused(m, "no voter");
   m = snap, m.snapshot->meta.conf_state.voters_outgoing.clear(),
   m.snapshot->meta.conf_state.learners_next.clear(), refused(m, "auto_leave outside joint");
 }

@@ -189,7 +189,11 @@ class Group {
   // One logical clock tick: election timeouts, heartbeats, CheckQuorum, transfer timeout, quiesce.
   void tick();
   // A message from a peer (or from this node to itself). Messages for another group or another
-  // node are a driver bug (asserted). Stale or unexpected messages are ignored (not errors).
+  // node are a driver bug (asserted). Stale or unexpected messages are ignored (not errors). A
+  // message from another node that no honest replica could send in this state (check_message()
+  // fails, a second leader in our term, an answer to something this leader never sent: see
+  // doc/raft.md, "Messages no honest peer sends") is dropped without any effect and counted in
+  // refused_messages(); no message, whatever its content, trips an assertion.
   void step(const Message& m);
   // Appends `data` on the leader. Errors: kUnavailable (not leader, no leader, leader transfer in
   // progress), kTooLarge (max_uncommitted_bytes reached). Returns the entry's index; the entry
@@ -197,7 +201,8 @@ class Group {
   Result<LogIndex> propose(std::string data);
   // Proposes a membership change. Errors as propose(), plus kUnavailable while another change is
   // pending or before the leader committed an entry of its term, kInvalidArgument for a change
-  // that is invalid for the current configuration.
+  // that is invalid for the current configuration or that encode_conf_change() cannot carry
+  // (an out-of-range enum value, more items than the encoding allows).
   Result<LogIndex> propose_conf_change(const ConfChange& cc);
   // Requests a linearizable read point. The answer arrives as a ReadState with this request_id
   // (ids must be unique per replica among outstanding requests). Followers forward to the leader.
@@ -257,6 +262,8 @@ class Group {
   const ConfState& conf_state() const;  // the applied (active) configuration
   bool quiesced() const;
   bool transferring() const;
+  // Messages step() dropped because no honest replica sends them (a faulty or hostile peer).
+  uint64_t refused_messages() const;
   std::optional<ProgressView> progress(NodeId peer) const;  // leader only
   // Term of entry `i`, if the core still knows it (unstable tail, storage or snapshot).
   std::optional<Term> term_at(LogIndex i) const;

@@ -168,6 +168,24 @@ struct Message {
   uint64_t entries_bytes() const;
 };
 
+// Largest term or index a message from a peer may carry. The core adds small numbers to both
+// (index + 1, index + entries.size(), term + 1); keeping them below 2^62 makes every such sum
+// exact. No group reaches it (2^62 entries at a million per second is 146,000 years).
+inline constexpr uint64_t kTermIndexMax = 1ull << 62;
+
+// The shape every message an honest replica sends has, checkable from the message alone
+// (doc/raft.md, "Messages no honest peer sends"): a known type, a sender, terms and indexes at
+// most kTermIndexMax; leader and candidate messages at term >= 1; entries only on kAppend, each
+// at index + 1 + i, of a known type, with terms in [log_term, term] that never decrease, a
+// conf-change entry whose data decodes and an empty entry without data; a snapshot exactly on
+// kSnapshot, at index and term >= 1, term <= the message's, with a valid configuration that has a
+// voter; log_term <= term on the messages that carry one; reject_hint <= index on a rejection;
+// the transfer flag only on vote requests; a transfer target on kTransferLeader.
+// Group::step drops a message from another node that fails it (counted in refused_messages());
+// the transport runs it on every received message (transport::validate). kCorruption names the
+// rule broken.
+Status check_message(const Message& m);
+
 // The answer to a read_index() request: once the local state machine has applied `index`, a
 // read that started before read_index() was called is linearizable. ok = false: the request was
 // dropped (leadership lost, no leader known); the caller retries.

@@ -73,9 +73,8 @@ inline constexpr uint32_t kHeartbeatsPerFrameMax = 65536;
 // Node ids in each list of a snapshot's ConfState. Far above any real group's membership; bounds
 // what a snapshot message can make the receiver allocate (4 lists of 10-byte varints: 40 KiB).
 inline constexpr uint32_t kConfNodesMax = 1024;
-// Largest term or index accepted. Raft adds small numbers to both (index + 1, index +
-// entries.size()); keeping them below 2^62 makes every such sum exact.
-inline constexpr uint64_t kTermIndexMax = 1ull << 62;
+// Largest term or index accepted: raft's own bound (raft::check_message), the same entity.
+using raft::kTermIndexMax;
 
 // ---- frame layout ----
 
@@ -190,9 +189,10 @@ struct ValidationContext {
   std::function<bool(GroupId)> hosts_group;
 };
 
-// Checks that `m` is safe to give to raft::Group::step: from/to, known group, and the structure
-// the protocol implies (doc/transport.md, "Validation"). kNotFound: group not hosted here;
-// kCorruption: anything else, with the rule in the message.
+// Checks that `m` is safe to give to raft::Group::step: from/to, known group, the wire's limits
+// and raft::check_message(), the shape every honest replica's message has (doc/transport.md,
+// "Validation"). kNotFound: group not hosted here; kCorruption: anything else, with the rule in
+// the message.
 [[nodiscard]] Status validate(const raft::Message& m, const ValidationContext& ctx);
 
 // Field-by-field equality of two messages as the wire carries them (a snapshot's data is not
