@@ -335,7 +335,8 @@ ClientCommands::ClientCommands(CLI::App& app) {
   status_->add_flag("--json", json_, "Print the collected JSON instead of tables");
   add_connection_options(status_);
 
-  CLI::App* group = app.add_subcommand("group", "Create, delete, list and show groups");
+  CLI::App* group =
+      app.add_subcommand("group", "Create, delete, list and show groups; move their leadership");
   group->require_subcommand(1);
   create_ = group->add_subcommand("create", "Create a group with the given voters");
   create_->add_option("ID", group_, "Group id (>= 1)")->required();
@@ -352,6 +353,12 @@ ClientCommands::ClientCommands(CLI::App& app) {
   show_ = group->add_subcommand("show", "Show this node's view of a group (JSON)");
   show_->add_option("ID", group_, "Group id")->required();
   add_connection_options(show_);
+  transfer_ = group->add_subcommand(
+      "transfer-leader", "Hand the group's leadership to a voter; print the group's status");
+  transfer_->add_option("ID", group_, "Group id")->required();
+  transfer_->add_option("NODE", node_, "Node id of the new leader (a voter of the group)")
+      ->required();
+  add_connection_options(transfer_);
 
   propose_ = app.add_subcommand(
       "propose", "Replicate DATA as one entry; print the application's result for it");
@@ -384,6 +391,7 @@ std::optional<int> ClientCommands::run() {
   if (delete_->parsed()) return group_delete();
   if (list_->parsed()) return group_list();
   if (show_->parsed()) return group_show();
+  if (transfer_->parsed()) return group_transfer_leader();
   if (propose_->parsed()) return propose();
   if (read_->parsed()) return read();
   return std::nullopt;
@@ -459,6 +467,21 @@ int ClientCommands::group_show() {
   }
   json out;
   if (auto rc = call_json(t, "GET", fmt::format("/v1/groups/{}", group_), out)) return *rc;
+  print_json(out);
+  return kExitOk;
+}
+
+int ClientCommands::group_transfer_leader() {
+  Target t;
+  if (auto rc =
+          open_session("group transfer-leader", conn_.endpoint, conn_.token, conn_.timeout_ms, t)) {
+    return *rc;
+  }
+  json out;
+  if (auto rc = call_json(t, "POST", fmt::format("/v1/groups/{}/transfer-leader", group_), out,
+                          json{{"node", node_}}.dump())) {
+    return *rc;
+  }
   print_json(out);
   return kExitOk;
 }

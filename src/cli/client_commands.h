@@ -37,6 +37,7 @@ class ClientCommands {
   int group_delete();
   int group_list();
   int group_show();
+  int group_transfer_leader();
   int propose();
   int read();
 
@@ -55,12 +56,14 @@ class ClientCommands {
   std::string key_;  // propose --key: the Idempotency-Key
   std::uint64_t group_ = 0;
   std::vector<std::uint64_t> members_;
+  std::uint64_t node_ = 0;  // group transfer-leader NODE
   std::string data_ = "-";
   CLI::App* status_ = nullptr;
   CLI::App* create_ = nullptr;
   CLI::App* delete_ = nullptr;
   CLI::App* list_ = nullptr;
   CLI::App* show_ = nullptr;
+  CLI::App* transfer_ = nullptr;
   CLI::App* propose_ = nullptr;
   CLI::App* read_ = nullptr;
 };

@@ -182,7 +182,14 @@ void NodeImpl::api_groups(http::Exchange& ex, const std::vector<std::string>& pa
     }
     return op == "propose" ? api_propose(ex, g) : api_read(ex, g);
   }
-  if (op == "members" || op == "transfer-leader" || op == "snapshot") {
+  if (parts.size() == 4 && op == "transfer-leader") {
+    if (m != "POST") return respond_error(ex, 405, "method_not_allowed", "use POST");
+    if (g == GroupId(0) || !host_->hosts(g)) {
+      return respond_error(ex, 404, "unknown_group", "this node hosts no such group");
+    }
+    return api_transfer_leader(ex, g);
+  }
+  if (op == "members" || op == "snapshot") {
     return respond_error(ex, 501, "not_implemented", "not supported by this release (README)");
   }
   respond_error(ex, 404, "not_found", "no such endpoint");
@@ -361,6 +368,52 @@ void NodeImpl::serve_ready_reads(GroupId g) {
   }
 }
 
+// The core hands leadership over (a follower's request is forwarded to the leader by the core);
+// the answer comes when this node sees the new leader, or 504 after two election timeouts
+// (leadership may still move later).
+void NodeImpl::api_transfer_leader(http::Exchange& ex, GroupId g) {
+  Json j = Json::parse(ctx(ex).body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || j.size() != 1 || !j.contains("node") || !j["node"].is_number_unsigned()) {
+    return respond_error(ex, 400, "bad_request", "body must be {\"node\": <node id>}");
+  }
+  const NodeId to(j["node"].get<uint64_t>());
+  raft::Group* grp = host_->group(g);
+  const raft::ConfState& conf = grp->conf_state();
+  if (!std::binary_search(conf.voters.begin(), conf.voters.end(), to)) {
+    return respond_error(ex, 400, "bad_request",
+                         fmt::format("node {} is not a voter of group {}", to.value(), g.value()));
+  }
+  if (grp->leader() == to) return ex.respond(200, group_status_json(g), "application/json");
+  if (grp->leader() == NodeId(0)) return respond_error(ex, 503, "no_leader", "no leader known");
+  if (waiters_.size() + reads_.size() >= kWaitersMax) {
+    return respond_error(ex, 503, "unavailable", "too many requests waiting on this node");
+  }
+  if (Status s = grp->transfer_leader(to); !s.is_ok()) {
+    return respond_error(ex, 503, "no_leader", s.message());
+  }
+  host_->mark_dirty(g);
+  const uint64_t rid = next_request_++;
+  add_waiter(ex, g, rid);
+  Waiter& w = waiters_.at(rid);
+  w.transfer_to = to;
+  w.deadline = io::Reactor::now() +
+               std::chrono::milliseconds(2 * cfg_.raft.election_ticks * cfg_.raft.tick_ms);
+}
+
+void NodeImpl::finish_transfers(GroupId g, NodeId leader) {
+  std::vector<uint64_t> done;
+  for (const auto& [rid, w] : waiters_) {
+    if (w.group == g && w.transfer_to == leader) done.push_back(rid);
+  }
+  for (uint64_t rid : done) {
+    auto it = waiters_.find(rid);
+    http::Exchange& ex = *it->second.ex;
+    erase_waiter(it);
+    ctx(ex).rid = 0;
+    ex.respond(200, group_status_json(g), "application/json");
+  }
+}
+
 void NodeImpl::api_cluster(http::Exchange& ex) {
   Json nodes = Json::array();
   for (const auto& [id, n] : meta_.nodes()) {
@@ -441,14 +494,20 @@ void NodeImpl::fail_waiter(uint64_t rid, int status, std::string_view code,
 void NodeImpl::sweep_timeouts() {
   const io::TimePoint now = io::Reactor::now();
   std::vector<uint64_t> late;
+  std::vector<uint64_t> late_transfers;
   for (const auto& [rid, w] : waiters_) {
-    if (w.deadline <= now) late.push_back(rid);
+    if (w.deadline <= now) (w.transfer_to == NodeId(0) ? late : late_transfers).push_back(rid);
   }
   for (const auto& [rid, r] : reads_) {
     if (r.deadline <= now) late.push_back(rid);
   }
   for (uint64_t rid : late) {
     fail_waiter(rid, 504, "timeout", "not applied in time; the outcome is unknown");
+  }
+  for (uint64_t rid : late_transfers) {
+    fail_waiter(rid, 504, "timeout",
+                "the new leader was not seen within two election timeouts; leadership may "
+                "still move");
   }
 }
 

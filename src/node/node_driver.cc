@@ -270,6 +270,7 @@ void NodeImpl::begin_shutdown() {
 void NodeImpl::send(raft::Message&& m) { transport_->send(std::move(m)); }
 
 void NodeImpl::on_soft_state(GroupId g, const raft::SoftState& s) {
+  if (s.leader != NodeId(0)) finish_transfers(g, s.leader);
   if (g == GroupId(0)) {
     log::info("meta: leader is node {} ({})", s.leader.value(), raft::role_name(s.role));
   } else {

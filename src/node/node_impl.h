@@ -94,7 +94,8 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
     http::Exchange* ex = nullptr;
     GroupId group;
     io::TimePoint deadline;
-    LogIndex keyed_at;  // a replay waiting in keyed_waits_ for the entry here (0: none)
+    LogIndex keyed_at;   // a replay waiting in keyed_waits_ for the entry here (0: none)
+    NodeId transfer_to;  // a leader transfer, answered once this node sees it (0: none)
   };
   // A linearizable read: waits for its read index, then for the app to have applied it.
   struct ReadWait {
@@ -135,6 +136,8 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void api_propose(http::Exchange& ex, GroupId g);
   void add_waiter(http::Exchange& ex, GroupId g, uint64_t rid);
   void api_read(http::Exchange& ex, GroupId g);
+  void api_transfer_leader(http::Exchange& ex, GroupId g);
+  void finish_transfers(GroupId g, NodeId leader);
   void api_cluster(http::Exchange& ex);
   void propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std::string payload,
                      std::string key);

@@ -970,7 +970,6 @@ def test_bad_input(c):
     assert r.json() == {"error": "bad_query", "ok": False}, f"the app's answer: {r}"
     # What this release does not implement says so.
     for method, path in (("POST", "/v1/groups/7/members"), ("POST", "/v1/groups/7/snapshot"),
-                         ("POST", "/v1/groups/7/transfer-leader"),
                          ("POST", "/v1/cluster/nodes")):
         expect_status(n1.call(method, path, "{}"), 501, "not_implemented", f"{method} {path}")
     # Still serving, on every node.
@@ -1030,6 +1029,46 @@ def test_app_down_fences_its_node(c):
         assert len(keys) == len(set(keys)), f"group {g}: a put applied twice: {keys}"
     c.put(n3, 7, "after", "restart")
     c.read_until(n1, 7, "after", "restart")
+    c.stop_all()
+
+
+@test
+def test_transfer_leader(c):
+    """POST /v1/groups/{id}/transfer-leader through any member moves leadership to the named
+    voter (answered once the asked node sees it lead); the CLI does the same; a non-voter, a bad
+    body, a wrong method and an unknown group get their errors; writes go on throughout."""
+    c.start()
+    c.create_group(c.nodes[0], 7)
+    data = {}
+    for step in range(3):
+        leader = c.wait_leader(7)
+        target = next(n for n in c.nodes if n.id != leader)
+        via = next(n for n in c.nodes if n.id not in (leader, target.id))  # a third node
+        r = via.call("POST", "/v1/groups/7/transfer-leader", json.dumps({"node": target.id}))
+        expect_status(r, 200, what=f"transfer from {leader} to {target.id} via {via.id}")
+        assert r.json()["leader"] == target.id, f"status after the transfer: {r}"
+        assert c.wait_leader(7) == target.id, "every node sees the new leader"
+        write_batch(c, c.nodes, 7, f"t{step}-", 2, data)
+    leader = c.wait_leader(7)
+    target = next(n for n in c.nodes if n.id != leader)
+    r = subprocess.run([RAFTD, "group", "transfer-leader", "7", str(target.id), "--endpoint",
+                        f"http://127.0.0.1:{c.node(leader).client_port}"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, f"raftd group transfer-leader: {r.returncode} {r.stderr!r}"
+    assert json.loads(r.stdout)["leader"] == target.id, f"CLI output: {r.stdout!r}"
+    r = target.call("POST", "/v1/groups/7/transfer-leader", json.dumps({"node": target.id}))
+    expect_status(r, 200, what="transfer to the current leader")
+    n1 = c.nodes[0]
+    expect_status(n1.call("POST", "/v1/groups/7/transfer-leader", json.dumps({"node": 9})),
+                  400, "bad_request", "transfer to a node that is not a voter")
+    expect_status(n1.call("POST", "/v1/groups/7/transfer-leader", "{\"to\": 2}"),
+                  400, "bad_request", "transfer with a bad body")
+    expect_status(n1.call("GET", "/v1/groups/7/transfer-leader"),
+                  405, "method_not_allowed", "GET transfer-leader")
+    expect_status(n1.call("POST", "/v1/groups/99/transfer-leader", json.dumps({"node": 2})),
+                  404, "unknown_group", "transfer in an unknown group")
+    for n in c.nodes:
+        check_all(c, n, 7, data)
     c.stop_all()
 
 
