@@ -170,6 +170,30 @@ def wait_new_leader(c, g, nodes, old, bound_s):
     raise AssertionError(f"group {g}: no new leader within {bound_s} s: {seen}")
 
 
+def messages_sent(node):
+    """raftd_transport_messages_sent_total of node's /metrics (summed over its labels)."""
+    r = node.call("GET", "/metrics")
+    assert r is not None and r.status == 200, f"/metrics of node {node.id}: {r}"
+    total = 0
+    for line in r.body.decode().splitlines():
+        if line.startswith("raftd_transport_messages_sent_total"):
+            total += int(float(line.split()[-1]))
+    return total
+
+
+def quiet_for(nodes, seconds=1.0, tries=4):
+    """Whether some `seconds` passed in which no given node sent a raft message (pings are not
+    messages): every group, group 0 included, was quiesced. Samples up to `tries` windows."""
+    before = [messages_sent(n) for n in nodes]
+    for _ in range(tries):
+        time.sleep(seconds)
+        now = [messages_sent(n) for n in nodes]
+        if now == before:
+            return True, now
+        before = now
+    return False, now
+
+
 def time_to_write(c, nodes, g, key, value, bound_s):
     """Puts key=value through `nodes` (retrying), and returns how long it took; fails beyond
     bound_s."""
@@ -249,7 +273,11 @@ REPLACE_BOUND_S = 20  # election + detection under ASan on a loaded machine
 def test_quiesced_leader_killed(c):
     """raft.quiesce_after_ticks > 0: groups go quiet; kill -9 of a quiesced group's leader (not
     the meta leader), then of the meta leader: each time the survivors elect a new leader of the
-    group (and of group 0) and take writes within a bound."""
+    group (and of group 0) and take writes within a bound.
+    Whether the groups had quiesced before each kill is measured (/metrics: no raft message
+    for a second) and printed, not asserted: when this test was written the daemon's groups did
+    not stay quiesced (leaders kept heartbeating), so the quiesced path is not guaranteed here;
+    make it an assertion once quiescing holds in the daemon."""
     ops(c, {"raft": [f"quiesce_after_ticks = {QUIESCE_TICKS}"]}).start()
     groups = [7, 8, 9]
     for i, g in enumerate(groups):
@@ -267,12 +295,14 @@ def test_quiesced_leader_killed(c):
         time.sleep(0.5)
     assert target is not None, f"every group led by the meta leader {meta}: {leaders}"
     victim = c.node(leaders[target])
-    time.sleep(QUIESCE_TICKS * 0.05 * 4)  # quiet for a few quiesce periods
+    quiet, sent = quiet_for(c.nodes)
+    print(f"    before the kill: {'quiesced' if quiet else 'NOT quiesced'} (raft messages sent "
+          f"per node: {sent})")
     victim.kill9()
     rest = [n for n in c.nodes if n is not victim]
     took, new_leader = wait_new_leader(c, target, rest, victim.id, REPLACE_BOUND_S)
     took_w = time_to_write(c, rest, target, "k", "after-kill", REPLACE_BOUND_S)
-    print(f"    group {target}: quiesced leader {victim.id} killed, new leader {new_leader} after "
+    print(f"    group {target}: leader {victim.id} killed, new leader {new_leader} after "
           f"{took:.1f} s, then a write in {took_w:.1f} s")
     for g in groups:  # every group, quiet or not, takes writes through the survivors
         c.put(rest, g, "k2", "w")
@@ -281,7 +311,9 @@ def test_quiesced_leader_killed(c):
     c.read_until(victim, target, "k", "after-kill")
 
     # Case 2: the meta leader (after the groups quiesce again).
-    time.sleep(QUIESCE_TICKS * 0.05 * 4)
+    quiet, sent = quiet_for(c.nodes)
+    print(f"    before the kill: {'quiesced' if quiet else 'NOT quiesced'} (raft messages sent "
+          f"per node: {sent})")
     meta = meta_leader(c.nodes[0])
     assert meta is not None, "no meta leader logged"
     led = [g for g in groups if c.wait_leader(g) == meta]
@@ -291,7 +323,7 @@ def test_quiesced_leader_killed(c):
     t0 = time.time()
     for g in led:
         took, new_leader = wait_new_leader(c, g, rest, meta, REPLACE_BOUND_S)
-        print(f"    group {g}: quiesced leader {meta} (also meta leader) killed, new leader "
+        print(f"    group {g}: leader {meta} (also meta leader) killed, new leader "
               f"{new_leader} after {took:.1f} s")
     for g in groups:
         c.put(rest, g, "k3", "after-meta-kill", deadline_s=REPLACE_BOUND_S)
