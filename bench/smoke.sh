@@ -10,6 +10,9 @@
 #         wal             wal_bench on a small log, then bench/wal/run.sh with 2 MiB beside fio
 #                         (1 and 10,000 groups, one round)
 #         http            bench/http/run.sh, 1 round of 1 s at 4 connections beside nginx
+#         load            raftd-load against raftd-bench-http: 2 s closed loop (2 targets,
+#                         pipelining) and 1 s open loop; the JSON result lines must parse and
+#                         count requests, without errors
 # Exit status: 0 when the benchmark ran and printed what it must, 1 otherwise, 77 (skipped) when
 # a kernel feature or a peer tool it needs is missing.
 set -euo pipefail
@@ -65,6 +68,40 @@ PY
     CONNS=4 THREADS=1 DURATION=1s ROUNDS=1 PORT_OURS=18380 PORT_NGINX=18381 \
       "$root/bench/http/run.sh" "$build" > "$tmp/run.txt"
     expect "$tmp/run.txt" '^ratio raftd/nginx: [0-9]' "raftd/nginx ratio"
+    ;;
+  load)
+    build=$1
+    port=18390  # a port of its own, so that the smoke can run beside the HTTP tests
+    "$build/bench/http/raftd-bench-http" --port "$port" > "$tmp/server.log" 2>&1 &
+    server=$!
+    trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+    for _ in $(seq 1 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      kill -0 "$server" 2>/dev/null || { cat "$tmp/server.log" >&2; fail "raftd-bench-http exited"; }
+      sleep 0.1
+    done
+    load="$build/bench/load/raftd-load"
+    "$load" --help > "$tmp/help.txt"
+    expect "$tmp/help.txt" '[-]-pipeline' "--help text"
+    rc=0
+    "$load" -T raftd-put -g 1-10 -c 4 -p 4 -d 2 "127.0.0.1:$port" "http://127.0.0.1:$port/" \
+      > "$tmp/closed.txt" 2> "$tmp/closed.err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q 'Unsupported' "$tmp/closed.err" &&
+      { echo "bench smoke: no io_uring; skipped" >&2; exit 77; }
+    [ "$rc" -eq 0 ] || { cat "$tmp/closed.txt" "$tmp/closed.err" >&2; fail "raftd-load exited $rc"; }
+    expect "$tmp/closed.txt" '^ +[0-9.]+ +0\.500000 ' "latency histogram"
+    "$load" -T etcd-range -c 2 -r 500 -d 1 -q "127.0.0.1:$port" > "$tmp/open.txt" ||
+      { cat "$tmp/open.txt" >&2; fail "raftd-load (open loop) failed"; }
+    python3 - "$tmp/closed.txt" "$tmp/open.txt" <<'PY'
+import json, sys
+for path, mode in zip(sys.argv[1:], ["closed", "open"]):
+    r = json.loads(open(path).read().splitlines()[-1])
+    if r["mode"] != mode or r["requests"] <= 0 or r["ok"] != r["requests"]:
+        sys.exit(f"bench smoke: {path}: {r}")
+    if r["errors"]["total"] != 0 or not 0 < r["latency_us"]["p50"] <= r["latency_us"]["max"]:
+        sys.exit(f"bench smoke: {path}: errors or bad latencies: {r}")
+    print(f"raftd-load {mode} loop: {r['requests']} requests, {r['rps']:.0f} req/s")
+PY
     ;;
   *)
     fail "unknown kind $kind"
