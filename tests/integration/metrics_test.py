@@ -9,17 +9,13 @@ Like cluster_test.py (whose helpers it uses): three raftd nodes on 127.0.0.1 in 
 dir per test, every process killed when its test ends; exits 0 when every test passed.
 """
 
-import argparse
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
-import traceback
 
 import cluster_test as ct
 
@@ -282,37 +278,8 @@ def test_systemd_notify(c):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("raftd")
-    ap.add_argument("raftd_kv")
-    ap.add_argument("-k", default="")
-    args = ap.parse_args()
-    ct.RAFTD, ct.RAFTD_KV = os.path.abspath(args.raftd), os.path.abspath(args.raftd_kv)
-    signal.signal(signal.SIGTERM, ct.on_signal)
-    signal.signal(signal.SIGINT, ct.on_signal)
-    failed = []
-    t_all = time.time()
-    for fn in TESTS:
-        if args.k not in fn.__name__:
-            continue
-        tmp = tempfile.mkdtemp(prefix="raftd-metrics-")
-        c = ct.Cluster(tmp)
-        t0 = time.time()
-        print(f"{fn.__name__} ...", flush=True)
-        try:
-            fn(c)
-            print(f"  ok ({time.time() - t0:.1f} s)", flush=True)
-        except Exception:  # noqa: BLE001
-            failed.append(fn.__name__)
-            print(f"  FAILED ({time.time() - t0:.1f} s)", flush=True)
-            traceback.print_exc(file=sys.stdout)
-            print(c.logs(), flush=True)
-        finally:
-            ct.kill_all()
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{len(failed)} failed ({time.time() - t_all:.1f} s): {failed}" if failed else
-          f"all passed ({time.time() - t_all:.1f} s)", flush=True)
-    return 1 if failed else 0
+    ct.TESTS[:] = TESTS  # cluster_test.py's runner: a fresh cluster and temp dir per case
+    return ct.main()
 
 
 if __name__ == "__main__":
