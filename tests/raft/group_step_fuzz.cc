@@ -6,7 +6,9 @@
 // operations: messages forged from the fuzz bytes (fresh, or a recently sent message altered
 // and redirected) stepped into the target, ticks, deliveries (in order or not, some lost) of
 // the honest traffic, Ready/advance cycles and durability reports, proposals (conf changes
-// included, valid or not), reads, transfers, compaction, snapshots and wake-ups.
+// included, valid or not), reads, transfers, compaction, snapshots, wake-ups, and crashes with
+// restarts from the durable state (which must boot: a peer's messages must not leave durable
+// state the core refuses at start-up).
 //
 // Every message that reaches a Group first passes transport::validate() for its (from, to) pair,
 // as in the daemon; half of the forged ones are stepped even when it refuses them, because
@@ -110,7 +112,7 @@ class World {
 
   void run() {
     for (int op = 0; op < kOpsMax && in_.remaining_bytes() > 0; ++op) {
-      switch (in_.ConsumeIntegralInRange<int>(0, 13)) {
+      switch (in_.ConsumeIntegralInRange<int>(0, 14)) {
         case 0:
         case 1:
         case 2:
@@ -125,6 +127,7 @@ class World {
         case 11: compact(pick()); break;
         case 12: serve_snapshot(pick()); break;
         case 13: settle(); break;
+        case 14: restart(pick()); break;
       }
       check();
     }
@@ -243,6 +246,19 @@ class World {
       r(id).group->step(m);
       settle();
     }
+  }
+
+  // A crash (the writes not yet durable are lost) and a restart from the durable state; the
+  // application is durable at the storage's snapshot, so later entries are applied again.
+  void restart(uint64_t id) {
+    Replica& rep = r(id);
+    rep.pending.clear();
+    rep.snapshot_requests.clear();
+    rep.snapshots_sent.clear();
+    const SnapshotMeta snap = rep.storage->snapshot();
+    rep.group.reset();
+    rep.group =
+        std::make_unique<Group>(rep.config, *rep.storage, BootState{rep.durable, snap, snap.index});
   }
 
   void compact_all() {
