@@ -12,7 +12,8 @@
 #         http            bench/http/run.sh, 1 round of 1 s at 4 connections beside nginx
 #         load            raftd-load against raftd-bench-http: 2 s closed loop (2 targets,
 #                         pipelining) and 1 s open loop; the JSON result lines must parse and
-#                         count requests, without errors
+#                         count requests, without errors; then bench/load/run.sh, 1 round of 1 s
+#                         at 4 connections beside wrk (when wrk and nginx are installed)
 # Exit status: 0 when the benchmark ran and printed what it must, 1 otherwise, 77 (skipped) when
 # a kernel feature or a peer tool it needs is missing.
 set -euo pipefail
@@ -102,6 +103,13 @@ for path, mode in zip(sys.argv[1:], ["closed", "open"]):
         sys.exit(f"bench smoke: {path}: errors or bad latencies: {r}")
     print(f"raftd-load {mode} loop: {r['requests']} requests, {r['rps']:.0f} req/s")
 PY
+    # bench/load/run.sh (CPU per request against wrk), one short round, when wrk and nginx exist.
+    if command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then
+      CONNS=4 DURATION=1 ROUNDS=1 PORT=18391 "$root/bench/load/run.sh" "$build" > "$tmp/run.txt"
+      expect "$tmp/run.txt" '^ratio raftd-load/wrk CPU per request: [0-9]' "raftd-load/wrk ratio"
+    else
+      echo "bench smoke: wrk or nginx missing: bench/load/run.sh not run" >&2
+    fi
     ;;
   *)
     fail "unknown kind $kind"
