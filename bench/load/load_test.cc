@@ -1,15 +1,24 @@
-// Tests of raftd-load's pieces that need no network: the latency histogram against a brute-force
-// sort, the request templates (bodies, lengths, base64 for etcd) and the response reader's
-// framing, whole and split at every byte.
+// Tests of raftd-load: the latency histogram against a brute-force sort, the request templates
+// (bodies, lengths, base64 for etcd), the response reader's framing (whole and split at every
+// byte), and a LoadWorker against tiny blocking servers on loopback (a server that closes after
+// each response, pipelining, a server that never answers).
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "histogram.h"
+#include "load_worker.h"
+#include "raftd/io/socket.h"
 #include "request_template.h"
 #include "response_reader.h"
 
@@ -289,4 +298,170 @@ TEST_CASE("bench::ResponseReader: close after, and unframeable input") {
   std::string huge = "HTTP/1.1 200 OK\r\n" + std::string(raftd::bench::kResponseHeadBytesMax, 'a');
   read_all(huge, huge.size(), error);
   CHECK(error);
+}
+
+// ---- LoadWorker against tiny blocking loopback servers ----------------------------------------
+
+namespace {
+
+using raftd::bench::LoadConfig;
+using raftd::bench::LoadWorker;
+
+// A server on its own thread: each accepted connection is handed to `serve(fd)`, one at a time.
+class TinyServer {
+ public:
+  template <typename Serve>
+  explicit TinyServer(Serve serve) {
+    auto l = raftd::io::listen_tcp("127.0.0.1", 0);
+    REQUIRE(l);
+    fd_ = l.value().fd;
+    port_ = l.value().port;
+    thread_ = std::thread([this, serve] {
+      while (!stop_.load()) {
+        pollfd p{fd_, POLLIN, 0};
+        if (poll(&p, 1, 20) <= 0) continue;
+        const int c = accept(fd_, nullptr, nullptr);
+        if (c >= 0) serve(c, stop_);
+      }
+    });
+  }
+  ~TinyServer() {
+    stop_.store(true);
+    thread_.join();
+    close(fd_);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Reads one request head (the http-get template has no body); false at EOF or on stop.
+bool read_request(int fd, std::string& buf, const std::atomic<bool>& stop) {
+  char tmp[4096];
+  while (buf.find("\r\n\r\n") == std::string::npos) {
+    pollfd p{fd, POLLIN, 0};
+    if (stop.load()) return false;
+    if (poll(&p, 1, 20) <= 0) continue;
+    const ssize_t n = read(fd, tmp, sizeof tmp);
+    if (n <= 0) return false;
+    buf.append(tmp, static_cast<std::size_t>(n));
+  }
+  buf.erase(0, buf.find("\r\n\r\n") + 4);
+  return true;
+}
+
+void write_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    const ssize_t n = write(fd, s.data(), s.size());
+    if (n <= 0) return;
+    s.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+LoadConfig config_for(uint16_t port) {
+  LoadConfig cfg;
+  auto addr = raftd::io::make_ipv4_address("127.0.0.1", port);
+  REQUIRE(addr);
+  cfg.endpoints.push_back({"127.0.0.1:" + std::to_string(port), addr.value()});
+  return cfg;
+}
+
+RequestTemplate http_get() {
+  TemplateOptions o;
+  o.kind = TemplateKind::kHttpGet;
+  auto t = RequestTemplate::make(o);
+  REQUIRE(t);
+  return t.value();
+}
+
+// Runs a worker; false when this kernel has no usable io_uring (the test then checks nothing).
+bool run_worker(LoadWorker& w) {
+  const raftd::Status s = w.run();
+  if (s.code() == raftd::Code::kUnsupported) {
+    MESSAGE("io_uring unavailable: " << s.to_string());
+    return false;
+  }
+  REQUIRE(s.is_ok());
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("bench::LoadWorker: a server closing after each response costs no request") {
+  TinyServer server([](int fd, const std::atomic<bool>& stop) {
+    std::string buf;
+    if (read_request(fd, buf, stop)) {
+      write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    }
+    close(fd);
+  });
+  LoadConfig cfg = config_for(server.port());
+  cfg.connections = 1;
+  cfg.requests = 20;
+  const RequestTemplate t = http_get();
+  LoadWorker w(cfg, t, 0, {0}, 0, cfg.requests, 0);
+  if (!run_worker(w)) return;
+  CHECK(w.counters().responses == 20);
+  CHECK(w.counters().ok == 20);
+  CHECK(w.counters().sent == 20);
+  CHECK(w.counters().errors() == 0);
+  CHECK(w.counters().reconnects >= 19);
+  CHECK(w.histogram().count() == 20);
+}
+
+TEST_CASE("bench::LoadWorker: pipelined responses are matched to their requests") {
+  // Answers every request of a connection with a status that counts the requests (200, 201,
+  // ... then again), in order, several per write when they were pipelined.
+  TinyServer server([](int fd, const std::atomic<bool>& stop) {
+    std::string buf;
+    int n = 0;
+    while (read_request(fd, buf, stop)) {
+      std::string out;
+      do {
+        out += "HTTP/1.1 20" + std::to_string(n % 3) + " OK\r\nContent-Length: 0\r\n\r\n";
+        ++n;
+      } while (buf.find("\r\n\r\n") != std::string::npos && read_request(fd, buf, stop));
+      write_all(fd, out);
+    }
+    close(fd);
+  });
+  LoadConfig cfg = config_for(server.port());
+  cfg.connections = 1;
+  cfg.depth = 8;
+  cfg.requests = 300;
+  const RequestTemplate t = http_get();
+  LoadWorker w(cfg, t, 0, {0}, 0, cfg.requests, 0);
+  if (!run_worker(w)) return;
+  CHECK(w.counters().responses == 300);
+  CHECK(w.counters().errors() == 0);
+  CHECK(w.counters().status[200] == 100);
+  CHECK(w.counters().status[201] == 100);
+  CHECK(w.counters().status[202] == 100);
+}
+
+TEST_CASE("bench::LoadWorker: a silent server gives timeouts and an open loop counts them") {
+  // Accepts and reads, never answers.
+  TinyServer server([](int fd, const std::atomic<bool>& stop) {
+    std::string buf;
+    while (read_request(fd, buf, stop)) {
+    }
+    close(fd);
+  });
+  LoadConfig cfg = config_for(server.port());
+  cfg.connections = 1;
+  cfg.rate = 100;
+  cfg.duration_s = 0.2;
+  cfg.timeout_ms = 100;
+  const RequestTemplate t = http_get();
+  LoadWorker w(cfg, t, 0, {0}, cfg.rate, 0, 0);
+  if (!run_worker(w)) return;
+  const auto& c = w.counters();
+  CHECK(c.responses == 0);
+  CHECK(c.timeouts >= 1);
+  // Every due request is accounted for: sent and timed out, or never sent.
+  CHECK(c.timeouts + c.unsent + c.io_errors == 20);
 }
