@@ -32,7 +32,7 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 tmp=$(mktemp -d /tmp/raftd-bench-load.XXXXXX)
 nginx_pid=""
 cleanup() {
-  [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+  if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -119,8 +119,8 @@ for r in $(seq 1 "$ROUNDS"); do
     read -r wr wn wc < <(measure_wrk)
   fi
   ratio=$(awk -v a="$oc" -v b="$wc" 'BEGIN { printf "%.3f", a / b }')
-  echo "round $r: wrk $wr req/s, $wc us CPU/req; raftd-load $orps req/s, $oc us CPU/req;" \
-    "ratio raftd-load/wrk $ratio"
+  echo "round $r: wrk $wr req/s ($wn), $wc us CPU/req; raftd-load $orps req/s ($on)," \
+    "$oc us CPU/req; ratio raftd-load/wrk $ratio"
   ratios+=("$ratio"); wrk_cpu+=("$wc"); our_cpu+=("$oc"); wrk_rps+=("$wr"); our_rps+=("$orps")
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
