@@ -209,13 +209,15 @@ void GroupHost::drain(GroupId g, Hosted& h) {
     stage(g, rd);
     if (!rd.entries.empty()) driver_.on_log_entries(g, rd.entries);
     if (rd.soft_state) driver_.on_soft_state(g, *rd.soft_state);
-    std::vector<raft::Entry> committed = std::move(rd.committed_entries);
-    std::vector<raft::ReadState> reads = std::move(rd.read_states);
     Pending p;
     p.batch = wal_.staged_batch();
     p.after_persist = std::move(rd.messages_after_persist);
     if (!rd.entries.empty()) p.persisted = {rd.entries.back().index, rd.entries.back().term};
+    // advance() counts rd.committed_entries as applied (and applies configuration changes in
+    // them): take them out only after it.
     h.group->advance(rd);
+    std::vector<raft::Entry> committed = std::move(rd.committed_entries);
+    std::vector<raft::ReadState> reads = std::move(rd.read_states);
     if (!p.after_persist.empty() || p.persisted) {
       h.pending.push_back(std::move(p));
       waiting_.insert(g);
