@@ -235,11 +235,21 @@ void Transport::encode_queue(OutPeer& p) {
     p.out.erase(0, p.out_pos);
     p.out_pos = 0;
   }
-  EncodeStats st = encode_batch(p.queue, p.out, options_.frame_bytes_target);
-  stats_.frames_sent += st.frames;
-  stats_.messages_sent += st.messages;
-  stats_.drops_too_large += st.too_large;
-  p.out_messages += st.messages;
+  // Compact heartbeats follow the other messages of an encoded batch (codec.h). A kQuiesce must
+  // not overtake a heartbeat queued before it: the heartbeat would wake the follower the notice
+  // has just put to sleep, which then times out and campaigns against its quiesced leader. So
+  // the queue is encoded in pieces, each ending before a kQuiesce.
+  const std::span<const raft::Message> q(p.queue);
+  size_t start = 0;
+  for (size_t i = 1; i <= q.size(); ++i) {
+    if (i < q.size() && q[i].type != raft::MessageType::kQuiesce) continue;
+    EncodeStats st = encode_batch(q.subspan(start, i - start), p.out, options_.frame_bytes_target);
+    stats_.frames_sent += st.frames;
+    stats_.messages_sent += st.messages;
+    stats_.drops_too_large += st.too_large;
+    p.out_messages += st.messages;
+    start = i;
+  }
   p.queue.clear();
   p.queue_bytes = 0;
 }

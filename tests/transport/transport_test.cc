@@ -207,6 +207,34 @@ TEST_CASE("transport::Transport: the heartbeats of one turn to one peer go in on
   }
 }
 
+TEST_CASE("transport::Transport: a kQuiesce does not overtake a heartbeat queued before it") {
+  // Compact heartbeats go after the other messages of a batch; a heartbeat arriving after the
+  // quiesce notice would wake the follower the notice just put to sleep.
+  Node a(NodeId(1)), b(NodeId(2));
+  auto rs = reactors({&a, &b});
+  connect_all({&a, &b});
+  REQUIRE(run_until(rs, [&] { return a.state_is(b.id, true); }));
+  Message q = msg(MessageType::kQuiesce, a.id, b.id, 1);
+  q.index = LogIndex(5);
+  q.log_term = Term(3);
+  q.commit = LogIndex(5);
+  Message hb = msg(MessageType::kHeartbeat, a.id, b.id, 1);
+  hb.commit = LogIndex(5);
+  a.transport->send(msg(MessageType::kHeartbeat, a.id, b.id, 2));
+  a.transport->send(std::move(hb));
+  a.transport->send(std::move(q));
+  a.transport->send(msg(MessageType::kHeartbeat, a.id, b.id, 3));
+  a.transport->flush();
+  REQUIRE(run_until(rs, [&] { return b.got.size() == 4; }));
+  std::vector<std::pair<MessageType, uint64_t>> order;
+  for (const Message& m : b.got) order.emplace_back(m.type, m.group.value());
+  const std::vector<std::pair<MessageType, uint64_t>> want = {{MessageType::kHeartbeat, 2},
+                                                              {MessageType::kHeartbeat, 1},
+                                                              {MessageType::kQuiesce, 1},
+                                                              {MessageType::kHeartbeat, 3}};
+  CHECK(order == want);
+}
+
 TEST_CASE(
     "transport::Transport: handshakes are refused for another cluster, an unknown node "
     "or the wrong receiver") {

@@ -12,7 +12,8 @@
 //     of that peer's stream, heartbeats of all groups in one compact frame. Messages that raft
 //     marks "after persist" must only be passed to send() once their Ready is durable; the
 //     transport never reorders a peer's messages except that compact heartbeats follow the
-//     other messages of the same flush.
+//     other messages of the same flush, never a kQuiesce queued after them (it would put a
+//     follower to sleep that the late heartbeat then wakes).
 //   - Turn-end hooks run in the order they were added, and the transport adds its own (then its
 //     HTTP client's) when constructed. A node that calls send() from a turn-end hook must add
 //     that hook BEFORE constructing the Transport; otherwise those messages wait for the next
