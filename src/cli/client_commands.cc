@@ -335,8 +335,8 @@ ClientCommands::ClientCommands(CLI::App& app) {
   status_->add_flag("--json", json_, "Print the collected JSON instead of tables");
   add_connection_options(status_);
 
-  CLI::App* group =
-      app.add_subcommand("group", "Create, delete, list and show groups; move their leadership");
+  CLI::App* group = app.add_subcommand(
+      "group", "Create, delete, list and show groups; change their members and leader");
   group->require_subcommand(1);
   create_ = group->add_subcommand("create", "Create a group with the given voters");
   create_->add_option("ID", group_, "Group id (>= 1)")->required();
@@ -359,6 +359,16 @@ ClientCommands::ClientCommands(CLI::App& app) {
   transfer_->add_option("NODE", node_, "Node id of the new leader (a voter of the group)")
       ->required();
   add_connection_options(transfer_);
+  add_member_ = group->add_subcommand(
+      "add-member", "Add a node to the group as a voter (or learner), or promote a learner");
+  add_member_->add_option("ID", group_, "Group id")->required();
+  add_member_->add_option("NODE", node_, "Node id")->required();
+  add_member_->add_flag("--learner", learner_, "Add it as a learner (no vote)");
+  add_connection_options(add_member_);
+  remove_member_ = group->add_subcommand("remove-member", "Remove a node from the group");
+  remove_member_->add_option("ID", group_, "Group id")->required();
+  remove_member_->add_option("NODE", node_, "Node id")->required();
+  add_connection_options(remove_member_);
 
   propose_ = app.add_subcommand(
       "propose", "Replicate DATA as one entry; print the application's result for it");
@@ -392,6 +402,8 @@ std::optional<int> ClientCommands::run() {
   if (list_->parsed()) return group_list();
   if (show_->parsed()) return group_show();
   if (transfer_->parsed()) return group_transfer_leader();
+  if (add_member_->parsed()) return group_member(true);
+  if (remove_member_->parsed()) return group_member(false);
   if (propose_->parsed()) return propose();
   if (read_->parsed()) return read();
   return std::nullopt;
@@ -482,6 +494,20 @@ int ClientCommands::group_transfer_leader() {
                           json{{"node", node_}}.dump())) {
     return *rc;
   }
+  print_json(out);
+  return kExitOk;
+}
+
+int ClientCommands::group_member(bool add) {
+  Target t;
+  const char* name = add ? "group add-member" : "group remove-member";
+  if (auto rc = open_session(name, conn_.endpoint, conn_.token, conn_.timeout_ms, t)) return *rc;
+  json out;
+  std::optional<int> rc =
+      add ? call_json(t, "POST", fmt::format("/v1/groups/{}/members", group_), out,
+                      json{{"node", node_}, {"role", learner_ ? "learner" : "voter"}}.dump())
+          : call_json(t, "DELETE", fmt::format("/v1/groups/{}/members/{}", group_, node_), out);
+  if (rc) return *rc;
   print_json(out);
   return kExitOk;
 }

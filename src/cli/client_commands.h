@@ -38,6 +38,7 @@ class ClientCommands {
   int group_list();
   int group_show();
   int group_transfer_leader();
+  int group_member(bool add);
   int propose();
   int read();
 
@@ -56,7 +57,8 @@ class ClientCommands {
   std::string key_;  // propose --key: the Idempotency-Key
   std::uint64_t group_ = 0;
   std::vector<std::uint64_t> members_;
-  std::uint64_t node_ = 0;  // group transfer-leader NODE
+  std::uint64_t node_ = 0;  // group transfer-leader / add-member / remove-member NODE
+  bool learner_ = false;    // group add-member --learner
   std::string data_ = "-";
   CLI::App* status_ = nullptr;
   CLI::App* create_ = nullptr;
@@ -64,6 +66,8 @@ class ClientCommands {
   CLI::App* list_ = nullptr;
   CLI::App* show_ = nullptr;
   CLI::App* transfer_ = nullptr;
+  CLI::App* add_member_ = nullptr;
+  CLI::App* remove_member_ = nullptr;
   CLI::App* propose_ = nullptr;
   CLI::App* read_ = nullptr;
 };

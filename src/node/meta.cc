@@ -7,7 +7,14 @@ namespace raftd::node {
 namespace {
 
 constexpr uint8_t kMetaVersion = 1;
-enum : uint8_t { kOpAddNode = 1, kOpRemoveNode = 2, kOpCreateGroup = 3, kOpDeleteGroup = 4 };
+enum : uint8_t {
+  kOpAddNode = 1,
+  kOpRemoveNode = 2,
+  kOpCreateGroup = 3,
+  kOpDeleteGroup = 4,
+  kOpHostGroup = 5,
+  kOpUnhostGroup = 6,
+};
 
 void put_u8(std::string* out, uint8_t v) { out->push_back(static_cast<char>(v)); }
 void put_u16(std::string* out, uint16_t v) {
@@ -111,9 +118,18 @@ std::string encode_meta_command(const MetaCommand& c) {
     put_u64(&out, g->id.value());
     put_u16(&out, static_cast<uint16_t>(g->members.size()));
     for (NodeId m : g->members) put_u64(&out, m.value());
-  } else {
+  } else if (const auto* d = std::get_if<DeleteGroup>(&c)) {
     put_u8(&out, kOpDeleteGroup);
-    put_u64(&out, std::get<DeleteGroup>(c).id.value());
+    put_u64(&out, d->id.value());
+  } else if (const auto* h = std::get_if<HostGroup>(&c)) {
+    put_u8(&out, kOpHostGroup);
+    put_u64(&out, h->group.value());
+    put_u64(&out, h->node.value());
+  } else {
+    const auto& u = std::get<UnhostGroup>(c);
+    put_u8(&out, kOpUnhostGroup);
+    put_u64(&out, u.group.value());
+    put_u64(&out, u.node.value());
   }
   return out;
 }
@@ -137,6 +153,16 @@ Result<MetaCommand> decode_meta_command(std::string_view bytes) {
       if (!r.u64(&id) || id == 0) return bad("delete group: truncated or group 0");
       c = MetaCommand(DeleteGroup{GroupId(id)});
       break;
+    case kOpHostGroup:
+    case kOpUnhostGroup: {
+      uint64_t node = 0;
+      if (!r.u64(&id) || id == 0 || !r.u64(&node) || node == 0) {
+        return bad("host/unhost group: truncated, group 0 or node 0");
+      }
+      c = op == kOpHostGroup ? MetaCommand(HostGroup{GroupId(id), NodeId(node)})
+                             : MetaCommand(UnhostGroup{GroupId(id), NodeId(node)});
+      break;
+    }
     default: return c;
   }
   if (c.is_ok() && !r.done()) return bad("trailing bytes");
@@ -170,6 +196,8 @@ MetaOutcome MetaState::apply(const MetaCommand& c) {
   if (const auto* a = std::get_if<AddNode>(&c)) return add_node(*a);
   if (const auto* r = std::get_if<RemoveNode>(&c)) return remove_node(*r);
   if (const auto* g = std::get_if<CreateGroup>(&c)) return create_group(*g);
+  if (const auto* h = std::get_if<HostGroup>(&c)) return host_group(*h);
+  if (const auto* u = std::get_if<UnhostGroup>(&c)) return unhost_group(*u);
   return delete_group(std::get<DeleteGroup>(c));
 }
 
@@ -194,13 +222,38 @@ MetaOutcome MetaState::create_group(const CreateGroup& c) {
     if (!nodes_.contains(m)) return MetaOutcome::kUnknownNode;
   }
   used_groups_.insert(c.id);
-  groups_.emplace(c.id, GroupInfo{c.id, c.members});
+  groups_.emplace(c.id, GroupInfo{c.id, c.members, c.members, {}});
   return MetaOutcome::kOk;
 }
 
 MetaOutcome MetaState::delete_group(const DeleteGroup& c) {
   if (c.id == GroupId(0)) return MetaOutcome::kReservedGroup;
   if (groups_.erase(c.id) == 0) return MetaOutcome::kUnknownGroup;
+  return MetaOutcome::kOk;
+}
+
+// Hosting changes are idempotent (a leader may record the same change twice, e.g. after a leader
+// change): recording what is already so is kOk and changes nothing.
+MetaOutcome MetaState::host_group(const HostGroup& c) {
+  auto it = groups_.find(c.group);
+  if (it == groups_.end()) return MetaOutcome::kUnknownGroup;
+  if (!nodes_.contains(c.node)) return MetaOutcome::kUnknownNode;
+  std::vector<NodeId>& h = it->second.hosts;
+  auto at = std::lower_bound(h.begin(), h.end(), c.node);
+  if (at == h.end() || *at != c.node) h.insert(at, c.node);
+  return MetaOutcome::kOk;
+}
+
+MetaOutcome MetaState::unhost_group(const UnhostGroup& c) {
+  auto it = groups_.find(c.group);
+  if (it == groups_.end()) return MetaOutcome::kUnknownGroup;
+  std::vector<NodeId>& h = it->second.hosts;
+  auto at = std::lower_bound(h.begin(), h.end(), c.node);
+  if (at != h.end() && *at == c.node) {
+    h.erase(at);
+    std::vector<NodeId>& l = it->second.left;
+    l.insert(std::lower_bound(l.begin(), l.end(), c.node), c.node);
+  }
   return MetaOutcome::kOk;
 }
 
@@ -217,7 +270,7 @@ const GroupInfo* MetaState::group(GroupId id) const {
 std::vector<GroupId> MetaState::groups_of(NodeId id) const {
   std::vector<GroupId> out;
   for (const auto& [gid, g] : groups_) {
-    if (std::binary_search(g.members.begin(), g.members.end(), id)) out.push_back(gid);
+    if (g.hosted_by(id)) out.push_back(gid);
   }
   return out;
 }

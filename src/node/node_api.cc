@@ -189,7 +189,10 @@ void NodeImpl::api_groups(http::Exchange& ex, const std::vector<std::string>& pa
     }
     return api_transfer_leader(ex, g);
   }
-  if (op == "members" || op == "snapshot") {
+  if (op == "members" && (parts.size() == 4 || parts.size() == 5)) {
+    return api_members(ex, g, parts, std::move(ctx(ex).body));
+  }
+  if (op == "snapshot") {
     return respond_error(ex, 501, "not_implemented", "not supported by this release (README)");
   }
   respond_error(ex, 404, "not_found", "no such endpoint");

@@ -224,6 +224,7 @@ void relocate_meta_log(wal::Wal& wal, uint64_t batch_bytes_max) {
 void NodeImpl::on_tick() {
   host_->tick();
   sweep_timeouts();
+  reconcile_all_hosts();
   relocate_meta_log(*wal_, cfg_.wal.batch_bytes_max);
 }
 
@@ -270,6 +271,8 @@ void NodeImpl::begin_shutdown() {
 void NodeImpl::send(raft::Message&& m) { transport_->send(std::move(m)); }
 
 void NodeImpl::on_soft_state(GroupId g, const raft::SoftState& s) {
+  // A new leader finishes what its predecessor may have left of the hosting records.
+  if (s.role == raft::Role::kLeader && g != GroupId(0)) hosting_check_.insert(g);
   if (s.leader != NodeId(0)) finish_transfers(g, s.leader);
   if (g == GroupId(0)) {
     log::info("meta: leader is node {} ({})", s.leader.value(), raft::role_name(s.role));
@@ -294,6 +297,7 @@ void NodeImpl::apply(GroupId g, std::vector<raft::Entry>&& committed) {
   }
   std::vector<app::AppEntry>& backlog = app_backlog_[g];
   for (raft::Entry& e : committed) {
+    if (e.type == raft::EntryType::kConfChange) on_conf_applied(g, e);
     app::AppEntry a{e.index, false, {}};
     if (e.type == raft::EntryType::kNormal) {
       auto env = decode_envelope(e.data);
@@ -310,6 +314,7 @@ void NodeImpl::apply(GroupId g, std::vector<raft::Entry>&& committed) {
     }
     backlog.push_back(std::move(a));
   }
+  if (relays_waiting_ > 0) finish_relayed(g);
   offer_to_app(g);
 }
 
@@ -407,6 +412,15 @@ void NodeImpl::after_meta(const MetaCommand& c, MetaOutcome o) {
     if (std::binary_search(cg->members.begin(), cg->members.end(), self_)) start_group(cg->id);
   } else if (const auto* dg = std::get_if<DeleteGroup>(&c)) {
     stop_group(dg->id);
+  } else if (const auto* hg = std::get_if<HostGroup>(&c)) {
+    // Added to the group: start it (empty, from its initial configuration); the leader's
+    // entries bring the log, and the configuration changes in it, up to date.
+    if (hg->node == self_ && !host_->hosts(hg->group)) start_group(hg->group);
+  } else if (const auto* ug = std::get_if<UnhostGroup>(&c)) {
+    if (ug->node == self_ && host_->hosts(ug->group)) {
+      log::info("group {}: this node was removed from it", ug->group.value());
+      stop_group(ug->group);
+    }
   } else {
     update_peers();
   }
@@ -416,7 +430,8 @@ void NodeImpl::after_meta(const MetaCommand& c, MetaOutcome o) {
 // delivered again, none below.
 void NodeImpl::start_group(GroupId g) {
   app_->last_log_index(g, [this, g](LogIndex app_index) {
-    if (const GroupInfo* info = meta_.group(g); info != nullptr && !host_->hosts(g)) {
+    if (const GroupInfo* info = meta_.group(g);
+        info != nullptr && info->hosted_by(self_) && !host_->hosts(g)) {
       raft::ConfState conf;
       conf.voters = info->members;
       if (Status s = host_->add_group(g, conf, app_index); s.is_ok()) {
@@ -462,7 +477,7 @@ void NodeImpl::stop_group(GroupId g) {
       log::warn("group {}: compaction after delete: {}", g.value(), s.to_string());
     }
   }
-  if (hosted) log::info("group {}: deleted", g.value());
+  if (hosted) log::info("group {}: stopped on this node", g.value());
 }
 
 }  // namespace raftd::node

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -94,8 +95,9 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
     http::Exchange* ex = nullptr;
     GroupId group;
     io::TimePoint deadline;
-    LogIndex keyed_at;   // a replay waiting in keyed_waits_ for the entry here (0: none)
-    NodeId transfer_to;  // a leader transfer, answered once this node sees it (0: none)
+    LogIndex keyed_at;      // a replay waiting in keyed_waits_ for the entry here (0: none)
+    NodeId transfer_to;     // a leader transfer, answered once this node sees it (0: none)
+    LogIndex conf_applied;  // a relayed membership change: answered once applied here (0: none)
   };
   // A linearizable read: waits for its read index, then for the app to have applied it.
   struct ReadWait {
@@ -138,6 +140,16 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void api_read(http::Exchange& ex, GroupId g);
   void api_transfer_leader(http::Exchange& ex, GroupId g);
   void finish_transfers(GroupId g, NodeId leader);
+
+  // node_members.cc
+  void api_members(http::Exchange& ex, GroupId g, const std::vector<std::string>& parts,
+                   std::string body);
+  void relay_members(http::Exchange& ex, GroupId g, NodeId leader, std::string body);
+  void finish_relayed(GroupId g);
+  void on_conf_applied(GroupId g, const raft::Entry& e);
+  bool reconcile_hosts(GroupId g);
+  void reconcile_all_hosts();
+  void propose_meta(const MetaCommand& cmd);
   void api_cluster(http::Exchange& ex);
   void propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std::string payload,
                      std::string key);
@@ -188,6 +200,12 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   std::unique_ptr<ResultsJournal> journal_;
   std::map<GroupId, LogIndex> journal_mark_;
   std::multimap<std::pair<GroupId, LogIndex>, std::pair<uint64_t, std::string>> keyed_waits_;
+  // Membership changes proposed here, by (group, index): (request id, term of the entry).
+  std::map<std::pair<GroupId, LogIndex>, std::pair<uint64_t, Term>> conf_waits_;
+  // When this leader last proposed a hosting record for (group, node).
+  std::map<std::pair<GroupId, NodeId>, io::TimePoint> hosting_sent_;
+  size_t relays_waiting_ = 0;        // waiters with conf_applied set (scanned only when nonzero)
+  std::set<GroupId> hosting_check_;  // groups whose hosting records may lag their configuration
   // Creations taken by this node for a group it is a member of: answered once the group has
   // started here (after the app's LastLogIndex), so that its status is whole and a GET through
   // this node right after the 201 finds it.

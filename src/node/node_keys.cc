@@ -160,6 +160,7 @@ void NodeImpl::erase_waiter(std::unordered_map<uint64_t, Waiter>::iterator it) {
       }
     }
   }
+  if (it->second.conf_applied > LogIndex(0)) --relays_waiting_;
   waiters_.erase(it);
 }
 

@@ -969,8 +969,7 @@ def test_bad_input(c):
     expect_status(r, 400, what="read with a bad query")
     assert r.json() == {"error": "bad_query", "ok": False}, f"the app's answer: {r}"
     # What this release does not implement says so.
-    for method, path in (("POST", "/v1/groups/7/members"), ("POST", "/v1/groups/7/snapshot"),
-                         ("POST", "/v1/cluster/nodes")):
+    for method, path in (("POST", "/v1/groups/7/snapshot"), ("POST", "/v1/cluster/nodes")):
         expect_status(n1.call(method, path, "{}"), 501, "not_implemented", f"{method} {path}")
     # Still serving, on every node.
     for n in c.nodes:
@@ -1070,6 +1069,97 @@ def test_transfer_leader(c):
     for n in c.nodes:
         check_all(c, n, 7, data)
     c.stop_all()
+
+
+def wait_hosting(node, g, want, deadline_s=OP_WAIT_S):
+    """Waits until `node` hosts group g (want=True, its replica applied what it knows of the
+    commit index) or answers 404 for it (want=False). Returns the last status."""
+    deadline = time.time() + deadline_s
+    r = None
+    while time.time() < deadline:
+        r = node.call("GET", f"/v1/groups/{g}")
+        if r is not None:
+            if not want and r.status == 404:
+                return None
+            if want and r.status == 200:
+                s = r.json()
+                if s["commit_index"] > 0 and s["applied_index"] == s["commit_index"]:
+                    return s
+        time.sleep(0.1)
+    raise AssertionError(f"node {node.id}: group {g} {'not hosted' if want else 'still hosted'} "
+                         f"after {deadline_s} s: {r}")
+
+
+def members_of(status):
+    return sorted((m["node"], m["role"]) for m in status["members"])
+
+
+@test
+def test_membership_changes(c):
+    """A fourth node joins a group as a learner (through a follower, relayed to the leader),
+    catches up from the log and is promoted; a member is removed and stops hosting the group;
+    writes and reads go on, every app applies the same sequence; bad changes get their errors;
+    the CLI drives the same endpoints."""
+    c.start()
+    n1, n2, n3, n4 = c.nodes
+    c.create_group(n1, 7, members=[1, 2, 3])
+    data = {}
+    write_batch(c, [n1, n2, n3], 7, "a", 5, data)
+    leader = c.wait_leader(7, [n1, n2, n3])
+    via = next(n for n in (n1, n2, n3) if n.id != leader)
+    r = via.call("POST", "/v1/groups/7/members", json.dumps({"node": 4, "role": "learner"}))
+    expect_status(r, 200, what="add node 4 as a learner through a follower")
+    assert (4, "learner") in members_of(r.json()), f"status after adding: {r}"
+    wait_hosting(n4, 7, True)
+    check_all(c, n4, 7, data, stale=True)
+    expect_status(via.call("POST", "/v1/groups/7/members", json.dumps({"node": 4,
+                                                                         "role": "learner"})),
+                  400, "bad_request", "add a learner twice")
+    r = subprocess.run([RAFTD, "group", "add-member", "7", "4", "--endpoint",
+                        f"http://127.0.0.1:{n1.client_port}"], capture_output=True, timeout=30)
+    assert r.returncode == 0, f"raftd group add-member: {r.returncode} {r.stderr!r}"
+    assert (4, "voter") in members_of(json.loads(r.stdout)), f"promoted: {r.stdout!r}"
+    write_batch(c, c.nodes, 7, "b", 4, data)
+    check_all(c, n4, 7, data)
+
+    # Node 1 leaves the group (whoever leads): it stops hosting it; the other three serve.
+    r = n3.call("DELETE", "/v1/groups/7/members/1")
+    expect_status(r, 200, what="remove node 1")
+    assert 1 not in [m for m, _ in members_of(r.json())], f"status after removing: {r}"
+    wait_hosting(n1, 7, False)
+    rest = [n2, n3, n4]
+    c.wait_leader(7, rest)
+    write_batch(c, rest, 7, "c", 4, data)
+    for n in rest:
+        check_all(c, n, 7, data)
+    expect_status(n2.call("DELETE", "/v1/groups/7/members/1"), 400, "bad_request",
+                  "remove a node that is not a member")
+    expect_status(n2.call("POST", "/v1/groups/7/members", json.dumps({"node": 1})), 409,
+                  "conflict", "add again a node that left the group")
+    expect_status(n2.call("POST", "/v1/groups/7/members", json.dumps({"node": 9})), 400,
+                  "bad_request", "add an unknown node")
+    expect_status(n2.call("POST", "/v1/groups/7/members", json.dumps({"node": 2,
+                                                                        "role": "voter"})),
+                  400, "bad_request", "add an existing voter")
+    expect_status(n2.call("POST", "/v1/groups/7/members", json.dumps({"node": 1,
+                                                                        "role": "boss"})),
+                  400, "bad_request", "a bad role")
+    expect_status(n2.call("GET", "/v1/groups/7/members"), 405, "method_not_allowed",
+                  "GET members")
+    # One of the three remaining voters dies: two of three still commit.
+    c.node(c.wait_leader(7, rest)).kill9()
+    alive = [n for n in rest if n.alive()]
+    c.wait_leader(7, alive)
+    write_batch(c, alive, 7, "d", 3, data)
+    for n in alive:
+        check_all(c, n, 7, data)
+        c.wait_converged(7, alive)
+    seqs = {n.id: kv_changes(n).get(7, []) for n in alive}
+    assert len({tuple(v) for v in seqs.values()}) == 1, f"apps applied different sequences"
+    c.stop_all()
+
+
+test_membership_changes.nodes = 4
 
 
 class MisbehavingApp:
@@ -1212,7 +1302,7 @@ def main():
         if args.k not in fn.__name__:
             continue
         tmp = tempfile.mkdtemp(prefix="raftd-integ-")
-        c = Cluster(tmp)
+        c = Cluster(tmp, n=getattr(fn, "nodes", 3))  # a case may ask for more nodes
         t0 = time.time()
         print(f"{fn.__name__} ...", flush=True)
         try:

@@ -24,6 +24,8 @@ TEST_CASE("node::MetaState: every command round-trips through its encoding") {
       RemoveNode{NodeId(4)},
       CreateGroup{GroupId(7), {NodeId(1), NodeId(2), NodeId(3)}},
       DeleteGroup{GroupId(7)},
+      HostGroup{GroupId(7), NodeId(4)},
+      UnhostGroup{GroupId(7), NodeId(4)},
   };
   for (const MetaCommand& c : cmds) {
     auto d = decode_meta_command(encode_meta_command(c));
@@ -121,4 +123,31 @@ TEST_CASE("node::MetaState: replicas applying the same commands agree, refusals 
   CHECK(oa[3] == MetaOutcome::kNodeInUse);
   CHECK(oa[5] == MetaOutcome::kOk);
   CHECK(a.node(NodeId(2)) == nullptr);
+}
+
+TEST_CASE("node::MetaState: hosting follows Host/UnhostGroup; a hosting node cannot be removed") {
+  MetaState s = three_nodes();
+  REQUIRE(s.apply(AddNode{{NodeId(4), "127.0.0.1:7331", "127.0.0.1:7330"}}) == MetaOutcome::kOk);
+  REQUIRE(s.apply(CreateGroup{GroupId(7), {NodeId(1), NodeId(2), NodeId(3)}}) == MetaOutcome::kOk);
+  CHECK(s.group(GroupId(7))->hosts == std::vector<NodeId>{NodeId(1), NodeId(2), NodeId(3)});
+  CHECK(s.apply(HostGroup{GroupId(7), NodeId(4)}) == MetaOutcome::kOk);
+  CHECK(s.apply(HostGroup{GroupId(7), NodeId(4)}) == MetaOutcome::kOk);  // idempotent
+  CHECK(s.group(GroupId(7))->hosts.size() == 4);
+  CHECK(s.group(GroupId(7))->hosted_by(NodeId(4)));
+  CHECK(s.group(GroupId(7))->members.size() == 3);  // the initial voters stay as they were
+  CHECK(s.groups_of(NodeId(4)) == std::vector<GroupId>{GroupId(7)});
+  CHECK(s.apply(RemoveNode{NodeId(4)}) == MetaOutcome::kNodeInUse);
+  CHECK(s.apply(HostGroup{GroupId(8), NodeId(4)}) == MetaOutcome::kUnknownGroup);
+  CHECK(s.apply(HostGroup{GroupId(7), NodeId(9)}) == MetaOutcome::kUnknownNode);
+  CHECK(s.apply(UnhostGroup{GroupId(7), NodeId(1)}) == MetaOutcome::kOk);
+  CHECK(s.apply(UnhostGroup{GroupId(7), NodeId(1)}) == MetaOutcome::kOk);
+  CHECK_FALSE(s.group(GroupId(7))->hosted_by(NodeId(1)));
+  CHECK(s.group(GroupId(7))->left == std::vector<NodeId>{NodeId(1)});
+  CHECK(s.groups_of(NodeId(1)).empty());
+  CHECK(s.apply(UnhostGroup{GroupId(7), NodeId(4)}) == MetaOutcome::kOk);
+  CHECK(s.apply(RemoveNode{NodeId(4)}) == MetaOutcome::kOk);
+  CHECK(
+      decode_meta_command(encode_meta_command(HostGroup{GroupId(0), NodeId(4)})).status().code() ==
+      raftd::Code::kCorruption);
+  CHECK_FALSE(decode_meta_command(encode_meta_command(UnhostGroup{GroupId(7), NodeId(0)})).is_ok());
 }

@@ -16,6 +16,7 @@
 // Threading: none; a plain value owned by the node's reactor thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -55,7 +56,19 @@ struct CreateGroup {
 struct DeleteGroup {
   GroupId id;
 };
-using MetaCommand = std::variant<AddNode, RemoveNode, CreateGroup, DeleteGroup>;
+// Which nodes host a group follows the group's own configuration (its log is the source of
+// truth): the group's leader records a node it added (so that the node starts the group and
+// catches up) and one it removed (so that the node stops hosting it).
+struct HostGroup {
+  GroupId group;
+  NodeId node;
+};
+struct UnhostGroup {
+  GroupId group;
+  NodeId node;
+};
+using MetaCommand =
+    std::variant<AddNode, RemoveNode, CreateGroup, DeleteGroup, HostGroup, UnhostGroup>;
 
 // Byte layout (little endian), doc/node.md "Meta commands":
 //   u8 version (= 1) | u8 op (1 add node, 2 remove node, 3 create group, 4 delete group) |
@@ -63,6 +76,8 @@ using MetaCommand = std::variant<AddNode, RemoveNode, CreateGroup, DeleteGroup>;
 //   remove node:  u64 id
 //   create group: u64 id | u16 count | count x u64 member
 //   delete group: u64 id
+//   host group:   u64 group | u64 node          (op 5)
+//   unhost group: u64 group | u64 node          (op 6)
 // decode refuses anything else (unknown version or op, trailing bytes, id 0, group 0, a member
 // list that is empty, unsorted or over kMetaMembersMax, an address over kMetaAddressBytesMax)
 // with kCorruption.
@@ -84,7 +99,10 @@ const char* meta_outcome_name(MetaOutcome o);
 struct GroupInfo {
   GroupId id;
   std::vector<NodeId> members;  // the initial voters (the group's own log holds later changes)
+  std::vector<NodeId> hosts;    // nodes hosting it: the initial voters, then Host/UnhostGroup
+  std::vector<NodeId> left;     // nodes that stopped hosting it (UnhostGroup), sorted
   bool operator==(const GroupInfo&) const = default;
+  bool hosted_by(NodeId n) const { return std::binary_search(hosts.begin(), hosts.end(), n); }
 };
 
 class MetaState {
@@ -98,7 +116,7 @@ class MetaState {
   const std::map<GroupId, GroupInfo>& groups() const { return groups_; }
   const NodeInfo* node(NodeId id) const;
   const GroupInfo* group(GroupId id) const;
-  // Groups whose initial members include `id`.
+  // Groups hosted by `id`.
   std::vector<GroupId> groups_of(NodeId id) const;
   bool node_id_used(NodeId id) const { return used_nodes_.contains(id); }
   bool group_id_used(GroupId id) const { return used_groups_.contains(id); }
@@ -112,6 +130,8 @@ class MetaState {
   MetaOutcome remove_node(const RemoveNode& c);
   MetaOutcome create_group(const CreateGroup& c);
   MetaOutcome delete_group(const DeleteGroup& c);
+  MetaOutcome host_group(const HostGroup& c);
+  MetaOutcome unhost_group(const UnhostGroup& c);
 
   std::map<NodeId, NodeInfo> nodes_;
   std::map<GroupId, GroupInfo> groups_;
