@@ -1132,6 +1132,16 @@ def test_membership_changes(c):
     write_batch(c, rest, 7, "c", 4, data)
     for n in rest:
         check_all(c, n, 7, data)
+    # The added node restarts: it hosts the group again from its WAL and the meta log, as a voter.
+    n4.kill9()
+    n4.start()
+    c.wait_ready([n4])
+    s = wait_hosting(n4, 7, True)
+    assert (4, "voter") in members_of(s) and 1 not in [m for m, _ in members_of(s)], \
+        f"node 4's view after its restart: {s}"
+    check_all(c, n4, 7, data)
+    r = n1.call("GET", "/v1/groups/7")
+    assert r is not None and r.status == 404, f"node 1 hosts the group again: {r}"
     expect_status(n2.call("DELETE", "/v1/groups/7/members/1"), 400, "bad_request",
                   "remove a node that is not a member")
     expect_status(n2.call("POST", "/v1/groups/7/members", json.dumps({"node": 1})), 409,
@@ -1147,9 +1157,13 @@ def test_membership_changes(c):
     expect_status(n2.call("GET", "/v1/groups/7/members"), 405, "method_not_allowed",
                   "GET members")
     # One of the three remaining voters dies: two of three still commit.
-    c.node(c.wait_leader(7, rest)).kill9()
+    dead = c.wait_leader(7, rest)
+    c.node(dead).kill9()
     alive = [n for n in rest if n.alive()]
-    c.wait_leader(7, alive)
+    deadline = time.time() + OP_WAIT_S
+    while c.wait_leader(7, alive) == dead:  # until the survivors elected one of them
+        assert time.time() < deadline, "no new leader among the survivors"
+        time.sleep(0.1)
     write_batch(c, alive, 7, "d", 3, data)
     for n in alive:
         check_all(c, n, 7, data)
