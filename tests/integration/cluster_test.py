@@ -15,6 +15,7 @@ import http.client
 import http.server
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -72,13 +73,26 @@ def on_signal(signum, _frame):
 
 
 def free_ports(n):
-    """n distinct ports that were free on 127.0.0.1 a moment ago (bound together, then closed)."""
+    """n distinct ports that were free on 127.0.0.1 a moment ago. They are taken below the
+    kernel's ephemeral range when it leaves room (an ephemeral port can be taken by an outgoing
+    connection, or an app bound to port 0, before the node binds it); else from the kernel."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
     socks = []
     try:
-        for _ in range(n):
+        tries = 0
+        while len(socks) < n:
+            tries += 1
+            port = random.randrange(10000, low) if low > 10000 and tries < 50 * n else 0
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
+            try:
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+            except OSError:
+                s.close()
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
