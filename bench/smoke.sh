@@ -14,6 +14,9 @@
 #                         pipelining) and 1 s open loop; the JSON result lines must parse and
 #                         count requests, without errors; then bench/load/run.sh, 1 round of 1 s
 #                         at 4 connections beside wrk (when wrk and nginx are installed)
+#         etcd            bench/etcd/run.sh --smoke: 3 raftd nodes + 3 raftd-kv and, when etcd is
+#                         installed, a 3-member etcd; one 1 s round of 16 B puts at 16
+#                         connections on each; the result lines must parse and count requests
 # Exit status: 0 when the benchmark ran and printed what it must, 1 otherwise, 77 (skipped) when
 # a kernel feature or a peer tool it needs is missing.
 set -euo pipefail
@@ -110,6 +113,21 @@ PY
     else
       echo "bench smoke: wrk or nginx missing: bench/load/run.sh not run" >&2
     fi
+    ;;
+  etcd)
+    build=$1
+    need jq
+    rc=0
+    "$root/bench/etcd/run.sh" --smoke "$build" > "$tmp/run.txt" 2> "$tmp/run.err" || rc=$?
+    [ "$rc" -eq 0 ] || { cat "$tmp/run.txt" "$tmp/run.err" >&2; fail "bench/etcd/run.sh exited $rc"; }
+    cat "$tmp/run.err" >&2
+    expect "$tmp/run.txt" '^round 1 raftd w16c16: [1-9][0-9]* ops/s, .* 0 errors' "raftd round"
+    expect "$tmp/run.txt" '^smoke: raftd w16c16 [1-9][0-9]* requests' "raftd request count"
+    if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
+      expect "$tmp/run.txt" '^round 1 etcd w16c16: [1-9][0-9]* ops/s, .* 0 errors' "etcd round"
+      expect "$tmp/run.txt" '^\| put 16 B, 16 conns \| [0-9.]+ \|' "raftd/etcd ratio"
+    fi
+    grep -E '^(round|smoke)' "$tmp/run.txt"
     ;;
   *)
     fail "unknown kind $kind"
