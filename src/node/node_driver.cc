@@ -180,9 +180,9 @@ namespace {
 // command, node command and election), so this costs a few KiB per segment's worth of writes.
 // A meta log too big for one batch stays where it is (a warning, once per process); it is tried
 // again when it has grown (the check reads at most one batch's worth of it).
-void relocate_meta_log(wal::Wal& wal, uint64_t batch_bytes_max) {
-  static LogIndex too_big_at;  // group 0's last index when its log did not fit one batch
-  static bool warned = false;
+void relocate_meta_log(wal::Wal& wal, uint64_t batch_bytes_max, MetaRelocation& st) {
+  LogIndex& too_big_at = st.too_big_at;
+  bool& warned = st.warned;
   const std::vector<wal::PinningGroup> pins = wal.pinning_groups();
   if (pins.size() != 1 || pins[0].group != GroupId(0)) return;
   const auto info = wal.group(GroupId(0));
@@ -225,7 +225,7 @@ void NodeImpl::on_tick() {
   host_->tick();
   sweep_timeouts();
   reconcile_all_hosts();
-  relocate_meta_log(*wal_, cfg_.wal.batch_bytes_max);
+  relocate_meta_log(*wal_, cfg_.wal.batch_bytes_max, meta_relocation_);
 }
 
 // ---- run and shutdown ----------------------------------------------------------------------

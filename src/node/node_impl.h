@@ -45,6 +45,13 @@ inline constexpr const char* kHeaderRequest = "Raftd-Request";
 
 class NodeImpl;
 
+// Copying group 0's log forward in the WAL (node_driver.cc relocate_meta_log): its last index
+// when it did not fit one batch (not tried again until it grows), and whether that was logged.
+struct MetaRelocation {
+  LogIndex too_big_at;
+  bool warned = false;
+};
+
 // The peer listener serves two things: the transport's message streams and proposals forwarded
 // by followers. Every callback of one exchange goes to the same side (decided by its path).
 class PeerRouter final : public http::Handler {
@@ -204,8 +211,9 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   std::map<std::pair<GroupId, LogIndex>, std::pair<uint64_t, Term>> conf_waits_;
   // When this leader last proposed a hosting record for (group, node).
   std::map<std::pair<GroupId, NodeId>, io::TimePoint> hosting_sent_;
-  size_t relays_waiting_ = 0;        // waiters with conf_applied set (scanned only when nonzero)
-  std::set<GroupId> hosting_check_;  // groups whose hosting records may lag their configuration
+  size_t relays_waiting_ = 0;  // waiters with conf_applied set (scanned only when nonzero)
+  std::set<GroupId> hosting_check_;
+  MetaRelocation meta_relocation_;  // groups whose hosting records may lag their configuration
   // Creations taken by this node for a group it is a member of: answered once the group has
   // started here (after the app's LastLogIndex), so that its status is whole and a GET through
   // this node right after the 201 finds it.
