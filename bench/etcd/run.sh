@@ -111,7 +111,9 @@ stop_all() {
 }
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM PIPE
+  trap '' PIPE  # output to a closed pipe (run.sh | head) must not skip the stop and the rm
+  set +e
   stop_all
   if [ "$KEEP" = 1 ] || [ $failed = 1 ]; then echo "run.sh: logs and data kept in $tmp" >&2; else rm -rf "$tmp"; fi
   exit $rc
@@ -119,6 +121,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 141' PIPE
 
 logs_tail() {
   local f
