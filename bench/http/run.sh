@@ -10,6 +10,7 @@
 # Environment: CONNS (64), THREADS (2), DURATION (10s), ROUNDS (3), PORT_OURS (18080),
 #              PORT_NGINX (18081).
 set -euo pipefail
+. "$(dirname "$0")/../nginx_conf.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-build-http-rel}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
@@ -39,33 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The same body as raftd-bench-http ("Hello, World!\n"). keepalive_requests is raised so that
-# nginx, like raftd, never closes a busy keep-alive connection during the run.
-mkdir -p "$tmp/nginx"
-cat > "$tmp/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 60s;
-  client_body_temp_path $tmp/nginx/body;
-  proxy_temp_path $tmp/nginx/proxy;
-  fastcgi_temp_path $tmp/nginx/fastcgi;
-  uwsgi_temp_path $tmp/nginx/uwsgi;
-  scgi_temp_path $tmp/nginx/scgi;
-  server {
-    listen 127.0.0.1:$PORT_NGINX;
-    location / {
-      default_type text/plain;
-      return 200 "Hello, World!\n";
-    }
-  }
-}
-CONF
+write_nginx_conf "$tmp" "$PORT_NGINX"
 
 "$server_bin" --port "$PORT_OURS" > "$tmp/ours.log" 2>&1 &
 ours_pid=$!

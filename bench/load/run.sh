@@ -13,6 +13,7 @@
 # Prints one line per round and, at the end, the median ratio raftd-load/wrk of CPU per
 # request with its spread (min..max over the rounds) and the load average before and after.
 set -euo pipefail
+. "$(dirname "$0")/../nginx_conf.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-build-rel}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
@@ -38,31 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$tmp/nginx"
-cat > "$tmp/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 60s;
-  client_body_temp_path $tmp/nginx/body;
-  proxy_temp_path $tmp/nginx/proxy;
-  fastcgi_temp_path $tmp/nginx/fastcgi;
-  uwsgi_temp_path $tmp/nginx/uwsgi;
-  scgi_temp_path $tmp/nginx/scgi;
-  server {
-    listen 127.0.0.1:$PORT;
-    location / {
-      default_type text/plain;
-      return 200 "Hello, World!\n";
-    }
-  }
-}
-CONF
+write_nginx_conf "$tmp" "$PORT"
 "$nginx_bin" -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/nginx-error.log" > "$tmp/nginx.log" 2>&1 &
 nginx_pid=$!
 for _ in $(seq 1 100); do
