@@ -182,9 +182,9 @@ void NodeImpl::relay_members(http::Exchange& ex, GroupId g, NodeId leader, std::
           ++relays_waiting_;
           return finish_relayed(g);
         }
-        http::Exchange& ex = *it->second.ex;
+        http::Exchange& client = *it->second.ex;
         erase_waiter(it);
-        ex.respond(r->head.status, r->body, "application/json");
+        client.respond(r->head.status, r->body, "application/json");
       },
       64 * 1024);
 }
