@@ -12,7 +12,7 @@ packages=(
   liburing-dev libxxhash-dev libtomlplusplus-dev doctest-dev libbenchmark-dev node-llhttp
   nlohmann-json3-dev libfmt-dev libcli11-dev
   # benchmarks and peers
-  wrk nginx-light fio jq procps
+  wrk nginx-light fio jq procps curl
 )
 
 missing=()
