@@ -74,6 +74,13 @@ class ClientConnection final : public ResponseSink {
     needs_process_ = true;
     client_.mark_dirty(*this);
   }
+  // Client::cancel: the exchange ends here without a callback; the connection closes. The
+  // request and its callbacks stay in current_ (one of them may be running) until the
+  // connection is destroyed, at a turn end; busy_ false keeps every path from using them.
+  void abandon() {
+    busy_ = false;
+    begin_close();
+  }
   bool retired() const { return retired_; }
   Client::Pool& pool() { return pool_; }
 
@@ -81,12 +88,14 @@ class ClientConnection final : public ResponseSink {
   bool dirty_ = false;
 
  private:
+  // busy_ is false here only for an exchange abandoned (Client::cancel) in the middle of a feed.
   void on_response_head(ResponseHead& head) override {
     keep_alive_ = head.keep_alive;
-    if (current_.callbacks.on_head) current_.callbacks.on_head(head);
+    if (busy_ && current_.callbacks.on_head) current_.callbacks.on_head(head);
   }
   Flow on_response_body(std::string_view chunk) override {
-    return current_.callbacks.on_body ? current_.callbacks.on_body(chunk) : Flow::kContinue;
+    return busy_ && current_.callbacks.on_body ? current_.callbacks.on_body(chunk)
+                                               : Flow::kContinue;
   }
   void on_response_end() override { response_done_ = true; }
 
@@ -387,7 +396,7 @@ void ClientConnection::fail(Status status) {
   }
   // Reported at the end of the turn: fail() can run inside request() (a source that fails at
   // once), and callbacks never run inside request().
-  client_.fail_later(std::move(pending.callbacks), std::move(status));
+  client_.fail_later(pending.id, std::move(pending.callbacks), std::move(status));
 }
 
 void ClientConnection::begin_close() {
@@ -488,11 +497,11 @@ RequestId Client::request(std::string_view host, std::uint16_t port, ClientReque
                           ResponseCallbacks callbacks) {
   const RequestId id = next_id_++;
   if (closing_) {
-    fail_later(std::move(callbacks), Status(Code::kCancelled, "http client is closed"));
+    fail_later(id, std::move(callbacks), Status(Code::kCancelled, "http client is closed"));
     return id;
   }
   if (Status st = check_request(request); !st) {
-    fail_later(std::move(callbacks), std::move(st));
+    fail_later(id, std::move(callbacks), std::move(st));
     return id;
   }
   std::string key = target_key(host, port);
@@ -500,7 +509,7 @@ RequestId Client::request(std::string_view host, std::uint16_t port, ClientReque
   if (it == pools_.end()) {
     auto addr = io::make_ipv4_address(host, port);
     if (!addr) {
-      fail_later(std::move(callbacks), addr.status());
+      fail_later(id, std::move(callbacks), addr.status());
       return id;
     }
     it = pools_.emplace(key, Pool{}).first;
@@ -529,6 +538,30 @@ void Client::resume_source(RequestId id) {
   }
 }
 
+void Client::cancel(RequestId id) {
+  for (auto& conn : connections_) {
+    if (conn->carries(id)) {
+      conn->abandon();
+      return;
+    }
+  }
+  for (auto& [key, pool] : pools_) {
+    for (auto it = pool.queue.begin(); it != pool.queue.end(); ++it) {
+      if (it->id == id) {
+        cancelled_.push_back(std::move(*it));
+        pool.queue.erase(it);
+        return;
+      }
+    }
+  }
+  for (auto it = failed_.begin(); it != failed_.end(); ++it) {
+    if (it->id == id) {
+      failed_.erase(it);
+      return;
+    }
+  }
+}
+
 void Client::dispatch(Pool& pool, Pending pending) {
   while (!pool.idle.empty()) {
     ClientConnection* conn = pool.idle.back();
@@ -544,7 +577,7 @@ void Client::dispatch(Pool& pool, Pending pending) {
   } else if (pool.queue.size() < options_.queue_max) {
     pool.queue.push_back(std::move(pending));
   } else {
-    fail_later(std::move(pending.callbacks),
+    fail_later(pending.id, std::move(pending.callbacks),
                Status(Code::kUnavailable, "too many requests queued for " + pool.key));
   }
 }
@@ -552,7 +585,7 @@ void Client::dispatch(Pool& pool, Pending pending) {
 void Client::open_connection(Pool& pool, Pending pending) {
   auto fd = io::make_tcp_socket();
   if (!fd) {
-    fail_later(std::move(pending.callbacks), fd.status());
+    fail_later(pending.id, std::move(pending.callbacks), fd.status());
     return;
   }
   auto conn = std::make_unique<ClientConnection>(*this, pool, *fd);
@@ -591,8 +624,8 @@ void Client::retire(ClientConnection& conn) {
   }
 }
 
-void Client::fail_later(ResponseCallbacks callbacks, Status status) {
-  failed_.emplace_back(std::move(callbacks), std::move(status));
+void Client::fail_later(RequestId id, ResponseCallbacks callbacks, Status status) {
+  failed_.push_back(Failed{id, std::move(callbacks), std::move(status)});
 }
 
 void Client::mark_dirty(ClientConnection& conn) {
@@ -608,13 +641,15 @@ void Client::on_turn_end() {
     for (ClientConnection* conn : batch) {
       if (!conn->retired()) conn->on_turn_end();
     }
-    std::vector<std::pair<ResponseCallbacks, Status>> failed;
-    failed.swap(failed_);
-    for (auto& [callbacks, status] : failed) {
-      if (callbacks.on_done) callbacks.on_done(std::move(status));
+    // One at a time: a callback may cancel a request whose failure is due after it.
+    while (!failed_.empty()) {
+      Failed f = std::move(failed_.front());
+      failed_.pop_front();
+      if (f.callbacks.on_done) f.callbacks.on_done(std::move(f.status));
     }
   }
   retired_.clear();
+  cancelled_.clear();
 }
 
 void Client::sweep() {
@@ -632,7 +667,7 @@ void Client::close() {
   sweeper_->stop();
   for (auto& [key, pool] : pools_) {
     while (!pool.queue.empty()) {
-      fail_later(std::move(pool.queue.front().callbacks),
+      fail_later(pool.queue.front().id, std::move(pool.queue.front().callbacks),
                  Status(Code::kCancelled, "http client closed"));
       pool.queue.pop_front();
     }

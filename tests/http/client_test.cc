@@ -494,6 +494,80 @@ TEST_SUITE("http") {
     CHECK((*out)->body == "ok");
   }
 
+  TEST_CASE("http::Client: cancel abandons a running request and closes its connection") {
+    Fixture f;
+    bool called = false;
+    ResponseCallbacks cb;
+    cb.on_head = [&](const ResponseHead&) { called = true; };
+    cb.on_done = [&](Status) { called = true; };
+    const RequestId id =
+        f.client->request("127.0.0.1", f.server->port(), make("GET", "/hang"), std::move(cb));
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    f.client->cancel(id);
+    // The server sees the connection end; the client keeps nothing of it.
+    REQUIRE(testing::run_until(
+        *f.reactor, [&] { return f.handler.aborted == 1 && f.client->open_connections() == 0; }));
+    testing::run_for(*f.reactor, 30ms);
+    CHECK_FALSE(called);
+    CHECK(f.client->idle_connections("127.0.0.1", f.server->port()) == 0);
+    f.client->cancel(id);  // ended: a no-op
+    auto r = f.fetch(make("GET", "/after"));
+    REQUIRE(r.is_ok());
+    CHECK(r->body == "GET /after ");
+  }
+
+  TEST_CASE("http::Client: cancel from the request's own body callback stops it there") {
+    Fixture f;
+    std::size_t pieces = 0;
+    bool done = false;
+    RequestId id = 0;
+    ResponseCallbacks cb;
+    // The callback's captures must stay valid after it cancels its own request.
+    const std::string marker(64, 'm');
+    cb.on_body = [&, marker](std::string_view) {
+      ++pieces;
+      f.client->cancel(id);
+      CHECK(marker == std::string(64, 'm'));
+      return Flow::kContinue;
+    };
+    cb.on_done = [&](Status) { done = true; };
+    id = f.client->request("127.0.0.1", f.server->port(), make("GET", "/big"), std::move(cb));
+    REQUIRE(testing::run_until(*f.reactor, [&] { return pieces > 0; }));
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.client->open_connections() == 0; }));
+    testing::run_for(*f.reactor, 30ms);
+    CHECK(pieces == 1);
+    CHECK_FALSE(done);
+  }
+
+  TEST_CASE("http::Client: cancel takes a queued request off the queue, and a due failure") {
+    ClientOptions co;
+    co.connections_per_target_max = 1;
+    Fixture f(co);
+    std::vector<std::string> done;
+    auto track = [&](std::string name) {
+      return ResponseCallbacks{nullptr, nullptr, [&done, name](Status st) {
+                                 done.push_back(name + " " + std::string(code_name(st.code())));
+                               }};
+    };
+    f.client->request("127.0.0.1", f.server->port(), make("GET", "/slow"), track("slow"));
+    const RequestId queued =
+        f.client->request("127.0.0.1", f.server->port(), make("GET", "/queued"), track("queued"));
+    f.client->request("127.0.0.1", f.server->port(), make("GET", "/third"), track("third"));
+    REQUIRE(testing::run_until(*f.reactor, [&] { return f.handler.held.size() == 1; }));
+    f.client->cancel(queued);
+    f.handler.held[0]->respond(200, "ok");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return done.size() == 2; }));
+    testing::run_for(*f.reactor, 30ms);
+    CHECK(done == std::vector<std::string>{"slow OK", "third OK"});
+    CHECK(f.handler.heads == std::vector<std::string>{"GET /slow", "GET /third"});
+    // A request refused at once has its failure due at the turn's end: cancel drops it too.
+    const RequestId bad =
+        f.client->request("127.0.0.1", f.server->port(), make("GET", "/a b"), track("bad"));
+    f.client->cancel(bad);
+    testing::run_for(*f.reactor, 30ms);
+    CHECK(done.size() == 2);
+  }
+
   TEST_CASE("http::Client: close() cancels queued and running requests") {
     ClientOptions co;
     co.connections_per_target_max = 1;

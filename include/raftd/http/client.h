@@ -77,7 +77,7 @@ struct ClientRequest {
   std::uint64_t response_body_bytes_max = UINT64_MAX;
 };
 
-// Identifies a request for Client::resume.
+// Identifies a request for Client::resume, resume_source and cancel.
 using RequestId = std::uint64_t;
 
 struct ResponseCallbacks {
@@ -111,6 +111,12 @@ class Client {
   void resume(RequestId id);
   // The request's BodySource has data again after it returned nothing. No-op otherwise.
   void resume_source(RequestId id);
+  // Abandons the request now: none of its callbacks runs again (not even on_done, also when
+  // its failure was already due), a queued request leaves the queue, and a running one's
+  // connection is closed, not pooled (the server sees the connection end). The callbacks and
+  // the request (its BodySource) are destroyed later, never while one of them runs, so any of
+  // them may call cancel on its own request. No-op for a request that has ended.
+  void cancel(RequestId id);
   // The whole response buffered; a body over body_bytes_max fails with kTooLarge as soon as
   // it crosses it (request.response_body_bytes_max lowered to body_bytes_max).
   void fetch(std::string_view host, std::uint16_t port, ClientRequest request,
@@ -146,7 +152,7 @@ class Client {
   // A connection finished its exchange and may carry another request.
   void release(ClientConnection& conn);
   void retire(ClientConnection& conn);
-  void fail_later(ResponseCallbacks callbacks, Status status);
+  void fail_later(RequestId id, ResponseCallbacks callbacks, Status status);
   void mark_dirty(ClientConnection& conn);
   void on_turn_end();
   void sweep();
@@ -159,7 +165,13 @@ class Client {
   std::list<std::unique_ptr<ClientConnection>> connections_;
   std::vector<ClientConnection*> dirty_;
   std::vector<std::unique_ptr<ClientConnection>> retired_;
-  std::vector<std::pair<ResponseCallbacks, Status>> failed_;  // reported at turn end
+  struct Failed {
+    RequestId id;
+    ResponseCallbacks callbacks;
+    Status status;
+  };
+  std::deque<Failed> failed_;  // reported at turn end, one at a time (a callback may cancel one)
+  std::vector<Pending> cancelled_;  // destroyed at turn end, outside their own callbacks
   std::unique_ptr<io::RepeatingTimer> sweeper_;
   io::Reactor::HookId hook_ = 0;
   ClientStats stats_;
