@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "kv_snapshot.h"
+
 namespace raftd::kv {
 
 using json = nlohmann::json;
@@ -14,8 +16,11 @@ struct KvHandler::Call final : http::ExchangeContext {
   GroupId group;
   app::Encoding encoding = app::Encoding::kBinary;
   LogIndex last_index;  // Raftd-Last-Index (UpdateEntries)
-  std::string body;     // bounded by ServerOptions::body_bytes_max (413 beyond)
+  LogIndex index;       // Raftd-Index (PrepareSnapshot, RecoverFromSnapshot)
+  std::string body;     // bounded by app::kBatchBytesMax (413 beyond); unused by Recover
   std::uint64_t ticket = 0;
+  std::unique_ptr<SnapshotWriter> writer;  // SaveSnapshot, while streaming
+  std::unique_ptr<SnapshotParser> parser;  // RecoverFromSnapshot
 };
 
 namespace {
@@ -25,19 +30,18 @@ constexpr std::string_view kJson = "application/json";
 struct Endpoint {
   std::string_view path;
   std::string_view method;
-  bool implemented;
-  int route;  // KvHandler::Route, when implemented
+  int route;  // KvHandler::Route
 };
 
-// Paths are exactly those of API.md section 3. Snapshots arrive in a later version.
+// Paths are exactly those of API.md section 3.
 constexpr std::array<Endpoint, 7> kEndpoints{{
-    {"/LastLogIndex", "GET", true, 0},
-    {"/UpdateEntries", "POST", true, 1},
-    {"/GetEntry", "GET", true, 2},
-    {"/Sync", "POST", true, 3},
-    {"/PrepareSnapshot", "POST", false, 0},
-    {"/SaveSnapshot", "POST", false, 0},
-    {"/RecoverFromSnapshot", "POST", false, 0},
+    {"/LastLogIndex", "GET", 0},
+    {"/UpdateEntries", "POST", 1},
+    {"/GetEntry", "GET", 2},
+    {"/Sync", "POST", 3},
+    {"/PrepareSnapshot", "POST", 4},
+    {"/SaveSnapshot", "POST", 5},
+    {"/RecoverFromSnapshot", "POST", 6},
 }};
 
 void respond_error(http::Exchange& ex, int status, std::string_view code,
@@ -91,13 +95,30 @@ void KvHandler::on_headers(http::Exchange& ex) {
   if (!group) {
     return respond_error(ex, 400, "bad_request", "Raftd-Group: " + group.status().message());
   }
-  if (!ep->implemented) {
-    return respond_error(ex, 501, "not_implemented",
-                         "snapshots are not implemented by this example");
-  }
   auto call = std::make_unique<Call>();
   call->route = static_cast<Route>(ep->route);
   call->group = GroupId(group->value());
+  // The server takes bodies up to kSnapshotBytesMax (a snapshot's); every other body is held in
+  // memory and must fit app::kBatchBytesMax.
+  const std::uint64_t body_max =
+      call->route == Route::kRecoverFromSnapshot ? kSnapshotBytesMax : app::kBatchBytesMax;
+  if (auto length = req.header("Content-Length")) {
+    Result<LogIndex> n = app::parse_index(*length);
+    if (n && n->value() > body_max) {
+      return respond_error(ex, 413, "too_large",
+                           "body over " + std::to_string(body_max) + " bytes");
+    }
+  }
+  if (call->route == Route::kPrepareSnapshot || call->route == Route::kRecoverFromSnapshot) {
+    Result<LogIndex> index = app::parse_index(req.header("Raftd-Index").value_or(""));
+    if (!index) {
+      return respond_error(ex, 400, "bad_request", "Raftd-Index: " + index.status().message());
+    }
+    call->index = *index;
+    if (call->route == Route::kRecoverFromSnapshot) {
+      call->parser = std::make_unique<SnapshotParser>(call->group, call->index);
+    }
+  }
   if (call->route == Route::kUpdateEntries) {
     const std::string_view type = media_type(req.header("Content-Type").value_or(""));
     if (http::iequals(type, app::kBinaryContentType)) {
@@ -119,9 +140,23 @@ void KvHandler::on_headers(http::Exchange& ex) {
 }
 
 http::Flow KvHandler::on_body(http::Exchange& ex, std::string_view chunk) {
-  if (auto* call = static_cast<Call*>(ex.context()); call != nullptr && !ex.finished()) {
-    call->body.append(chunk);
+  auto* call = static_cast<Call*>(ex.context());
+  if (call == nullptr || ex.finished()) return http::Flow::kContinue;
+  if (call->parser) {
+    // A snapshot is checked as it arrives and never held whole; the first fault answers.
+    if (Status s = call->parser->feed(chunk); !s) {
+      const bool too_large = s.code() == Code::kTooLarge;
+      respond_error(ex, too_large ? 413 : 400, too_large ? "too_large" : "bad_snapshot",
+                    s.message());
+    }
+    return http::Flow::kContinue;
   }
+  if (call->body.size() + chunk.size() > app::kBatchBytesMax) {
+    respond_error(ex, 413, "too_large",
+                  "body over " + std::to_string(app::kBatchBytesMax) + " bytes");
+    return http::Flow::kContinue;
+  }
+  call->body.append(chunk);
   return http::Flow::kContinue;
 }
 
@@ -134,6 +169,15 @@ void KvHandler::on_end(http::Exchange& ex) {
     case Route::kUpdateEntries: return update_entries(ex, *call);
     case Route::kGetEntry: return get_entry(ex, *call);
     case Route::kSync: return answer_when_durable(ex, *call, "", "text/plain", nullptr);
+    case Route::kPrepareSnapshot: return prepare_snapshot(ex, *call);
+    case Route::kSaveSnapshot: return save_snapshot(ex, *call);
+    case Route::kRecoverFromSnapshot: return recover_from_snapshot(ex, *call);
+  }
+}
+
+void KvHandler::on_drained(http::Exchange& ex) {
+  if (auto* call = static_cast<Call*>(ex.context()); call != nullptr && call->writer) {
+    pump_snapshot(ex, *call);
   }
 }
 
@@ -178,6 +222,57 @@ void KvHandler::get_entry(http::Exchange& ex, Call& call) {
   const std::string* value = store_.get(call.group, *key);
   if (value == nullptr) return ex.respond(404, R"({"error":"not_found","ok":false})", kJson);
   ex.respond(200, *value, "application/octet-stream");
+}
+
+void KvHandler::prepare_snapshot(http::Exchange& ex, Call& call) {
+  // raftd calls this with the group's state exactly at Raftd-Index (API.md 3.1); anything else
+  // would label a snapshot with the wrong index.
+  const LogIndex applied = store_.applied_index(call.group);
+  if (applied != call.index) {
+    return respond_error(ex, 409, "index_mismatch",
+                         "the group is at " + std::to_string(applied.value()) +
+                             ", not Raftd-Index " + std::to_string(call.index.value()));
+  }
+  ex.respond(200, store_.prepare_snapshot(call.group), "text/plain");
+}
+
+void KvHandler::save_snapshot(http::Exchange& ex, Call& call) {
+  std::shared_ptr<const SnapshotImage> image = store_.find_snapshot(call.group, call.body);
+  if (!image) {
+    return respond_error(ex, 404, "unknown_snapshot",
+                         "no prepared snapshot of this group has that context (it may have been "
+                         "dropped for newer ones)");
+  }
+  call.writer = std::make_unique<SnapshotWriter>(std::move(image));
+  ex.set_status(200);
+  ex.add_header("Content-Type", "application/octet-stream");
+  pump_snapshot(ex, call);
+}
+
+void KvHandler::pump_snapshot(http::Exchange& ex, Call& call) {
+  std::string piece;
+  for (;;) {
+    piece.clear();
+    if (!call.writer->next(piece)) break;
+    if (!ex.write_body(piece)) return;  // on_drained goes on
+  }
+  call.writer.reset();
+  ex.finish();
+}
+
+void KvHandler::recover_from_snapshot(http::Exchange& ex, Call& call) {
+  if (Status s = call.parser->finish(); !s) {
+    return respond_error(ex, 400, "bad_snapshot", s.message());
+  }
+  KvMap pairs = std::move(call.parser->pairs());
+  call.parser.reset();
+  log_.append(encode_reset_record(call.group, call.index, pairs));
+  store_.reset(call.group, call.index, std::move(pairs));
+  const GroupId group = call.group;
+  const LogIndex index = call.index;
+  // Durable before the answer in either mode: the contract asks RecoverFromSnapshot for it.
+  answer_when_durable(ex, call, "", "text/plain",
+                      [this, group, index] { store_.mark_durable(group, index); });
 }
 
 void KvHandler::answer_when_durable(http::Exchange& ex, Call& call, std::string body,

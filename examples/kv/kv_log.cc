@@ -5,6 +5,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -71,13 +72,40 @@ bool parse_body(std::string_view body, LogRecord& rec) {
     if (!r.get_int(kind) || !r.get_bytes(c.key)) return false;
     if (kind == static_cast<std::uint8_t>(ChangeKind::kPut)) {
       if (!r.get_bytes(c.value)) return false;
+    } else if (kind == static_cast<std::uint8_t>(ChangeKind::kReset)) {
+      if (i != 0 || !c.key.empty()) return false;  // first, and carries nothing
     } else if (kind != static_cast<std::uint8_t>(ChangeKind::kDelete)) {
       return false;
     }
     c.kind = static_cast<ChangeKind>(kind);
     rec.changes.push_back(std::move(c));
   }
+  // A reset record's state is all puts: a delete after a reset means nothing, so it is not one.
+  if (is_reset(rec)) {
+    for (std::size_t i = 1; i < rec.changes.size(); ++i) {
+      if (rec.changes[i].kind != ChangeKind::kPut) return false;
+    }
+  }
   return r.at_end();
+}
+
+// A record is built in one string: kRecordHeadBytes of room, then the body; seal() fills in
+// the head (length and checksum), so a large record is never copied.
+std::string start_record(std::size_t body_bytes) {
+  std::string out;
+  out.reserve(kRecordHeadBytes + body_bytes);
+  out.resize(kRecordHeadBytes);
+  return out;
+}
+
+std::string seal(std::string out) {
+  const std::size_t body_bytes = out.size() - kRecordHeadBytes;
+  RAFTD_ASSERT(body_bytes <= kRecordBodyBytesMax, "log record over kRecordBodyBytesMax");
+  const auto n = static_cast<std::uint32_t>(body_bytes);
+  const std::uint64_t sum = XXH3_64bits(out.data() + kRecordHeadBytes, body_bytes);
+  std::memcpy(out.data(), &n, 4);
+  std::memcpy(out.data() + 4, &sum, 8);
+  return out;
 }
 
 // Reads exactly n bytes at off, or fewer at end of file. Returns the count, or -errno.
@@ -102,7 +130,7 @@ ssize_t read_at(int fd, char* buf, std::size_t n, std::uint64_t off) {
 }  // namespace
 
 std::string encode_record(const LogRecord& record) {
-  std::string body;
+  std::string body = start_record(0);
   put_int<std::uint64_t>(body, record.group.value());
   put_int<std::uint64_t>(body, record.last_index.value());
   put_int<std::uint32_t>(body, static_cast<std::uint32_t>(record.changes.size()));
@@ -111,19 +139,36 @@ std::string encode_record(const LogRecord& record) {
     put_bytes(body, c.key);
     if (c.kind == ChangeKind::kPut) put_bytes(body, c.value);
   }
-  RAFTD_ASSERT(body.size() <= kRecordBodyBytesMax, "log record over kRecordBodyBytesMax");
-  std::string out;
-  out.reserve(kRecordHeadBytes + body.size());
-  put_int<std::uint32_t>(out, static_cast<std::uint32_t>(body.size()));
-  put_int<std::uint64_t>(out, XXH3_64bits(body.data(), body.size()));
-  out += body;
-  return out;
+  return seal(std::move(body));
+}
+
+std::string encode_reset_record(GroupId group, LogIndex last_index,
+                                const std::unordered_map<std::string, std::string>& pairs) {
+  std::size_t bytes = 8 + 8 + 4 + 5;
+  for (const auto& [k, v] : pairs) bytes += 9 + k.size() + v.size();
+  RAFTD_ASSERT(pairs.size() < UINT32_MAX, "reset record: more pairs than its u32 count holds");
+  std::string body = start_record(bytes);
+  put_int<std::uint64_t>(body, group.value());
+  put_int<std::uint64_t>(body, last_index.value());
+  put_int<std::uint32_t>(body, static_cast<std::uint32_t>(pairs.size() + 1));
+  put_int<std::uint8_t>(body, static_cast<std::uint8_t>(ChangeKind::kReset));
+  put_bytes(body, "");
+  for (const auto& [k, v] : pairs) {
+    put_int<std::uint8_t>(body, static_cast<std::uint8_t>(ChangeKind::kPut));
+    put_bytes(body, k);
+    put_bytes(body, v);
+  }
+  return seal(std::move(body));
 }
 
 Status replay(int fd, const std::function<void(LogRecord&&)>& apply, std::uint64_t& torn_bytes) {
   std::uint64_t off = 0;
   std::string body;
   LogRecord rec;
+  // A garbage length at a torn tail must not make replay allocate it: a body longer than what
+  // the file still holds is cut off without being read.
+  const off_t file_size = ::lseek(fd, 0, SEEK_END);
+  if (file_size < 0) return Status::from_errno(errno, "lseek of the kv log");
   for (;;) {
     char head[kRecordHeadBytes];
     const ssize_t h = read_at(fd, head, sizeof(head), off);
@@ -134,6 +179,7 @@ Status replay(int fd, const std::function<void(LogRecord&&)>& apply, std::uint64
     std::memcpy(&body_bytes, head, 4);
     std::memcpy(&checksum, head + 4, 8);
     if (body_bytes > kRecordBodyBytesMax) break;
+    if (off + kRecordHeadBytes + body_bytes > static_cast<std::uint64_t>(file_size)) break;
     body.resize(body_bytes);
     const ssize_t b = read_at(fd, body.data(), body_bytes, off + kRecordHeadBytes);
     if (b < 0) return Status::from_errno(static_cast<int>(-b), "read of the kv log");

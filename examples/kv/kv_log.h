@@ -8,9 +8,17 @@
 //   record := u32 body_bytes | u64 checksum | body         checksum = XXH3_64bits(body)
 //   body   := u64 group | u64 last_index | u32 change_count | change{change_count}
 //   change := u8 kind | u32 key_bytes | key [| u32 value_bytes | value]
-//             kind 1 = put (value follows), 2 = delete (no value)
+//             kind 1 = put (value follows), 2 = delete (no value),
+//             3 = reset (key_bytes 0, no value; only as a record's first change)
 // A record with no change only moves the group's last index (raftd's own entries, or bad
-// commands). Records of one group appear in increasing last_index order.
+// commands). A batch's record moves the group's index to max(index, last_index).
+//
+// A reset record is RecoverFromSnapshot's: "the group is now exactly these pairs at last_index".
+// Its first change is a reset (drop every pair of the group), every other change a put; replay
+// sets the group's index to exactly last_index (a snapshot may, in principle, be older than what
+// the group had). The whole new state is in this one record, so a crash during the recovery
+// leaves either the whole record (the new state) or a torn tail (the old state). Apart from
+// resets, records of one group appear in increasing last_index order.
 //
 // Replay reads records from the start and stops at the first one that is incomplete, longer
 // than kRecordBodyBytesMax, fails its checksum or does not parse: that is the torn tail of a
@@ -34,6 +42,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "raftd/base/ids.h"
@@ -42,19 +51,23 @@
 
 namespace raftd::kv {
 
-// A record's body is at most a batch's changes: the changes of an UpdateEntries body of at most
-// app::kBatchBytesMax (64 MiB) bytes, where each change is no longer than the entry it came
-// from plus 9 bytes of framing and each entry has 12 bytes of framing. Twice that bounds it with
-// room; a longer length at replay is garbage, not a record.
-inline constexpr std::uint32_t kRecordBodyBytesMax = 128u * 1024 * 1024;
+// A batch's record body is at most the changes of an UpdateEntries body of at most
+// app::kBatchBytesMax (64 MiB) bytes, where each change is no longer than the entry it came from
+// plus 9 bytes of framing and each entry has 12 bytes of framing: 128 MiB bounds it with room.
+inline constexpr std::uint32_t kBatchRecordBodyBytesMax = 128u * 1024 * 1024;
+// A reset record holds a whole snapshot (kv_snapshot.h): at most kSnapshotBytesMax (1 GiB) of
+// snapshot, whose pairs take 8 bytes of framing each there and 9 here, so at most 9/8 of it plus
+// the record's 21 bytes: 1.5 GiB bounds it with room and fits the u32 length. A longer length at
+// replay is garbage, not a record.
+inline constexpr std::uint32_t kRecordBodyBytesMax = 1536u * 1024 * 1024;
 inline constexpr std::size_t kRecordHeadBytes = 12;  // u32 body_bytes + u64 checksum
 
-enum class ChangeKind : std::uint8_t { kPut = 1, kDelete = 2 };
+enum class ChangeKind : std::uint8_t { kPut = 1, kDelete = 2, kReset = 3 };
 
 struct Change {
   ChangeKind kind;
-  std::string key;
-  std::string value;  // empty for kDelete
+  std::string key;    // empty for kReset
+  std::string value;  // empty for kDelete and kReset
 };
 
 struct LogRecord {
@@ -65,6 +78,14 @@ struct LogRecord {
 
 // The whole record, head and body, ready to append.
 std::string encode_record(const LogRecord& record);
+// A reset record (a reset, then a put per pair) straight from a group's pairs, without first
+// copying them into a LogRecord.
+std::string encode_reset_record(GroupId group, LogIndex last_index,
+                                const std::unordered_map<std::string, std::string>& pairs);
+// The record resets its group (its first change is a reset).
+inline bool is_reset(const LogRecord& record) {
+  return !record.changes.empty() && record.changes.front().kind == ChangeKind::kReset;
+}
 
 // Reads the log at `path` record by record, calling `apply` for each, and truncates (and
 // syncs) a torn tail. Errors: kIoError from the file system. `torn_bytes` gets the number of

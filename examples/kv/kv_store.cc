@@ -113,15 +113,45 @@ std::string Store::apply_command(Group& g, std::string_view data, std::vector<Ch
 
 void Store::replay(LogRecord&& record) {
   Group& g = groups_[record.group];
+  const bool reset = is_reset(record);
   for (Change& c : record.changes) {
-    if (c.kind == ChangeKind::kPut) {
+    if (c.kind == ChangeKind::kReset) {
+      g.data.clear();
+    } else if (c.kind == ChangeKind::kPut) {
       g.data.insert_or_assign(std::move(c.key), std::move(c.value));
     } else {
       g.data.erase(c.key);
     }
   }
-  g.applied = std::max(g.applied, record.last_index);
+  // A reset puts the group exactly at its index; a batch never moves it back.
+  g.applied = reset ? record.last_index : std::max(g.applied, record.last_index);
   g.durable = g.applied;
+}
+
+std::string Store::prepare_snapshot(GroupId group) {
+  Group& g = groups_[group];
+  auto image = std::make_shared<SnapshotImage>(SnapshotImage{group, g.applied, g.data});
+  std::string context = "raftd-kv snapshot " + std::to_string(next_snapshot_++) + " of group " +
+                        std::to_string(group.value()) + " at " + std::to_string(g.applied.value());
+  if (g.snapshots.size() == kSnapshotContextsPerGroup) g.snapshots.pop_front();
+  g.snapshots.push_back(Snapshot{context, std::move(image)});
+  return context;
+}
+
+std::shared_ptr<const SnapshotImage> Store::find_snapshot(GroupId group, std::string_view context) {
+  auto it = groups_.find(group);
+  if (it == groups_.end()) return nullptr;
+  for (const Snapshot& s : it->second.snapshots) {
+    if (s.context == context) return s.image;
+  }
+  return nullptr;
+}
+
+void Store::reset(GroupId group, LogIndex index, KvMap pairs) {
+  Group& g = groups_[group];
+  g.data = std::move(pairs);
+  g.applied = index;
+  g.durable = std::min(g.durable, index);
 }
 
 void Store::mark_durable(GroupId group, LogIndex index) {

@@ -7,9 +7,16 @@
 //          --sync-mode it trails applied while a batch's fdatasync runs; with --sync-mode the app
 //          reports what it applied (raftd keeps its log until /Sync) and durable == applied.
 //
+// Snapshots: prepare_snapshot() copies the group's map into a SnapshotImage (kv_snapshot.h) and
+// names it by a context string; the Store keeps the kSnapshotContextsPerGroup newest images of
+// each group (an older one is dropped, and its context is then unknown). reset() replaces a
+// group's state with a recovered snapshot's.
+//
 // Not thread-safe: used on the reactor thread only.
 #pragma once
 
+#include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +24,7 @@
 #include <vector>
 
 #include "kv_log.h"
+#include "kv_snapshot.h"
 #include "raftd/app/codec.h"
 #include "raftd/base/ids.h"
 
@@ -46,6 +54,10 @@ struct BatchOutcome {
   bool changed = false;              // record holds changes or moves the index: append it
 };
 
+// How many prepared snapshots a group keeps. raftd streams one snapshot at a time per follower
+// that needs it, so a few cover followers catching up together; each costs a copy of the map.
+inline constexpr std::size_t kSnapshotContextsPerGroup = 3;
+
 class Store {
  public:
   // Applies the entries of `batch` above the group's applied index, in order, and moves the
@@ -57,20 +69,36 @@ class Store {
   // The record of a batch up to `index` is durable.
   void mark_durable(GroupId group, LogIndex index);
 
+  // PrepareSnapshot: a copy of the group's state at its applied index, kept under the context
+  // returned (the oldest of the group's images is dropped beyond kSnapshotContextsPerGroup).
+  std::string prepare_snapshot(GroupId group);
+  // The image a context names, or null when it is unknown, dropped, or of another group. The
+  // image stays valid for its holder after it is dropped.
+  std::shared_ptr<const SnapshotImage> find_snapshot(GroupId group, std::string_view context);
+  // RecoverFromSnapshot: the group's state becomes exactly `pairs` at `index` (applied; durable
+  // only through mark_durable once its reset record is, and never above `index` meanwhile).
+  void reset(GroupId group, LogIndex index, KvMap pairs);
+
   LogIndex applied_index(GroupId group) const;
   LogIndex durable_index(GroupId group) const;
   const std::string* get(GroupId group, const std::string& key) const;
   std::size_t group_count() const { return groups_.size(); }
 
  private:
+  struct Snapshot {
+    std::string context;
+    std::shared_ptr<const SnapshotImage> image;
+  };
   struct Group {
     LogIndex applied;
     LogIndex durable;
-    std::unordered_map<std::string, std::string> data;
+    KvMap data;
+    std::deque<Snapshot> snapshots;  // oldest first
   };
   std::string apply_command(Group& g, std::string_view data, std::vector<Change>& changes);
 
   std::unordered_map<GroupId, Group> groups_;
+  std::uint64_t next_snapshot_ = 1;
 };
 
 }  // namespace raftd::kv

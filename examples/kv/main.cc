@@ -17,6 +17,7 @@
 
 #include "kv_handler.h"
 #include "kv_log.h"
+#include "kv_snapshot.h"
 #include "kv_store.h"
 #include "raftd/app/codec.h"
 #include "raftd/base/log.h"
@@ -115,7 +116,8 @@ int run(const Options& opt) {
   http::ServerOptions so;
   so.host = listen->first;
   so.port = listen->second;
-  so.body_bytes_max = app::kBatchBytesMax;
+  // A snapshot's limit; the handler holds every other call to app::kBatchBytesMax.
+  so.body_bytes_max = kv::kSnapshotBytesMax;
   auto server = http::Server::start(r, handler, so);
   if (!server) {
     std::fprintf(stderr, "raftd-kv: %s\n", server.status().to_string().c_str());

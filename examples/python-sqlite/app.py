@@ -8,6 +8,14 @@ ONE SQLite transaction that also stores the group's new last index, so after any
 and the index agree: entries at or below the stored index are skipped when raftd delivers them
 again, and none is applied twice or lost.
 
+Snapshots (doc/sqlite-recipe.md explains why they are done this way): PrepareSnapshot copies the
+group's rows, in one read transaction on a connection of its own (WAL: the writer is not held
+up), into a new SQLite file of the same schema that holds only that group and its index, named
+by the context; SaveSnapshot streams that file and deletes it; RecoverFromSnapshot streams the
+body to a temp file, checks it is a sound SQLite database of this schema holding this group at
+Raftd-Index, then replaces the group's rows and index with its in ONE transaction of the main
+database, so a crash leaves either the old state or the new one.
+
 Usage: app.py --listen 127.0.0.1:PORT --db FILE [--token T] [--verbose]
 PORT 0 picks a free port. The first line on stdout is "listening on HOST:PORT". SIGTERM or
 SIGINT stops it cleanly.
@@ -17,11 +25,17 @@ import argparse
 import base64
 import binascii
 import hmac
+import collections
 import json
+import os
+import pathlib
+import secrets
+import shutil
 import signal
 import sqlite3
 import struct
 import sys
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -34,6 +48,20 @@ U64_MAX = 2**64 - 1
 BINARY_TYPE = "application/vnd.raftd.entries"
 JSON_TYPE = "application/json"
 RECORD_HEAD = struct.Struct("<QI")  # u64 index | u32 length, little-endian (API.md 3.2)
+# Prepared snapshots kept per group (each is a file); the oldest beyond this is deleted. raftd
+# streams one snapshot at a time per follower that needs one, so a few cover followers catching
+# up together.
+SNAPSHOT_CONTEXTS_PER_GROUP = 3
+# Snapshot files are read and written in pieces of this size: the app never holds a snapshot.
+PIECE_BYTES = 64 * 1024
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS {s}groups ("
+    " group_id INTEGER PRIMARY KEY, last_index INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {s}kv ("
+    " group_id INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
+    " PRIMARY KEY (group_id, key)) WITHOUT ROWID",
+]
 
 
 class HttpError(Exception):
@@ -151,6 +179,7 @@ class Store:
     example values clarity over concurrency between groups."""
 
     def __init__(self, path):
+        self.path = path
         self.lock = threading.Lock()
         # isolation_level=None: no implicit transactions; each batch says BEGIN and COMMIT.
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -158,15 +187,16 @@ class Store:
         # FULL: the WAL is synced at every COMMIT, so an answered batch survives power loss
         # (NORMAL, WAL mode's usual setting, may lose the last transactions).
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS groups ("
-            " group_id INTEGER PRIMARY KEY, last_index INTEGER NOT NULL)"
-        )
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS kv ("
-            " group_id INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
-            " PRIMARY KEY (group_id, key)) WITHOUT ROWID"
-        )
+        for stmt in SCHEMA:
+            self.db.execute(stmt.format(s=""))
+        # Prepared snapshots and snapshots being received live in a directory of their own. What
+        # an earlier run left there (contexts die with the process; a recovery cut short by a
+        # crash never reached the database) is removed.
+        self.snap_dir = path + ".snapshots"
+        shutil.rmtree(self.snap_dir, ignore_errors=True)
+        os.makedirs(self.snap_dir)
+        self.snap_lock = threading.Lock()
+        self.contexts = {}  # group -> deque of context names (file names), oldest first
 
     def close(self):
         with self.lock:
@@ -213,6 +243,94 @@ class Store:
                 raise
         return results
 
+    # ---- snapshots ----
+
+    def prepare_snapshot(self, group, index):
+        """Copies the group at `index` into a new file; returns its context (the file's name).
+        Raises HttpError 409 when the group is not at `index`."""
+        g = to_sql(group)
+        name = f"g{group}-i{index}-{secrets.token_hex(8)}.db"
+        path = os.path.join(self.snap_dir, name)
+        # A connection of its own: its read transaction sees one consistent state of the main
+        # database while the writer goes on (WAL), and the store's lock is not held meanwhile.
+        src = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            src.execute("ATTACH DATABASE ? AS snap", (path,))
+            src.execute("BEGIN")
+            try:
+                at = src.execute("SELECT last_index FROM main.groups WHERE group_id = ?",
+                                 (g,)).fetchone()
+                at = from_sql(at[0]) if at else 0
+                if at != index:
+                    raise HttpError(409, "index_mismatch",
+                                    f"the group is at {at}, not Raftd-Index {index}")
+                for stmt in SCHEMA:
+                    src.execute(stmt.format(s="snap."))
+                src.execute("INSERT INTO snap.groups (group_id, last_index) VALUES (?, ?)",
+                            (g, to_sql(index)))
+                src.execute("INSERT INTO snap.kv (group_id, key, value)"
+                            " SELECT group_id, key, value FROM main.kv WHERE group_id = ?", (g,))
+                src.execute("COMMIT")
+            except BaseException:
+                src.execute("ROLLBACK")
+                raise
+            src.execute("DETACH DATABASE snap")
+        except BaseException:
+            _remove(path)
+            raise
+        finally:
+            src.close()
+        with self.snap_lock:
+            names = self.contexts.setdefault(group, collections.deque())
+            names.append(name)
+            while len(names) > SNAPSHOT_CONTEXTS_PER_GROUP:
+                _remove(os.path.join(self.snap_dir, names.popleft()))
+        return name
+
+    def snapshot_file(self, group, context):
+        """The open file of a prepared snapshot, or None when the context is unknown, dropped,
+        or of another group."""
+        with self.snap_lock:
+            if context not in self.contexts.get(group, ()):
+                return None
+            try:
+                # Opened under the lock: a drop after this only unlinks the name.
+                return open(os.path.join(self.snap_dir, context), "rb")
+            except FileNotFoundError:
+                return None
+
+    def snapshot_sent(self, group, context):
+        """The snapshot went out whole: its context and file are dropped."""
+        with self.snap_lock:
+            names = self.contexts.get(group, collections.deque())
+            if context in names:
+                names.remove(context)
+                _remove(os.path.join(self.snap_dir, context))
+
+    def recover(self, group, index, path):
+        """Replaces the group's rows and index with those of the snapshot file at `path` (already
+        checked by check_snapshot), in one transaction."""
+        g = to_sql(group)
+        with self.lock:
+            self.db.execute("ATTACH DATABASE ? AS snap", (path,))
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    self.db.execute("DELETE FROM kv WHERE group_id = ?", (g,))
+                    self.db.execute("INSERT INTO kv (group_id, key, value)"
+                                    " SELECT group_id, key, value FROM snap.kv")
+                    self.db.execute(
+                        "INSERT INTO groups (group_id, last_index) VALUES (?, ?)"
+                        " ON CONFLICT (group_id) DO UPDATE SET last_index = excluded.last_index",
+                        (g, to_sql(index)),
+                    )
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+            finally:
+                self.db.execute("DETACH DATABASE snap")
+
     def _apply(self, g, data):
         cmd = parse_command(data)
         if cmd is None:
@@ -234,6 +352,60 @@ class Store:
                 (g, key, cmd["value"]),
             )
         return canonical_json({"ok": True, "prev": prev_json})
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def check_snapshot(path, group, index):
+    """Raises HttpError 400 unless the file at `path` is a whole, sound SQLite database of this
+    app's schema holding exactly group `group` at `index`."""
+    def bad(why):
+        return HttpError(400, "bad_snapshot", f"snapshot: {why}")
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(100)
+    if len(head) < 100 or head[:16] != SQLITE_MAGIC:
+        raise bad("not an SQLite database")
+    # The header's page size and page count must account for the file exactly: a snapshot cut
+    # short (or padded) is refused before SQLite reads it.
+    page_size = struct.unpack_from(">H", head, 16)[0]
+    page_size = 65536 if page_size == 1 else page_size
+    pages = struct.unpack_from(">I", head, 28)[0]
+    if page_size < 512 or page_size & (page_size - 1) or size != page_size * pages:
+        raise bad(f"{size} bytes, but its header says {pages} pages of {page_size}")
+    g = to_sql(group)
+    try:
+        # immutable: read as a plain file (no locks, no journal): it is ours, in a temp dir.
+        uri = pathlib.Path(path).resolve().as_uri() + "?immutable=1"
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            check = db.execute("PRAGMA quick_check").fetchall()
+            if check != [("ok",)]:
+                raise bad(f"quick_check: {check[:3]}")
+            for table, cols in [("groups", ["group_id", "last_index"]),
+                                ("kv", ["group_id", "key", "value"])]:
+                got = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+                if got != cols:
+                    raise bad(f"table {table} has columns {got}")
+            rows = db.execute("SELECT group_id, last_index FROM groups").fetchall()
+            if rows != [(g, to_sql(index))]:
+                got = [(from_sql(a), from_sql(b)) for a, b in rows]
+                raise bad(f"holds (group, index) {got}, not [({group}, {index})]")
+            if db.execute("SELECT 1 FROM kv WHERE group_id != ? LIMIT 1", (g,)).fetchone():
+                raise bad("holds rows of another group")
+            if db.execute("SELECT 1 FROM kv WHERE typeof(key) != 'blob' OR"
+                          " typeof(value) != 'blob' LIMIT 1").fetchone():
+                raise bad("holds a key or value that is not a blob")
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        raise bad(f"{type(e).__name__}: {e}") from None
 
 
 def _utf8(v):
@@ -310,8 +482,18 @@ class AppHandler(BaseHTTPRequestHandler):
                 raise HttpError(404, "not_found", f"no endpoint {self.path}")
             if route[0] != method:
                 raise HttpError(405, "method_not_allowed", f"{self.path} takes {route[0]}")
-            body = self._read_body()
-            group = parse_u64(self.headers.get("Raftd-Group"), "Raftd-Group")
+            if route[1] is AppHandler.recover_from_snapshot:
+                # Its body is a snapshot of any size: read by the call itself, in pieces. Until
+                # then the body is unread, so an error before it closes the connection.
+                try:
+                    group = parse_u64(self.headers.get("Raftd-Group"), "Raftd-Group")
+                except HttpError as e:
+                    e.close = True
+                    raise
+                body = None
+            else:
+                body = self._read_body()
+                group = parse_u64(self.headers.get("Raftd-Group"), "Raftd-Group")
             status, content_type, payload = route[1](self, group, body)
         except Exception as e:  # noqa: BLE001: any failure is an HTTP error, raftd retries
             if not isinstance(e, HttpError):
@@ -321,6 +503,8 @@ class AppHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
             status, content_type = e.status, JSON_TYPE
             payload = canonical_json({"error": e.code, "message": e.message})
+        if isinstance(payload, FileBody):
+            return self._send_file(status, content_type, payload)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -328,6 +512,68 @@ class AppHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
+
+    def _send_file(self, status, content_type, body):
+        """Streams an open file as the answer, with its Content-Length, a piece at a time."""
+        with body.file as f:
+            size = os.fstat(f.fileno()).st_size
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            sent = 0
+            while sent < size:
+                piece = f.read(min(PIECE_BYTES, size - sent))
+                if not piece:
+                    break
+                self.wfile.write(piece)  # raises when the client has gone: no on_sent then
+                sent += len(piece)
+            self.wfile.flush()
+        if sent == size:
+            body.on_sent()
+        else:
+            self.close_connection = True
+
+    def _body_pieces(self):
+        """The request body in pieces (Content-Length or chunked), never whole."""
+        te = self.headers.get("Transfer-Encoding")
+        if te is not None:
+            if te.strip().lower() != "chunked":
+                raise HttpError(501, "not_implemented", "only chunked transfer coding", True)
+            while True:
+                line = self.rfile.readline(LINE_BYTES_MAX + 1)
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise HttpError(400, "bad_request", "bad chunk size", close=True) from None
+                if not line.endswith(b"\n") or size < 0:
+                    raise HttpError(400, "bad_request", "bad chunk size", close=True)
+                if size == 0:
+                    break
+                while size > 0:
+                    piece = self.rfile.read(min(PIECE_BYTES, size))
+                    if not piece:
+                        raise HttpError(400, "bad_request", "body ended early", close=True)
+                    size -= len(piece)
+                    yield piece
+                if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                    raise HttpError(400, "bad_request", "bad chunk", close=True)
+            while True:  # trailer section, dropped
+                line = self.rfile.readline(LINE_BYTES_MAX + 1)
+                if not line.endswith(b"\n"):
+                    raise HttpError(400, "bad_request", "bad trailer", close=True)
+                if line in (b"\r\n", b"\n"):
+                    return
+        length = self.headers.get("Content-Length", "0")
+        if not length.isascii() or not length.isdigit():
+            raise HttpError(400, "bad_request", "bad Content-Length", close=True)
+        left = int(length)
+        while left > 0:
+            piece = self.rfile.read(min(PIECE_BYTES, left))
+            if not piece:
+                raise HttpError(400, "bad_request", "body ended early", close=True)
+            left -= len(piece)
+            yield piece
 
     def _check_token(self):
         token = self.server.token
@@ -416,8 +662,41 @@ class AppHandler(BaseHTTPRequestHandler):
         # Every answered UpdateEntries already committed with synchronous=FULL: nothing waits.
         return 200, "text/plain", b""
 
-    def not_yet(self, group, body):
-        raise HttpError(501, "not_implemented", "snapshots are not implemented by this example")
+    def prepare_snapshot(self, group, body):
+        index = parse_u64(self.headers.get("Raftd-Index"), "Raftd-Index")
+        context = self.server.store.prepare_snapshot(group, index)
+        return 200, "text/plain", context.encode()
+
+    def save_snapshot(self, group, body):
+        try:
+            context = body.decode("ascii")
+        except UnicodeDecodeError:
+            context = None
+        store = self.server.store
+        f = store.snapshot_file(group, context) if context else None
+        if f is None:
+            raise HttpError(404, "unknown_snapshot", "no prepared snapshot of this group has "
+                            "that context (it may have been sent or dropped for newer ones)")
+        return 200, "application/octet-stream", FileBody(
+            f, lambda: store.snapshot_sent(group, context))
+
+    def recover_from_snapshot(self, group, body):
+        try:
+            index = parse_u64(self.headers.get("Raftd-Index"), "Raftd-Index")
+        except HttpError as e:
+            e.close = True  # the body is unread
+            raise
+        store = self.server.store
+        fd, path = tempfile.mkstemp(prefix=f"recover-g{group}-", suffix=".db", dir=store.snap_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for piece in self._body_pieces():
+                    f.write(piece)
+            check_snapshot(path, group, index)
+            store.recover(group, index, path)
+        finally:
+            _remove(path)
+        return 200, "text/plain", b""
 
 
 ROUTES = {
@@ -425,10 +704,18 @@ ROUTES = {
     "/UpdateEntries": ("POST", AppHandler.update_entries),
     "/GetEntry": ("GET", AppHandler.get_entry),
     "/Sync": ("POST", AppHandler.sync),
-    "/PrepareSnapshot": ("POST", AppHandler.not_yet),
-    "/SaveSnapshot": ("POST", AppHandler.not_yet),
-    "/RecoverFromSnapshot": ("POST", AppHandler.not_yet),
+    "/PrepareSnapshot": ("POST", AppHandler.prepare_snapshot),
+    "/SaveSnapshot": ("POST", AppHandler.save_snapshot),
+    "/RecoverFromSnapshot": ("POST", AppHandler.recover_from_snapshot),
 }
+
+
+class FileBody:
+    """An answer streamed from an open file; on_sent runs once all of it went out."""
+
+    def __init__(self, file, on_sent):
+        self.file = file
+        self.on_sent = on_sent
 
 
 class AppServer(ThreadingHTTPServer):

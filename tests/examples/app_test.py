@@ -404,17 +404,20 @@ def test_token_is_checked(app):
     assert app.get("a") == "1"
 
 
-def test_sync_and_snapshot_endpoints(app):
+def test_sync_and_routing(app):
     app.update([(1, put("a", "1"))])
     status, _, _ = app.call("POST", "/Sync", 1)
     assert status == 200
-    # Snapshots come with a later version of the examples: 501, nothing changes.
     for path in ["/PrepareSnapshot", "/SaveSnapshot", "/RecoverFromSnapshot"]:
-        status, _, body = app.call("POST", path, 1, b"x", {"Raftd-Index": "1"})
-        assert status == 501, (path, status)
-        assert json.loads(body)["error"] == "not_implemented"
         status, _, _ = app.call("POST", path, None, b"x", {"Raftd-Index": "1"})
         assert status == 400, (path, status)  # every call names its group
+        status, _, _ = app.call("GET", path, 1)
+        assert status == 405, (path, status)
+    for path in ["/PrepareSnapshot", "/RecoverFromSnapshot"]:
+        for index in [None, "x", "-1", str(2**64)]:
+            h = {} if index is None else {"Raftd-Index": index}
+            status, _, _ = app.call("POST", path, 1, b"", h)
+            assert status == 400, (path, index, status)
     status, _, _ = app.call("GET", "/Nope", 1)
     assert status == 404
     status, _, _ = app.call("POST", "/LastLogIndex", 1)
@@ -422,6 +425,222 @@ def test_sync_and_snapshot_endpoints(app):
     status, _, _ = app.call("GET", "/UpdateEntries", 1)
     assert status == 405
     assert app.last_index() == 1
+
+
+# ---- snapshots: PrepareSnapshot, SaveSnapshot, RecoverFromSnapshot (API.md section 3) ----
+
+
+def prepare(app, index, group=1):
+    status, _, body = app.call("POST", "/PrepareSnapshot", group, b"", {"Raftd-Index": str(index)})
+    assert status == 200, (status, body)
+    assert 0 < len(body) <= 64 * 1024, body
+    return body
+
+
+def save(app, context, group=1, out=None):
+    """SaveSnapshot's answer: (status, headers, body); with `out`, the body is streamed into that
+    file in pieces and `body` is its length."""
+    h = {"Raftd-Group": str(group)}
+    if app.token is not None:
+        h["Authorization"] = "Bearer " + app.token
+    conn = app.connect()
+    try:
+        conn.request("POST", "/SaveSnapshot", body=context, headers=h)
+        r = conn.getresponse()
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        if out is None or r.status != 200:
+            return r.status, headers, r.read()
+        n = 0
+        while True:
+            piece = r.read(1 << 16)
+            if not piece:
+                return r.status, headers, n
+            out.write(piece)
+            n += len(piece)
+    finally:
+        conn.close()
+
+
+def snapshot_of(app, index, group=1):
+    status, headers, body = save(app, prepare(app, index, group), group)
+    assert status == 200, (status, body)
+    if app.kind == "kv":
+        assert headers.get("transfer-encoding") == "chunked", headers
+    return body
+
+
+def recover(app, index, snapshot, group=1, chunked=False):
+    """RecoverFromSnapshot with Content-Length (or chunked, in pieces of 1000 bytes); `snapshot`
+    is bytes or a file opened for reading."""
+    if chunked:
+        pieces = [snapshot[i:i + 1000] for i in range(0, len(snapshot), 1000)]
+        status, _, body = app.call("POST", "/RecoverFromSnapshot", group, pieces,
+                                   {"Raftd-Index": str(index)})
+        return status, body
+    if isinstance(snapshot, bytes):
+        length = len(snapshot)
+    else:
+        length = os.fstat(snapshot.fileno()).st_size
+    status, _, body = app.call("POST", "/RecoverFromSnapshot", group, snapshot,
+                               {"Raftd-Index": str(index), "Content-Length": str(length)})
+    return status, body
+
+
+def second_app(app, tmp):
+    return App(app.kind, app.target, tmp, token=app.token, sync_mode=app.sync_mode).start()
+
+
+def test_snapshot_round_trip(app):
+    # The leader's app: group 1 at index 7, group 2 beside it.
+    app.update([(1, put("a", "1")), (2, put("b", "2")), (3, put("", "empty key")),
+                (4, put("ключ", "значение")), (5, cmd("delete", "b")), (6, put("e", ""))], last=7)
+    app.update([(1, put("other", "group 2"))], group=2)
+    context = prepare(app, 7)
+    # Entries after Prepare do not reach the snapshot: it is of state 7.
+    app.update([(8, put("a", "after")), (9, put("late", "x"))])
+    status, headers, snap = save(app, context)
+    assert status == 200, (status, snap)
+    if app.kind == "kv":
+        assert headers.get("transfer-encoding") == "chunked", headers
+        assert "content-length" not in headers, headers
+    want = {"a": "1", "": "empty key", "ключ": "значение", "e": ""}
+    with tempfile.TemporaryDirectory(prefix="raftd-example-") as tmp2:
+        other = second_app(app, tmp2)
+        try:
+            # The follower's app had other state in group 1 and in group 3.
+            other.update([(1, put("stale", "s")), (2, put("a", "old"))], group=1)
+            other.update([(4, put("z", "group 3"))], group=3)
+            status, body = recover(other, 7, snap)
+            assert status == 200, (status, body)
+            for restart in [False, True]:
+                if restart:
+                    other.kill9()
+                    other.start()
+                assert other.last_index(1) == 7
+                for k, v in want.items():
+                    assert other.get(k) == v, (restart, k)
+                assert other.get("stale") is None and other.get("b") is None
+                assert other.get("late") is None
+                assert (other.last_index(3), other.get("z", 3)) == (4, "group 3")
+                assert other.last_index(2) == 0
+            # raftd goes on from 8 on the recovered state.
+            assert other.update([(8, put("a", "after"))]) == [(8, ok("1"))]
+            other.kill9()
+            other.start()
+            assert (other.last_index(1), other.get("a")) == (8, "after")
+            other.stop()
+        finally:
+            if other.proc.poll() is None:
+                other.proc.kill()
+                other.proc.wait()
+    # An empty group's snapshot recovers to an empty group at its index.
+    empty = snapshot_of(app, 0, group=5)
+    status, body = recover(app, 0, empty, group=5)
+    assert status == 200, (status, body)
+    assert app.last_index(5) == 0
+
+
+def test_snapshot_contexts(app):
+    app.update([(1, put("a", "1"))])
+    # The app's state is at 1: a Prepare at another index is refused.
+    for index in [0, 2]:
+        status, _, _ = app.call("POST", "/PrepareSnapshot", 1, b"", {"Raftd-Index": str(index)})
+        assert status == 409, (index, status)
+    contexts = []
+    for i in range(2, 6):
+        app.update([(i, put("a", str(i)))])
+        contexts.append(prepare(app, i))
+    assert len(set(contexts)) == len(contexts), contexts
+    # A few contexts are kept per group, the oldest dropped: the first of four is gone.
+    status, _, body = save(app, contexts[0])
+    assert status == 404, (status, body)
+    for bad, group in [(b"no such context", 1), (contexts[-1], 2), (b"", 1)]:
+        status, _, body = save(app, bad, group)
+        assert status == 404, (bad, group, status, body)
+    # Each kept context is the state at its own index (recovered here, the group goes back to
+    # it: a snapshot sets the index to exactly its own).
+    for i, c in zip(range(3, 6), contexts[1:]):
+        status, _, snap = save(app, c)
+        assert status == 200, (status, snap)
+        status, body = recover(app, i, snap, chunked=(i == 4))
+        assert status == 200, (status, body)
+        assert (app.last_index(), app.get("a")) == (i, str(i))
+        status, _, again = save(app, c)
+        if app.kind == "kv":
+            # Its images stay in memory until dropped: a retried Save gives the same bytes.
+            assert (status, again) == (200, snap), status
+        else:
+            # A snapshot file is deleted once it was sent whole.
+            assert status == 404, status
+    if app.kind == "python":
+        left = os.listdir(os.path.join(app.tmp, "kv.db.snapshots"))
+        assert left == [], left
+
+
+def test_snapshot_malformed_is_refused(app):
+    app.update([(1, put("a", "1")), (2, put("b", "2" * 5000)), (3, put("c", "3"))])
+    snap = snapshot_of(app, 3)
+    app.update([(5, put("mine", "m"))], group=2)
+    cases = [
+        ("empty", snap[:0], 3, 2),
+        ("garbage", b"x" * 200, 3, 2),
+        ("wrong index", snap, 4, 2),
+        ("of another group", snap, 3, 2),  # group 1's snapshot into group 2
+        ("trailing bytes", snap + b"\0", 3, 2),
+    ]
+    for cut in [1, 16, len(snap) // 2, len(snap) - 1]:
+        cases.append((f"cut to {cut}", snap[:cut], 3, 2))
+    if app.kind == "kv":  # its format has a checksum over every byte (examples/kv/README.md)
+        for pos in [0, 9, 17, 30, 40, len(snap) // 2, len(snap) - 20, len(snap) - 1]:
+            flipped = bytearray(snap)
+            flipped[pos] ^= 0x01
+            cases.append((f"bit flipped at {pos}", bytes(flipped), 3, 2))
+    for what, body, index, group in cases:
+        status, rbody = recover(app, index, body, group=group)
+        assert status == 400, (what, status, rbody)
+        assert json.loads(rbody)["error"], rbody
+        assert app.last_index(2) == 5, what
+        assert (app.get("mine", 2), app.get("a", 2)) == ("m", None), what
+    # The same snapshot, whole and at its index, is taken.
+    status, body = recover(app, 3, snap)
+    assert status == 200, (status, body)
+    app.kill9()
+    app.start()
+    assert (app.last_index(1), app.get("c"), app.last_index(2)) == (3, "3", 5)
+
+
+def test_snapshot_tens_of_megabytes(app):
+    # 24 MiB in 384 values of 64 KiB, streamed out and in through a file on each side.
+    value = lambda i: (f"{i:05d}" * 13108)[:65536]  # noqa: E731
+    n, per_batch = 384, 48
+    for b in range(n // per_batch):
+        first = b * per_batch + 1
+        app.update([(i, put(f"k{i}", value(i))) for i in range(first, first + per_batch)])
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="raftd-example-") as tmp2:
+        path = os.path.join(tmp2, "snapshot")
+        with open(path, "wb") as f:
+            status, headers, size = save(app, prepare(app, n), out=f)
+        assert status == 200, (status, size)
+        assert size > n * 65536, size
+        os.mkdir(os.path.join(tmp2, "app"))
+        other = second_app(app, os.path.join(tmp2, "app"))
+        try:
+            with open(path, "rb") as f:
+                status, body = recover(other, n, f)
+            assert status == 200, (status, body)
+            print(f"     {size} bytes saved and recovered in {time.monotonic() - t0:.1f}s",
+                  flush=True)
+            other.kill9()
+            other.start()
+            assert other.last_index() == n
+            for i in range(1, n + 1):
+                assert other.get(f"k{i}") == value(i), i
+            other.stop()
+        finally:
+            if other.proc.poll() is None:
+                other.proc.kill()
+                other.proc.wait()
 
 
 def test_sync_mode_survives_kill9_after_sync(app):

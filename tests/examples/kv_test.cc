@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kv_log.h"
+#include "kv_snapshot.h"
 #include "kv_store.h"
 #include "raftd/io/reactor.h"
 
@@ -176,6 +177,160 @@ TEST_CASE("kv::Store: results, skipped re-deliveries and the index in the batch'
   REQUIRE(r.get(GroupId(2), "k") != nullptr);
   CHECK(*r.get(GroupId(2), "k") == "v");
   CHECK(r.get(GroupId(3), "k") == nullptr);
+}
+
+// ---- snapshots (kv_snapshot.h) and reset records ----
+
+std::shared_ptr<const SnapshotImage> sample_image() {
+  KvMap pairs{{"a", "1"}, {"", "empty key"}, {"e", ""}, {"big", std::string(200 * 1024, 'x')}};
+  for (int i = 0; i < 50; ++i) pairs.emplace("k" + std::to_string(i), std::to_string(i * i));
+  return std::make_shared<SnapshotImage>(SnapshotImage{GroupId(7), LogIndex(42), pairs});
+}
+
+std::string write_all(std::shared_ptr<const SnapshotImage> image, std::size_t* pieces = nullptr) {
+  SnapshotWriter w(std::move(image));
+  std::string out;
+  std::string piece;
+  std::size_t n = 0;
+  while (w.next(piece)) {
+    CHECK(piece.size() <= kSnapshotPieceBytes);
+    out += piece;
+    piece.clear();
+    ++n;
+  }
+  CHECK(w.bytes_written() == out.size());
+  if (pieces != nullptr) *pieces = n;
+  return out;
+}
+
+// Feeds `bytes` in pieces of `step` bytes; the first error, or finish()'s status.
+Status parse_all(std::string_view bytes, std::size_t step, SnapshotParser& p) {
+  for (std::size_t off = 0; off < bytes.size(); off += step) {
+    if (Status s = p.feed(bytes.substr(off, step)); !s) return s;
+  }
+  return p.finish();
+}
+
+TEST_CASE("kv::Snapshot: written in pieces, read back in pieces of any size, same pairs") {
+  const auto image = sample_image();
+  std::size_t pieces = 0;
+  const std::string bytes = write_all(image, &pieces);
+  CHECK(pieces > 3);  // the 200 KiB value is split too
+  CHECK(bytes.substr(0, 8) == kSnapshotMagic);
+  for (std::size_t step : {std::size_t{1}, std::size_t{7}, std::size_t{4096}, bytes.size()}) {
+    CAPTURE(step);
+    SnapshotParser p(GroupId(7), LogIndex(42));
+    Status s = parse_all(bytes, step, p);
+    REQUIRE_MESSAGE(s.is_ok(), s.to_string());
+    CHECK(p.pairs() == image->pairs);
+    CHECK(p.bytes_read() == bytes.size());
+  }
+  // An empty group: header and trailer only.
+  const std::string none =
+      write_all(std::make_shared<SnapshotImage>(SnapshotImage{GroupId(1), LogIndex(0), {}}));
+  CHECK(none.size() == kSnapshotHeaderBytes + kSnapshotTrailerBytes);
+  SnapshotParser p(GroupId(1), LogIndex(0));
+  CHECK(parse_all(none, 5, p).is_ok());
+  CHECK(p.pairs().empty());
+}
+
+TEST_CASE("kv::Snapshot: a cut, a flipped bit, extra bytes, another group or index: refused") {
+  auto image = std::make_shared<SnapshotImage>(
+      SnapshotImage{GroupId(3), LogIndex(9), KvMap{{"a", "1"}, {"bb", "22"}, {"", ""}}});
+  const std::string bytes = write_all(image);
+  for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
+    CAPTURE(cut);
+    SnapshotParser p(GroupId(3), LogIndex(9));
+    CHECK_FALSE(parse_all(bytes.substr(0, cut), 3, p).is_ok());
+  }
+  for (std::size_t bit = 0; bit < bytes.size() * 8; ++bit) {
+    CAPTURE(bit);
+    std::string damaged = bytes;
+    damaged[bit / 8] = static_cast<char>(damaged[bit / 8] ^ (1 << (bit % 8)));
+    SnapshotParser p(GroupId(3), LogIndex(9));
+    CHECK_FALSE(parse_all(damaged, 5, p).is_ok());
+  }
+  SnapshotParser extra(GroupId(3), LogIndex(9));
+  CHECK_FALSE(parse_all(bytes + "x", bytes.size() + 1, extra).is_ok());
+  SnapshotParser other_group(GroupId(4), LogIndex(9));
+  CHECK(parse_all(bytes, 64, other_group).code() == Code::kCorruption);
+  SnapshotParser other_index(GroupId(3), LogIndex(10));
+  CHECK(parse_all(bytes, 64, other_index).code() == Code::kCorruption);
+  // The error sticks: later bytes do not revive the parser.
+  CHECK_FALSE(other_index.feed("more").is_ok());
+  CHECK_FALSE(other_index.finish().is_ok());
+}
+
+TEST_CASE("kv::Store: a prepared snapshot is the state at its index, not later; few are kept") {
+  Store s;
+  (void)s.apply_batch(GroupId(1), batch(2, {{1, R"({"op":"put","key":"a","value":"1"})"}}));
+  const std::string first = s.prepare_snapshot(GroupId(1));
+  CHECK(first.size() <= 64 * 1024);
+  // Entries after Prepare change the group, not the prepared image.
+  (void)s.apply_batch(GroupId(1), batch(3, {{3, R"({"op":"put","key":"a","value":"2"})"}}));
+  auto image = s.find_snapshot(GroupId(1), first);
+  REQUIRE(image != nullptr);
+  CHECK(image->index == LogIndex(2));
+  CHECK(image->pairs == KvMap{{"a", "1"}});
+  CHECK(s.find_snapshot(GroupId(2), first) == nullptr);  // another group's context
+  CHECK(s.find_snapshot(GroupId(1), "nonsense") == nullptr);
+  std::vector<std::string> later;
+  for (std::size_t i = 0; i < kSnapshotContextsPerGroup; ++i) {
+    later.push_back(s.prepare_snapshot(GroupId(1)));
+  }
+  CHECK(s.find_snapshot(GroupId(1), first) == nullptr);  // dropped, the oldest
+  for (const auto& c : later) CHECK(s.find_snapshot(GroupId(1), c) != nullptr);
+  CHECK(image->pairs == KvMap{{"a", "1"}});  // its holder still has it
+}
+
+TEST_CASE("kv::replay: a reset record makes the group exactly its pairs at its index") {
+  const std::string before =
+      encode_record(record(1, 5, {{ChangeKind::kPut, "a", "1"}, {ChangeKind::kPut, "b", "2"}})) +
+      encode_record(record(2, 8, {{ChangeKind::kPut, "other", "x"}}));
+  const std::string reset = encode_reset_record(GroupId(1), LogIndex(3), KvMap{{"c", "3"}});
+  const std::string after = encode_record(record(1, 4, {{ChangeKind::kPut, "d", "4"}}));
+  TempFile f;
+  f.write(before + reset + after);
+  std::uint64_t torn = 0;
+  auto recs = replay_all(f, torn);
+  REQUIRE(recs.size() == 4);
+  CHECK(is_reset(recs[2]));
+  Store s;
+  for (auto& r : recs) s.replay(std::move(r));
+  CHECK(s.applied_index(GroupId(1)) == LogIndex(4));  // 3 by the reset (below 5), then 4
+  CHECK(s.get(GroupId(1), "a") == nullptr);
+  CHECK(s.get(GroupId(1), "b") == nullptr);
+  REQUIRE(s.get(GroupId(1), "c") != nullptr);
+  REQUIRE(s.get(GroupId(1), "d") != nullptr);
+  REQUIRE(s.get(GroupId(2), "other") != nullptr);  // other groups untouched
+  CHECK(s.applied_index(GroupId(2)) == LogIndex(8));
+
+  // A crash anywhere in the reset record leaves the old state whole.
+  for (std::size_t cut = before.size(); cut < before.size() + reset.size(); ++cut) {
+    CAPTURE(cut);
+    TempFile g;
+    g.write((before + reset).substr(0, cut));
+    Store old;
+    for (auto& r : replay_all(g, torn)) old.replay(std::move(r));
+    CHECK(g.size() == before.size());
+    CHECK(old.applied_index(GroupId(1)) == LogIndex(5));
+    REQUIRE(old.get(GroupId(1), "a") != nullptr);
+    CHECK(old.get(GroupId(1), "c") == nullptr);
+  }
+}
+
+TEST_CASE("kv::replay: a reset change anywhere but first, or a delete after one, is not a record") {
+  TempFile f;
+  f.write(
+      encode_record(record(1, 1, {{ChangeKind::kPut, "a", "1"}})) +
+      encode_record(record(1, 2, {{ChangeKind::kPut, "b", "1"}, {ChangeKind::kReset, "", ""}})));
+  std::uint64_t torn = 0;
+  CHECK(replay_all(f, torn).size() == 1);
+  CHECK(torn > 0);
+  TempFile g;
+  g.write(
+      encode_record(record(1, 2, {{ChangeKind::kReset, "", ""}, {ChangeKind::kDelete, "a", ""}})));
+  CHECK(replay_all(g, torn).empty());
 }
 
 TEST_CASE("kv::parse_command: the language's rules") {
