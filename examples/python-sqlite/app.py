@@ -522,13 +522,17 @@ class AppHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(size))
             self.end_headers()
             sent = 0
-            while sent < size:
-                piece = f.read(min(PIECE_BYTES, size - sent))
-                if not piece:
-                    break
-                self.wfile.write(piece)  # raises when the client has gone: no on_sent then
-                sent += len(piece)
-            self.wfile.flush()
+            try:
+                while sent < size:
+                    piece = f.read(min(PIECE_BYTES, size - sent))
+                    if not piece:
+                        break
+                    self.wfile.write(piece)
+                    sent += len(piece)
+                self.wfile.flush()
+            except OSError as e:  # the client went away: the file stays for a retry
+                self.log_error("%s: sent %d of %d bytes: %r", self.path, sent, size, e)
+                sent = -1
         if sent == size:
             body.on_sent()
         else:
