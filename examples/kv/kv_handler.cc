@@ -98,17 +98,6 @@ void KvHandler::on_headers(http::Exchange& ex) {
   auto call = std::make_unique<Call>();
   call->route = static_cast<Route>(ep->route);
   call->group = GroupId(group->value());
-  // The server takes bodies up to kSnapshotBytesMax (a snapshot's); every other body is held in
-  // memory and must fit app::kBatchBytesMax.
-  const std::uint64_t body_max =
-      call->route == Route::kRecoverFromSnapshot ? kSnapshotBytesMax : app::kBatchBytesMax;
-  if (auto length = req.header("Content-Length")) {
-    Result<LogIndex> n = app::parse_index(*length);
-    if (n && n->value() > body_max) {
-      return respond_error(ex, 413, "too_large",
-                           "body over " + std::to_string(body_max) + " bytes");
-    }
-  }
   if (call->route == Route::kPrepareSnapshot || call->route == Route::kRecoverFromSnapshot) {
     Result<LogIndex> index = app::parse_index(req.header("Raftd-Index").value_or(""));
     if (!index) {
@@ -136,6 +125,17 @@ void KvHandler::on_headers(http::Exchange& ex) {
     }
     call->last_index = *last;
   }
+  // The server takes bodies up to kSnapshotBytesMax (a snapshot's); every other body is held in
+  // memory and must fit app::kBatchBytesMax.
+  const std::uint64_t body_max =
+      call->route == Route::kRecoverFromSnapshot ? kSnapshotBytesMax : app::kBatchBytesMax;
+  if (auto length = req.header("Content-Length")) {
+    Result<LogIndex> n = app::parse_index(*length);
+    if (n && n->value() > body_max) {
+      return respond_error(ex, 413, "too_large",
+                           "body over " + std::to_string(body_max) + " bytes");
+    }
+  }
   ex.set_context(std::move(call));
 }
 
@@ -148,12 +148,14 @@ http::Flow KvHandler::on_body(http::Exchange& ex, std::string_view chunk) {
       const bool too_large = s.code() == Code::kTooLarge;
       respond_error(ex, too_large ? 413 : 400, too_large ? "too_large" : "bad_snapshot",
                     s.message());
+      call->parser.reset();  // what it read so far is of no use; the rest is dropped unread
     }
     return http::Flow::kContinue;
   }
   if (call->body.size() + chunk.size() > app::kBatchBytesMax) {
     respond_error(ex, 413, "too_large",
                   "body over " + std::to_string(app::kBatchBytesMax) + " bytes");
+    std::string().swap(call->body);
     return http::Flow::kContinue;
   }
   call->body.append(chunk);
