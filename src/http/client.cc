@@ -71,6 +71,9 @@ class ClientConnection final : public ResponseSink {
   void resume() {
     if (!body_paused_) return;
     body_paused_ = false;
+    // The pause was the consumer's wait, not the peer's: the no-progress clock restarts here,
+    // or a pause longer than the timeout would end the request before the next read.
+    last_progress_ = Clock::now();
     needs_process_ = true;
     client_.mark_dirty(*this);
   }

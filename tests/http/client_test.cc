@@ -184,6 +184,36 @@ TEST_SUITE("http") {
     CHECK(f.client->idle_connections("127.0.0.1", f.server->port()) == 1);
   }
 
+  TEST_CASE("http::Client: a body paused longer than the response timeout goes on when resumed") {
+    ClientOptions co;
+    co.response_timeout_ms = 200;
+    Fixture f(co);
+    std::size_t received = 0;
+    bool paused = false;
+    std::optional<Status> done;
+    ResponseCallbacks cb;
+    cb.on_body = [&](std::string_view chunk) {
+      received += chunk.size();
+      paused = true;
+      return Flow::kPause;  // one piece at a time, as a slow consumer takes it
+    };
+    cb.on_done = [&](Status st) { done = std::move(st); };
+    const RequestId id =
+        f.client->request("127.0.0.1", f.server->port(), make("GET", "/big"), std::move(cb));
+    REQUIRE(testing::run_until(*f.reactor, [&] { return paused; }));
+    // Long enough for the server to fill the socket and the client to stop reading.
+    testing::run_for(*f.reactor, 600ms);
+    CHECK_FALSE(done.has_value());
+    // The wait was ours: the timeout counts from the resume, not from the last byte read.
+    while (received < 4 * 1024 * 1024 && !done) {
+      paused = false;
+      f.client->resume(id);
+      REQUIRE(testing::run_until(*f.reactor, [&] { return paused || done.has_value(); }));
+    }
+    CHECK_MESSAGE(!done.has_value(), done->to_string());
+    f.client->cancel(id);
+  }
+
   TEST_CASE("http::Client: a source with nothing to send waits for resume_source") {
     Fixture f;
     std::string queued = "part1,";
