@@ -186,6 +186,7 @@ Result<std::unique_ptr<SnapshotReceiver>> SnapshotReceiver::open(io::Reactor& re
   RAFTD_ASSERT(!options.dir.empty(), "snapshot receiver: dir is empty");
   RAFTD_ASSERT(options.self != NodeId(0), "snapshot receiver: self node id is 0");
   RAFTD_ASSERT(options.concurrent_max > 0, "snapshot receiver: concurrent_max is 0");
+  RAFTD_ASSERT(options.sync_interval_bytes > 0, "snapshot receiver: sync_interval_bytes is 0");
   std::unique_ptr<SnapshotReceiver> r(new SnapshotReceiver(reactor, std::move(options)));
   if (Status s = r->scan(); !s) return s;
   return r;
@@ -399,8 +400,8 @@ void SnapshotReceiver::on_written(Stream& s, int32_t res, size_t n) {
   }
   s.written += n;
   s.buf.erase(0, n);
-  if (s.ended || s.written - s.synced >= kSyncIntervalBytes) {
-    reactor_.fdatasync(s.sync, s.fd);
+  if (s.ended || s.written - s.synced >= options_.sync_interval_bytes) {
+    start_sync(s);
     return;
   }
   if (s.end_owed) {
@@ -474,6 +475,11 @@ void SnapshotReceiver::end_stream(Stream& s) {
   s.ended = true;
   s.buf.resize(n);
   if (n > 0) return start_write(s, n);
+  start_sync(s);
+}
+
+void SnapshotReceiver::start_sync(Stream& s) {
+  ++stats_.syncs;
   reactor_.fdatasync(s.sync, s.fd);
 }
 
@@ -606,6 +612,7 @@ SnapshotSender::~SnapshotSender() {
 SnapshotSender::TransferId SnapshotSender::start(const SendTarget& target, const SnapshotId& id,
                                                  std::function<void()> on_drained,
                                                  std::function<void(Status)> done) {
+  RAFTD_ASSERT(!closing_, "snapshot sender: start() after close()");
   RAFTD_ASSERT(target.from != NodeId(0) && target.to != NodeId(0),
                "snapshot sender: node ids must be non-zero");
   auto t = std::make_shared<Transfer>();
@@ -811,9 +818,13 @@ Status SnapshotSender::outcome(Transfer& t, const Status& st) const {
 void SnapshotSender::close() {
   if (closing_) return;
   closing_ = true;
-  client_->close();
+  client_->close();  // every running transfer's done gets kCancelled
   reactor_.remove_turn_end_hook(hook_);
   hook_ = 0;
+  // Transfers the producer aborted wait for the hook, which is gone: their done runs now.
+  std::vector<std::shared_ptr<Transfer>> aborted;
+  aborted.swap(aborted_);
+  for (const auto& t : aborted) on_done(t, t->abort);
 }
 
 bool SnapshotSender::closed() const { return closing_ && client_->closed(); }

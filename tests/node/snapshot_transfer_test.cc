@@ -80,19 +80,25 @@ struct Received {
   uint64_t bytes;
 };
 
+struct PairConfig {
+  size_t concurrent_max = 2;
+  std::optional<std::string> dir;  // default: a fresh temp dir
+  uint32_t progress_timeout_ms = http::kProgressTimeoutMsDefault;
+  uint64_t sync_interval_bytes = kSyncIntervalBytes;
+};
+
 // A follower's receiver behind its peer listener, and a leader's sender, on one reactor.
 struct Pair {
-  explicit Pair(size_t concurrent_max = 2, std::optional<std::string> dir_in = std::nullopt,
-                uint32_t progress_timeout_ms = http::kProgressTimeoutMsDefault) {
+  explicit Pair(PairConfig c = {}) : config(std::move(c)) {
     reactor = make_reactor();
-    dir = dir_in.value_or(tmp.path + "/snapshots");  // created by open()
-    open_receiver(concurrent_max);
+    dir = config.dir.value_or(tmp.path + "/snapshots");  // created by open()
+    open_receiver();
     http::ServerOptions so;
     so.host = "127.0.0.1";
     // What transport::Transport::adjust_server_options does for the node's peer listener.
     so.body_bytes_max = UINT64_MAX;
     so.body_rate_window_ms = 0;
-    so.progress_timeout_ms = progress_timeout_ms;
+    so.progress_timeout_ms = config.progress_timeout_ms;
     auto s = http::Server::start(*reactor, *this_handler(), so);
     REQUIRE_MESSAGE(s.is_ok(), s.status().to_string());
     server = std::move(s).value();
@@ -130,12 +136,13 @@ struct Pair {
     return forward.get();
   }
 
-  void open_receiver(size_t concurrent_max) {
+  void open_receiver() {
     ReceiverOptions o;
     o.dir = dir;
     o.cluster_id = kCluster;
     o.self = kFollower;
-    o.concurrent_max = concurrent_max;
+    o.concurrent_max = config.concurrent_max;
+    o.sync_interval_bytes = config.sync_interval_bytes;
     o.accept = [this](const SnapshotId& id, NodeId from) {
       CHECK(from == kLeader);
       return accept ? accept(id, from) : Status::ok();
@@ -185,6 +192,7 @@ struct Pair {
     return std::move(*answer).value();
   }
 
+  PairConfig config;
   TempDir tmp;
   std::string dir;
   std::unique_ptr<io::Reactor> reactor;
@@ -214,7 +222,7 @@ std::string with_footer(const std::string& bytes) {
 const SnapshotId kSnap{GroupId(3), LogIndex(100), Term(2)};
 
 TEST_CASE("node::SnapshotTransfer: a 64 MiB stream arrives byte-exact, its file only at the end") {
-  Pair p;
+  Pair p({.sync_interval_bytes = 8 << 20});
   constexpr uint64_t kTotal = 64ull << 20;
   constexpr size_t kPiece = 64 * 1024;
   std::optional<Status> result;
@@ -273,6 +281,7 @@ TEST_CASE("node::SnapshotTransfer: a 64 MiB stream arrives byte-exact, its file 
   CHECK(p.got[0].bytes == kTotal);
   CHECK(p.receiver->stats().received == 1);
   CHECK(p.receiver->stats().bytes == kTotal);
+  CHECK(p.receiver->stats().syncs >= 8);  // every 8 MiB, with the body paused, and the last
   CHECK(p.sender->stats().sent == 1);
   CHECK(p.receiver->active() == 0);
   CHECK(p.sender->active() == 0);
@@ -404,8 +413,29 @@ TEST_CASE("node::SnapshotTransfer: a sender that aborts or cancels mid-way leave
   CHECK(p.got.empty());
 }
 
+TEST_CASE("node::SnapshotSender: close() ends every transfer, each done once") {
+  Pair p;
+  std::vector<Status> a, b;
+  auto ta = p.sender->start(
+      p.target(), kSnap, [] {}, [&](Status st) { a.push_back(st); });
+  (void)p.sender->push(ta, "running");
+  const SnapshotId other{GroupId(9), LogIndex(1), Term(1)};
+  auto tb = p.sender->start(
+      p.target(), other, [] {}, [&](Status st) { b.push_back(st); });
+  p.sender->finish(tb, Status(Code::kIoError, "producer failed"));
+  p.sender->close();
+  REQUIRE(run_until(*p.reactor, [&] { return p.sender->closed(); }));
+  http::testing::run_for(*p.reactor, 50ms);
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].code() == Code::kCancelled);
+  REQUIRE(b.size() == 1);
+  CHECK(b[0].message() == "producer failed");
+  REQUIRE(run_until(*p.reactor, [&] { return p.receiver->active() == 0; }));
+  CHECK(p.files().empty());
+}
+
 TEST_CASE("node::SnapshotReceiver: a sender that stalls is dropped by the progress timeout") {
-  Pair p(2, std::nullopt, 300);
+  Pair p({.progress_timeout_ms = 300});
   std::optional<Status> result;
   auto t = p.sender->start(
       p.target(), kSnap, [] {}, [&](Status st) { result = st; });
@@ -470,7 +500,7 @@ TEST_CASE("node::SnapshotReceiver: a restart deletes .part files and finds .snap
   write("5-9-1.part", "crashed");
   write("notes.txt", "not ours");
   {
-    Pair p(2, dir);
+    Pair p({.dir = dir});
     CHECK(p.files() == std::vector<std::string>{"3-100-2.snap", "4-7-1.snap", "notes.txt"});
     auto found = p.receiver->find(kSnap);
     REQUIRE(found.has_value());
@@ -489,7 +519,7 @@ TEST_CASE("node::SnapshotReceiver: a restart deletes .part files and finds .snap
   }
   write("6-1-1.part", "another crash");
   {
-    Pair p(2, dir);
+    Pair p({.dir = dir});
     CHECK(p.files() == std::vector<std::string>{"3-200-2.snap", "4-7-1.snap", "notes.txt"});
     auto found = p.receiver->find(SnapshotId{GroupId(3), LogIndex(200), Term(2)});
     REQUIRE(found.has_value());
@@ -498,7 +528,7 @@ TEST_CASE("node::SnapshotReceiver: a restart deletes .part files and finds .snap
 }
 
 TEST_CASE("node::SnapshotReceiver: streams over concurrent_max get 503 with Retry-After") {
-  Pair p(1);
+  Pair p({.concurrent_max = 1});
   std::optional<Status> first, second;
   auto a = p.sender->start(
       p.target(), kSnap, [] {}, [&](Status st) { first = st; });

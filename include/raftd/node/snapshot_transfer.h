@@ -124,7 +124,8 @@ struct ReceiverOptions {
   std::string dir;          // data_dir/snapshots (created if missing)
   uint64_t cluster_id = 0;  // a stream with another Raftd-Cluster gets 403
   NodeId self;
-  size_t concurrent_max = 2;  // more streams at once get 503 + Retry-After
+  size_t concurrent_max = 2;                          // more streams at once get 503 + Retry-After
+  uint64_t sync_interval_bytes = kSyncIntervalBytes;  // see kSyncIntervalBytes
   // Called at the stream's head: OK to accept, else the error is answered and nothing is
   // written: kUnavailable -> 503, kNotFound -> 404, kAborted or kAlreadyExists -> 409 (this
   // codebase's "failed precondition": the receiver's state does not allow it now), other -> 400.
@@ -143,6 +144,7 @@ class SnapshotReceiver final : public http::Handler {
     uint64_t refused = 0;       // streams answered with an error at their head
     uint64_t bytes = 0;         // snapshot bytes of the complete streams
     uint64_t buffered_max = 0;  // the most one stream held in memory at once
+    uint64_t syncs = 0;         // fdatasyncs of spool files (periodic and final)
   };
 
   // Creates dir if missing, deletes leftover partial files in it (a crash mid-transfer) and
@@ -185,6 +187,7 @@ class SnapshotReceiver final : public http::Handler {
   void refuse(http::Exchange& ex, int status, std::string_view code, const std::string& why);
   Stream* stream_of(http::Exchange& ex) const;
   void start_write(Stream& s, size_t n);
+  void start_sync(Stream& s);
   void on_written(Stream& s, int32_t res, size_t n);
   void on_synced(Stream& s, int32_t res);
   void end_stream(Stream& s);
@@ -227,9 +230,9 @@ class SnapshotSender {
 
   using TransferId = uint64_t;
   // Opens a POST kSnapshotPath to the target carrying `id` in headers, chunked body fed by
-  // push(). done exactly once: OK when the receiver answered 200 (spooled, verified, durable),
-  // else the error (see the file comment and doc/transport.md). on_drained: called when the send
-  // buffer fell below kSendBufferLowBytes after push() returned kPause.
+  // push(). Not after close(). done exactly once: OK when the receiver answered 200 (spooled,
+  // verified, durable), else the error (see the file comment and doc/transport.md). on_drained:
+  // called when the send buffer fell below kSendBufferLowBytes after push() returned kPause.
   TransferId start(const SendTarget& target, const SnapshotId& id, std::function<void()> on_drained,
                    std::function<void(Status)> done);
   // Appends bytes to the stream; kPause when more than kSendBufferBytesMax is waiting: the
