@@ -2,7 +2,10 @@
 // the batching, retry and health rules).
 #include "raftd/app/app_client.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -13,14 +16,99 @@
 
 namespace raftd::app {
 
-enum class CallKind { kUpdate, kSync, kLastIndex };
+enum class CallKind { kUpdate, kSync, kLastIndex, kPrepare, kRecover };
 
-// A Sync or LastLogIndex call waiting in the group's FIFO: it goes out once every entry
+// A call other than UpdateEntries waiting in the group's FIFO: it goes out once every entry
 // enqueued before it (index <= after) is acknowledged, and entries after it wait for it.
 struct AppClient::Barrier {
   CallKind kind;
   LogIndex after;
-  std::function<void(LogIndex)> done;
+  std::function<void(LogIndex)> done;                     // kSync, kLastIndex
+  std::function<void(Result<SnapshotContext>)> prepared;  // kPrepare
+  std::function<void(Status)> recovered;                  // kRecover
+  // kRecover: Raftd-Index, the snapshot file and its size when recover_from_snapshot was
+  // called (file_error: it could not be looked at then).
+  LogIndex index;
+  std::string path;
+  std::uint64_t size = 0;
+  Status file_error;
+};
+
+// One try's view of a RecoverFromSnapshot file: opened for the try, read as the connection
+// takes the body. `error` is set on the first failure of the file itself (open, size, read),
+// which ends the call without a retry; the request's other failures are the app's or the
+// network's, and are retried.
+struct AppClient::FileBody {
+  int fd = -1;
+  std::string path;
+  std::uint64_t size = 0;
+  std::uint64_t offset = 0;
+  Status error;
+
+  FileBody() = default;
+  FileBody(const FileBody&) = delete;
+  FileBody& operator=(const FileBody&) = delete;
+  ~FileBody() {
+    if (fd >= 0) ::close(fd);
+  }
+  Status fail(Status s) {
+    error = s;
+    return s;
+  }
+  // Opens the file and checks it still has the size it had at the call.
+  Status open() {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(Status::from_errno(errno, "open snapshot " + path));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return fail(Status::from_errno(errno, "stat snapshot " + path));
+    if (static_cast<std::uint64_t>(st.st_size) != size) {
+      return fail(Status(Code::kIoError,
+                         fmt::format("snapshot {} is {} bytes, was {}", path, st.st_size, size)));
+    }
+    return Status::ok();
+  }
+  // The HTTP client's BodySource: the next piece, at most max_bytes (and kSnapshotPieceBytes).
+  Status read(std::string& out, std::size_t max_bytes, bool& done) {
+    const std::uint64_t want =
+        std::min<std::uint64_t>({max_bytes, kSnapshotPieceBytes, size - offset});
+    const std::size_t at = out.size();
+    out.resize(at + want);
+    std::uint64_t got = 0;
+    while (got < want) {
+      const ssize_t n = ::pread(fd, out.data() + at + got, want - got, off_t(offset + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return fail(Status::from_errno(errno, "read snapshot " + path));
+      if (n == 0) {
+        return fail(
+            Status(Code::kIoError, fmt::format("snapshot {} ended at {} of {} bytes: it shrank",
+                                               path, offset + got, size)));
+      }
+      got += static_cast<std::uint64_t>(n);
+    }
+    offset += got;
+    done = offset == size;
+    if (done) {
+      struct stat st {};
+      if (::fstat(fd, &st) != 0 || static_cast<std::uint64_t>(st.st_size) != size) {
+        return fail(Status(Code::kIoError,
+                           fmt::format("snapshot {} changed size while it was sent", path)));
+      }
+    }
+    return Status::ok();
+  }
+};
+
+// A running SaveSnapshot call.
+struct AppClient::Save {
+  GroupId group;
+  std::uint64_t epoch = 0;
+  http::RequestId request = 0;
+  // Shared so that a piece being delivered keeps it alive when on_body cancels its own save.
+  std::shared_ptr<std::function<http::Flow(std::string_view)>> on_body;
+  std::function<void(Status)> done;
+  io::TimePoint sent;
+  int status = 0;          // the answer's status, once its head arrived
+  std::string error_body;  // the first bytes of a non-2xx answer
 };
 
 // The group's serialized call, in flight or waiting for its retry. A retry sends `body` again:
@@ -28,9 +116,11 @@ struct AppClient::Barrier {
 struct AppClient::Call {
   CallKind kind = CallKind::kUpdate;
   std::string body;
-  std::vector<LogIndex> indexes;  // the to_app entries sent, for matching the answer
-  LogIndex last_index;            // Raftd-Last-Index
-  std::size_t entry_bytes = 0;    // released from queued_bytes once acknowledged
+  std::vector<LogIndex> indexes;   // the to_app entries sent, for matching the answer
+  LogIndex last_index;             // Raftd-Last-Index; kPrepare: the Raftd-Index sent
+  std::size_t entry_bytes = 0;     // released from queued_bytes once acknowledged
+  std::shared_ptr<FileBody> file;  // kRecover: this try's file
+  Status file_error;               // kRecover: the file failed before the try could be sent
 };
 
 struct AppClient::Group {
@@ -59,9 +149,24 @@ std::string_view call_name(CallKind kind) {
     case CallKind::kUpdate: return "UpdateEntries";
     case CallKind::kSync: return "Sync";
     case CallKind::kLastIndex: return "LastLogIndex";
+    case CallKind::kPrepare: return "PrepareSnapshot";
+    case CallKind::kRecover: return "RecoverFromSnapshot";
   }
   return "?";
 }
+
+AppStats::Call& call_stats(AppStats& stats, CallKind kind) {
+  switch (kind) {
+    case CallKind::kUpdate: return stats.update_entries;
+    case CallKind::kSync: return stats.sync;
+    case CallKind::kLastIndex: return stats.last_log_index;
+    case CallKind::kPrepare: return stats.prepare_snapshot;
+    case CallKind::kRecover: return stats.recover_from_snapshot;
+  }
+  return stats.update_entries;
+}
+
+bool is_2xx(int status) { return status >= 200 && status <= 299; }
 
 bool is_header_value(std::string_view v) {
   return std::none_of(v.begin(), v.end(), [](char c) {
@@ -195,6 +300,37 @@ void AppClient::sync(GroupId group, std::function<void(LogIndex)> done) {
   pump(g);
 }
 
+void AppClient::prepare_snapshot(GroupId group, std::function<void(Result<SnapshotContext>)> done) {
+  if (closing_) return;
+  Group& g = group_state(group);
+  Barrier b{CallKind::kPrepare, g.last_enqueued, nullptr, std::move(done), nullptr};
+  g.barriers.push_back(std::move(b));
+  pump(g);
+}
+
+void AppClient::recover_from_snapshot(GroupId group, LogIndex index, std::string path,
+                                      std::function<void(Status)> done) {
+  if (closing_) return;
+  Group& g = group_state(group);
+  RAFTD_ASSERT(index.value() >= 1, "recover_from_snapshot at index 0");
+  RAFTD_ASSERT(index >= g.last_enqueued,
+               "recover_from_snapshot below an index already enqueued for the group");
+  Barrier b{CallKind::kRecover, g.last_enqueued, nullptr, nullptr, std::move(done)};
+  b.index = index;
+  b.path = std::move(path);
+  struct stat st {};
+  if (::stat(b.path.c_str(), &st) != 0) {
+    b.file_error = Status::from_errno(errno, "stat snapshot " + b.path);
+  } else if (!S_ISREG(st.st_mode)) {
+    b.file_error = Status(Code::kInvalidArgument, "snapshot " + b.path + " is not a file");
+  } else {
+    b.size = static_cast<std::uint64_t>(st.st_size);
+  }
+  g.barriers.push_back(std::move(b));
+  g.last_enqueued = index;  // the next enqueue continues from index + 1
+  pump(g);
+}
+
 Status AppClient::enqueue(GroupId group, std::vector<AppEntry>&& entries) {
   if (closing_) return Status(Code::kCancelled, "app client is closed");
   Group& g = group_state(group);
@@ -221,6 +357,14 @@ Status AppClient::enqueue(GroupId group, std::vector<AppEntry>&& entries) {
 }
 
 void AppClient::drop_group(GroupId group) {
+  for (auto s = saves_.begin(); s != saves_.end();) {
+    if (s->second->group == group) {
+      http_->cancel(s->second->request);
+      s = saves_.erase(s);
+    } else {
+      ++s;
+    }
+  }
   auto it = groups_.find(group);
   if (it == groups_.end()) return;
   if (it->second->in_flight) ++orphans_[group];
@@ -245,6 +389,7 @@ void AppClient::pump(Group& g) {
       (g.queue.empty() || g.queue.front().index > g.barriers.front().after)) {
     Call call;
     call.kind = g.barriers.front().kind;
+    if (call.kind == CallKind::kRecover) call.last_index = g.barriers.front().index;
     g.call = std::move(call);
     send(g);
     return;
@@ -300,7 +445,7 @@ http::ClientRequest AppClient::make_request(GroupId id, std::string method,
 
 void AppClient::send(Group& g) {
   RAFTD_ASSERT(g.call && !g.in_flight, "send without a call, or with one in flight");
-  const Call& call = *g.call;
+  Call& call = *g.call;
   http::ClientRequest req;
   std::uint64_t reply_max = 0;
   switch (call.kind) {
@@ -322,6 +467,35 @@ void AppClient::send(Group& g) {
       reply_max = kIndexReplyBytesMax;
       ++stats_.last_index_calls;
       break;
+    case CallKind::kPrepare:
+      call.last_index = g.durable;  // every entry enqueued before it is acknowledged
+      req = make_request(g.id, "POST", "/PrepareSnapshot");
+      req.headers.push_back({"Raftd-Index", std::to_string(call.last_index.value())});
+      reply_max = kSnapshotContextBytesMax;
+      ++stats_.prepare_calls;
+      break;
+    case CallKind::kRecover: {
+      // Each try reads the file anew; one that cannot be opened, or is no longer the size it
+      // had at the call, ends the call (from the timer: never inside the caller's call).
+      const Barrier& b = g.barriers.front();
+      call.file = std::make_shared<FileBody>();
+      call.file->path = b.path;
+      call.file->size = b.size;
+      call.file_error = b.file_error.is_ok() ? call.file->open() : b.file_error;
+      if (!call.file_error.is_ok()) {
+        fail_soon(g);
+        return;
+      }
+      req = make_request(g.id, "POST", "/RecoverFromSnapshot");
+      req.headers.push_back({"Raftd-Index", std::to_string(b.index.value())});
+      req.source = [file = call.file](std::string& out, std::size_t max_bytes, bool& done) {
+        return file->read(out, max_bytes, done);
+      };
+      req.source_bytes = b.size;
+      reply_max = kRecoverReplyBytesMax;
+      ++stats_.recover_calls;
+      break;
+    }
   }
   g.in_flight = true;
   http_->fetch(
@@ -347,29 +521,65 @@ void AppClient::on_call_done(GroupId id, std::uint64_t epoch, io::TimePoint sent
   g->in_flight = false;
   std::vector<Record> results;
   LogIndex index;
-  Status s = check_answer(*g->call, r, &results, &index);
-  record_call(g->call->kind == CallKind::kUpdate ? stats_.update_entries
-              : g->call->kind == CallKind::kSync ? stats_.sync
-                                                 : stats_.last_log_index,
-              sent, s.is_ok());
+  std::string context;
+  Status s = check_answer(*g->call, r, &results, &index, &context);
+  const CallKind kind = g->call->kind;
+  // The snapshot file failed under the request (it aborted the request with that Status).
+  const bool file_failed = g->call->file && !g->call->file->error.is_ok();
+  record_call(call_stats(stats_, kind), sent, s.is_ok());
   if (options_.on_call) {
-    options_.on_call(id, call_name(g->call->kind), io::Reactor::now() - sent, s);
+    options_.on_call(id, call_name(kind), io::Reactor::now() - sent, s);
     g = find(id, epoch);  // the hook may have dropped the group or closed the client
     if (g == nullptr || closing_) return;
   }
   if (!s) {
+    // PrepareSnapshot is not retried, nor is a call whose file is at fault: their caller
+    // decides. Neither says anything about the app's health.
+    if (kind == CallKind::kPrepare || file_failed) {
+      end_barrier_with_error(*g, std::move(s));
+      return;
+    }
     on_call_failed(*g, std::move(s));
     return;
   }
-  on_call_ok(*g, std::move(results), index);
+  on_call_ok(*g, std::move(results), index, std::move(context));
 }
 
-Status AppClient::check_answer(const Call& call, const Result<http::Response>& r,
-                               std::vector<Record>* results, LogIndex* index) const {
+// Ends the group's PrepareSnapshot or RecoverFromSnapshot call with an error, without a retry,
+// and goes on with the FIFO.
+void AppClient::end_barrier_with_error(Group& g, Status error) {
+  g.call.reset();
+  g.in_flight = false;
+  g.retry_pending = false;
+  Barrier b = std::move(g.barriers.front());
+  g.barriers.pop_front();
+  const GroupId id = g.id;
+  const std::uint64_t epoch = g.epoch;
+  if (b.kind == CallKind::kPrepare) {
+    b.prepared(std::move(error));
+  } else {
+    RAFTD_ASSERT(b.kind == CallKind::kRecover, "only snapshot calls end without a retry");
+    b.recovered(std::move(error));
+  }
+  if (Group* again = find(id, epoch)) pump(*again);
+}
+
+// The group's call failed before it could be sent (its snapshot file): it ends from the retry
+// timer, at once, so that its callback runs from the reactor's turn, not inside send()'s
+// caller.
+void AppClient::fail_soon(Group& g) {
+  g.retry_pending = true;
+  retries_.emplace(io::Reactor::now(), std::make_pair(g.id, g.epoch));
+  arm_timer();
+}
+
+Status AppClient::check_answer(const Call& call, Result<http::Response>& r,
+                               std::vector<Record>* results, LogIndex* index,
+                               std::string* context) const {
   const std::string_view name = call_name(call.kind);
   if (!r) return Status(r.status().code(), fmt::format("{}: {}", name, r.status().message()));
-  const http::Response& resp = r.value();
-  if (resp.head.status < 200 || resp.head.status > 299) {
+  http::Response& resp = r.value();
+  if (!is_2xx(resp.head.status)) {
     return Status(Code::kUnavailable, fmt::format("{}: the app answered {}: {}", name,
                                                   resp.head.status, excerpt(resp.body)));
   }
@@ -393,7 +603,9 @@ Status AppClient::check_answer(const Call& call, const Result<http::Response>& r
       *index = *i;
       break;
     }
-    case CallKind::kSync: break;
+    case CallKind::kPrepare: *context = std::move(resp.body); break;
+    case CallKind::kSync:
+    case CallKind::kRecover: break;
   }
   return Status::ok();
 }
@@ -409,7 +621,8 @@ void AppClient::on_call_failed(Group& g, Status error) {
   schedule_retry(g);
 }
 
-void AppClient::on_call_ok(Group& g, std::vector<Record> results, LogIndex index) {
+void AppClient::on_call_ok(Group& g, std::vector<Record> results, LogIndex index,
+                           std::string context) {
   if (!g.health.healthy) g.health = GroupHealth{true, Status::ok(), io::Reactor::now(), 0};
   Call call = std::move(*g.call);
   g.call.reset();
@@ -434,6 +647,19 @@ void AppClient::on_call_ok(Group& g, std::vector<Record> results, LogIndex index
       g.barriers.pop_front();
       g.durable = std::max(g.durable, index);
       b.done(index);
+      break;
+    }
+    case CallKind::kPrepare: {
+      Barrier b = std::move(g.barriers.front());
+      g.barriers.pop_front();
+      b.prepared(SnapshotContext{call.last_index, std::move(context)});
+      break;
+    }
+    case CallKind::kRecover: {
+      Barrier b = std::move(g.barriers.front());
+      g.barriers.pop_front();
+      g.durable = b.index;  // the app's state is the snapshot's now
+      b.recovered(Status::ok());
       break;
     }
   }
@@ -481,6 +707,12 @@ void AppClient::on_timer(int32_t res) {
     Group* g = find(id, epoch);
     if (g == nullptr || !g->retry_pending) continue;
     g->retry_pending = false;
+    if (!g->call->file_error.is_ok()) {
+      Status error(g->call->file_error.code(),
+                   fmt::format("{}: {}", call_name(g->call->kind), g->call->file_error.message()));
+      end_barrier_with_error(*g, std::move(error));
+      continue;
+    }
     send(*g);
   }
   arm_timer();
@@ -518,9 +750,93 @@ void AppClient::get_entry(GroupId group, std::string query,
       options_.read_reply_bytes_max);
 }
 
+SaveId AppClient::save_snapshot(GroupId group, std::string context,
+                                std::function<http::Flow(std::string_view)> on_body,
+                                std::function<void(Status)> done) {
+  const SaveId id = next_save_id_++;
+  if (closing_) return id;
+  Group& g = group_state(group);
+  auto save = std::make_unique<Save>();
+  save->group = group;
+  save->epoch = g.epoch;
+  save->on_body = std::make_shared<std::function<http::Flow(std::string_view)>>(std::move(on_body));
+  save->done = std::move(done);
+  save->sent = io::Reactor::now();
+  http::ClientRequest req = make_request(group, "POST", "/SaveSnapshot");
+  req.body = std::move(context);  // no response body cap: a snapshot has any size
+  http::ResponseCallbacks cb;
+  cb.on_head = [this, id](const http::ResponseHead& head) { on_save_head(id, head); };
+  cb.on_body = [this, id](std::string_view piece) { return on_save_body(id, piece); };
+  cb.on_done = [this, id](Status status) { on_save_done(id, std::move(status)); };
+  ++stats_.save_calls;
+  Save& s = *saves_.emplace(id, std::move(save)).first->second;
+  // Callbacks never run inside request(), so the id is known before any of them.
+  s.request = http_->request(options_.url.host, options_.url.port, std::move(req), std::move(cb));
+  return id;
+}
+
+void AppClient::resume_save(SaveId id) {
+  auto it = saves_.find(id);
+  if (it != saves_.end()) http_->resume(it->second->request);
+}
+
+void AppClient::cancel_save(SaveId id) {
+  auto it = saves_.find(id);
+  if (it == saves_.end()) return;
+  http_->cancel(it->second->request);
+  saves_.erase(it);
+}
+
+void AppClient::on_save_head(SaveId id, const http::ResponseHead& head) {
+  auto it = saves_.find(id);
+  if (it != saves_.end()) it->second->status = head.status;
+}
+
+http::Flow AppClient::on_save_body(SaveId id, std::string_view piece) {
+  auto it = saves_.find(id);
+  if (closing_ || it == saves_.end()) return http::Flow::kContinue;
+  Save& s = *it->second;
+  if (!is_2xx(s.status)) {
+    // An error answer: its first bytes go into the error; the call ends once there are enough
+    // of them, so an error body that never ends is not read forever.
+    s.error_body.append(piece.substr(0, kErrorBodyCharsMax + 1 - s.error_body.size()));
+    if (s.error_body.size() > kErrorBodyCharsMax) {
+      http_->cancel(s.request);
+      on_save_done(id, Status::ok());
+    }
+    return http::Flow::kContinue;
+  }
+  stats_.save_bytes += piece.size();
+  const auto on_body = s.on_body;  // `s` is gone if the callback cancels its save
+  return (*on_body)(piece);
+}
+
+void AppClient::on_save_done(SaveId id, Status status) {
+  if (closing_) return;
+  auto it = saves_.find(id);
+  if (it == saves_.end()) return;
+  const std::unique_ptr<Save> s = std::move(it->second);
+  saves_.erase(it);
+  Status outcome;
+  if (!status) {
+    outcome = Status(status.code(), fmt::format("SaveSnapshot: {}", status.message()));
+  } else if (!is_2xx(s->status)) {
+    outcome = Status(Code::kUnavailable, fmt::format("SaveSnapshot: the app answered {}: {}",
+                                                     s->status, excerpt(s->error_body)));
+  }
+  record_call(stats_.save_snapshot, s->sent, outcome.is_ok());
+  if (options_.on_call) {
+    options_.on_call(s->group, "SaveSnapshot", io::Reactor::now() - s->sent, outcome);
+    // The hook may have dropped the group or closed the client.
+    if (closing_ || find(s->group, s->epoch) == nullptr) return;
+  }
+  s->done(std::move(outcome));
+}
+
 void AppClient::close() {
   if (closing_) return;
   closing_ = true;
+  saves_.clear();
   groups_.clear();
   retries_.clear();
   if (timer_.active()) reactor_.cancel(timer_);

@@ -1,10 +1,14 @@
 // The application client against a fake application served by the project's HTTP server on
-// 127.0.0.1: encodings, batching, the per-group FIFO, retries and health, reads, Sync, drop.
+// 127.0.0.1: encodings, batching, the per-group FIFO, retries and health, reads, Sync, drop,
+// and the snapshot calls.
 #include "raftd/app/app_client.h"
 
 #include <doctest/doctest.h>
+#include <stdlib.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -35,6 +39,7 @@ class FakeApp : public http::Handler {
   };
   struct Call {
     std::string method, target, group, last_index, content_type, auth, body;
+    std::string raftd_index, content_length;
   };
   struct Batch {
     std::uint64_t group = 0;
@@ -49,7 +54,7 @@ class FakeApp : public http::Handler {
     auto ctx = std::make_unique<Ctx>();
     const std::string& t = ex.request().target;
     ctx->group = std::stoull(std::string(ex.request().header("Raftd-Group").value_or("0")));
-    ctx->serialized = t != "/GetEntry";
+    ctx->serialized = t != "/GetEntry" && t != "/SaveSnapshot";
     if (ctx->serialized) {
       const int n = ++busy[ctx->group];
       busy_max[ctx->group] = std::max(busy_max[ctx->group], n);
@@ -67,7 +72,18 @@ class FakeApp : public http::Handler {
                          std::string(req.header("Raftd-Group").value_or("")),
                          std::string(req.header("Raftd-Last-Index").value_or("")),
                          std::string(req.header("Content-Type").value_or("")),
-                         std::string(req.header("Authorization").value_or("")), c.body});
+                         std::string(req.header("Authorization").value_or("")), c.body,
+                         std::string(req.header("Raftd-Index").value_or("")),
+                         std::string(req.header("Content-Length").value_or(""))});
+    if (req.target == "/SaveSnapshot") {
+      start_save(ex);
+      return;
+    }
+    if (fail_next[req.target] > 0) {
+      --fail_next[req.target];
+      finish(ex, 500, "boom");
+      return;
+    }
     if (req.target == "/GetEntry") {
       ex.add_header("Content-Type", "text/x-read");
       ex.set_status(203);
@@ -90,7 +106,11 @@ class FakeApp : public http::Handler {
       answer(ex);
     }
   }
+  void on_drained(http::Exchange& ex) override {
+    if (ex.request().target == "/SaveSnapshot") write_save(ex);
+  }
   void on_aborted(http::Exchange& ex) override {
+    aborted.push_back(ex.request().target);
     if (ex.context() != nullptr && ctx(ex).serialized && !ctx(ex).done) --busy[ctx(ex).group];
     std::erase(held, &ex);
     std::erase(hung, &ex);
@@ -130,6 +150,18 @@ class FakeApp : public http::Handler {
   std::map<std::uint64_t, int> busy, busy_max;                  // serialized calls at the app
   std::vector<std::string> order;                               // "g UpdateEntries a-b", "g Sync"
   std::vector<http::Exchange*> held, hung;
+  std::map<std::string, int> fail_next;  // target -> calls still to answer 500 "boom"
+  std::vector<std::string> aborted;      // targets of exchanges that ended unanswered
+  // PrepareSnapshot answers this, or "ctx<N>" when unset.
+  std::optional<std::string> prepare_body;
+  // SaveSnapshot answers save_status; a 2xx streams save_bytes of save_pattern (chunked, or
+  // with a Content-Length), anything else carries save_error_body.
+  int save_status = 200;
+  std::uint64_t save_bytes = 0;
+  bool save_chunked = true;
+  std::string save_error_body;
+  std::uint64_t save_written = 0;                  // SaveSnapshot body bytes handed to the server
+  std::map<std::uint64_t, std::string> recovered;  // group -> the last snapshot received
 
  private:
   struct Ctx : http::ExchangeContext {
@@ -137,6 +169,7 @@ class FakeApp : public http::Handler {
     bool serialized = false;
     bool done = false;
     std::string body;
+    std::uint64_t save_offset = 0;  // SaveSnapshot: bytes written so far
   };
   static Ctx& ctx(http::Exchange& ex) { return *static_cast<Ctx*>(ex.context()); }
 
@@ -171,6 +204,39 @@ class FakeApp : public http::Handler {
     return encode_results(encoding, results);
   }
 
+  void start_save(http::Exchange& ex) {
+    if (save_status < 200 || save_status > 299) {
+      finish(ex, save_status, save_error_body);
+      return;
+    }
+    if (!save_chunked) ex.set_content_length(save_bytes);
+    write_save(ex);
+  }
+  // Writes the snapshot while the server's send buffer takes it; on_drained goes on.
+  void write_save(http::Exchange& ex) {
+    Ctx& c = ctx(ex);
+    while (c.save_offset < save_bytes) {
+      const std::uint64_t n = std::min<std::uint64_t>(64 * 1024, save_bytes - c.save_offset);
+      const std::string piece = save_pattern(c.save_offset, n);
+      c.save_offset += n;
+      save_written += n;
+      if (!ex.write_body(piece)) return;
+    }
+    if (!ex.finished()) ex.finish();
+  }
+
+ public:
+  // The snapshot's bytes [offset, offset + n): not periodic in any piece size a layer uses.
+  static std::string save_pattern(std::uint64_t offset, std::uint64_t n) {
+    std::string out(n, '\0');
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const std::uint64_t at = offset + i;
+      out[i] = static_cast<char>((at * 31 + at / 1000) & 0xff);
+    }
+    return out;
+  }
+
+ private:
   void answer(http::Exchange& ex) {
     const std::string& t = ex.request().target;
     const std::uint64_t g = ctx(ex).group;
@@ -179,6 +245,17 @@ class FakeApp : public http::Handler {
       finish(ex, 200, std::to_string(stored[g]));
     } else if (t == "/Sync") {
       order.push_back(std::to_string(g) + " Sync");
+      finish(ex, 200, "");
+    } else if (t == "/PrepareSnapshot") {
+      const std::string n(ex.request().header("Raftd-Index").value_or(""));
+      order.push_back(std::to_string(g) + " PrepareSnapshot N" + n);
+      finish(ex, 200, prepare_body ? *prepare_body : "ctx" + n);
+    } else if (t == "/RecoverFromSnapshot") {
+      Result<LogIndex> n = parse_index(ex.request().header("Raftd-Index").value_or(""));
+      REQUIRE(n.is_ok());
+      order.push_back(std::to_string(g) + " RecoverFromSnapshot N" + std::to_string(n->value()));
+      stored[g] = n->value();
+      recovered[g] = ctx(ex).body;
       finish(ex, 200, "");
     } else if (t == "/UpdateEntries") {
       const std::string body = apply(ex);
@@ -929,6 +1006,415 @@ TEST_CASE("app::AppClient: many groups, failures that come and go, every entry o
     CHECK(durable[g] == want);
   }
   CHECK(f.client->stats().failures > 0);
+}
+
+}  // namespace raftd::app
+
+namespace raftd::app {
+namespace {
+
+struct TempDir {
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "raftd-app-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  // Writes `bytes` to a file of the directory; returns its path.
+  std::string file(std::string_view name, std::string_view bytes) const {
+    const std::string p = path + "/" + std::string(name);
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    REQUIRE(out.good());
+    return p;
+  }
+  std::string path;
+};
+
+// Bytes that differ at every offset of a piece: a piece sent twice or out of place shows.
+std::string snapshot_bytes(std::size_t n) { return FakeApp::save_pattern(7, n); }
+
+// A SaveSnapshot as the node would run it: the answer collected, paused after every
+// `pause_every` bytes (at the piece that crosses the mark) and resumed by the test, with the
+// bytes that arrived while it was paused counted (there must be none: a paused save holds
+// the socket, not a growing buffer).
+struct SaveRun {
+  std::string body;
+  std::size_t pieces = 0;
+  bool paused = false;
+  std::size_t delivered_while_paused = 0;
+  std::size_t largest_piece = 0;
+  std::size_t pause_every = 1;
+  std::optional<Status> done;
+  SaveId id = 0;
+
+  void start(AppClient& client, GroupId group, std::string context) {
+    id = client.save_snapshot(
+        group, std::move(context),
+        [this](std::string_view piece) {
+          if (paused) delivered_while_paused += piece.size();
+          largest_piece = std::max(largest_piece, piece.size());
+          const std::size_t before = body.size() / pause_every;
+          body.append(piece);
+          ++pieces;
+          if (body.size() / pause_every == before) return http::Flow::kContinue;
+          paused = true;
+          return http::Flow::kPause;
+        },
+        [this](Status s) { done = std::move(s); });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("app::AppClient: PrepareSnapshot waits for earlier batches and later entries wait") {
+  std::vector<std::string> seen;
+  AppOptions o = fast_options();
+  o.on_call = [&](GroupId, std::string_view call, io::Duration, const Status& s) {
+    seen.push_back(std::string(call) + " " + std::string(code_name(s.code())));
+  };
+  Fixture f(Encoding::kBinary, o);
+  f.app.hold = true;
+  std::optional<Result<SnapshotContext>> prepared;
+  f.enqueue(1, f.entries(1, 2));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.enqueue(1, {AppEntry{LogIndex(3), true, "e3"}, AppEntry{LogIndex(4), false, ""}});
+  f.client->prepare_snapshot(GroupId(1),
+                             [&](Result<SnapshotContext> r) { prepared.emplace(std::move(r)); });
+  f.enqueue(1, f.entries(5, 6));
+  auto done = [&] { return f.applied_to(1) >= 6 && prepared.has_value(); };
+  while (!done()) {
+    REQUIRE(run_until(*f.reactor, [&] { return !f.app.held.empty() || done(); }));
+    f.app.release();
+  }
+  CHECK(f.app.order == std::vector<std::string>{"1 UpdateEntries 1-2 N2", "1 UpdateEntries 3-3 N4",
+                                                "1 PrepareSnapshot N4", "1 UpdateEntries 5-6 N6"});
+  REQUIRE(prepared->is_ok());
+  CHECK((*prepared)->index == LogIndex(4));  // raftd's own entry 4 is covered too
+  CHECK((*prepared)->context == "ctx4");
+  const std::vector<FakeApp::Call> calls = f.app.calls_to("/PrepareSnapshot");
+  REQUIRE(calls.size() == 1);
+  CHECK(calls[0].method == "POST");
+  CHECK(calls[0].raftd_index == "4");
+  CHECK(calls[0].body.empty());
+  CHECK(calls[0].group == "1");
+  CHECK(f.app.busy_max[1] == 1);
+  CHECK(std::count(seen.begin(), seen.end(),
+                   "PrepareSnapshot " + std::string(code_name(Code::kOk))) == 1);
+  CHECK(f.client->stats().prepare_calls == 1);
+  CHECK(f.client->stats().prepare_snapshot.errors == 0);
+
+  // A LastLogIndex answer above what was acknowledged is where the app's state is.
+  f.app.hold = false;
+  f.app.stored[2] = 40;
+  std::optional<std::uint64_t> last;
+  prepared.reset();
+  f.client->last_log_index(GroupId(2), [&](LogIndex i) { last = i.value(); });
+  f.client->prepare_snapshot(GroupId(2),
+                             [&](Result<SnapshotContext> r) { prepared.emplace(std::move(r)); });
+  REQUIRE(run_until(*f.reactor, [&] { return prepared.has_value(); }));
+  CHECK(last == 40);
+  REQUIRE(prepared->is_ok());
+  CHECK((*prepared)->index == LogIndex(40));
+  CHECK((*prepared)->context == "ctx40");
+}
+
+TEST_CASE("app::AppClient: a failed PrepareSnapshot is reported, not retried; the FIFO goes on") {
+  Fixture f;
+  std::vector<Result<SnapshotContext>> got;
+  auto prepare = [&](std::uint64_t g) {
+    f.client->prepare_snapshot(GroupId(g),
+                               [&](Result<SnapshotContext> r) { got.push_back(std::move(r)); });
+  };
+  f.app.fail_next["/PrepareSnapshot"] = 1;
+  f.enqueue(1, f.entries(1, 1));
+  prepare(1);
+  f.enqueue(1, f.entries(2, 2));
+  REQUIRE(f.wait_applied(1, 2));
+  REQUIRE(run_until(*f.reactor, [&] { return got.size() == 1; }));
+  CHECK(got[0].status().code() == Code::kUnavailable);
+  CHECK(got[0].status().message().find("PrepareSnapshot: the app answered 500: boom") !=
+        std::string::npos);
+  CHECK(f.app.calls_to("/PrepareSnapshot").size() == 1);  // not sent again
+  CHECK(f.app.order ==
+        std::vector<std::string>{"1 UpdateEntries 1-1 N1", "1 UpdateEntries 2-2 N2"});
+  CHECK(f.client->health(GroupId(1)).healthy);
+  CHECK(f.client->stats().prepare_snapshot.errors == 1);
+  CHECK(f.client->stats().failures == 0);  // the count of retried failures
+
+  // A context over 64 KiB fails the call; exactly 64 KiB is a context.
+  f.app.prepare_body = std::string(kSnapshotContextBytesMax + 1, 'c');
+  prepare(1);
+  REQUIRE(run_until(*f.reactor, [&] { return got.size() == 2; }));
+  CHECK(got[1].status().code() == Code::kTooLarge);
+  CHECK(got[1].status().message().rfind("PrepareSnapshot: ", 0) == 0);
+  f.app.prepare_body = std::string(kSnapshotContextBytesMax, 'c');
+  prepare(1);
+  REQUIRE(run_until(*f.reactor, [&] { return got.size() == 3; }));
+  REQUIRE(got[2].is_ok());
+  CHECK(got[2]->index == LogIndex(2));
+  CHECK(got[2]->context == *f.app.prepare_body);
+  // Nothing waits behind a failed call: the group goes on.
+  f.enqueue(1, f.entries(3, 3));
+  REQUIRE(f.wait_applied(1, 3));
+  CHECK(f.app.calls_to("/PrepareSnapshot").size() == 3);
+}
+
+TEST_CASE("app::AppClient: SaveSnapshot streams a large answer, paused and resumed") {
+  constexpr std::uint64_t kBytes = 8 * 1024 * 1024 + 12345;
+  // http::testing::make_reactor's receive ring: 64 buffers of 64 KiB.
+  constexpr std::size_t kTestRingBytes = 64 * 64 * 1024;
+  for (bool chunked : {true, false}) {
+    CAPTURE(chunked);
+    Fixture f;  // call_timeout_ms 300
+    f.app.hold = true;
+    f.app.save_bytes = kBytes;
+    f.app.save_chunked = chunked;
+    // An UpdateEntries held at the app: SaveSnapshot is not in the FIFO and runs beside it.
+    f.enqueue(1, f.entries(1, 1));
+    REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+    SaveRun run;
+    run.pause_every = 512 * 1024;
+    run.start(*f.client, GroupId(1), std::string("the\0context", 11));
+    bool waited = false;
+    while (!run.done) {
+      REQUIRE(run_until(*f.reactor, [&] { return run.paused || run.done.has_value(); }));
+      if (run.done) break;
+      if (!waited && run.body.size() > kBytes / 2) {
+        // Paused longer than the call timeout: not a timeout, and nothing arrives meanwhile.
+        waited = true;
+        run_for(*f.reactor, 500ms);
+        CHECK(!run.done.has_value());
+      }
+      run.paused = false;
+      f.client->resume_save(run.id);
+    }
+    REQUIRE_MESSAGE(run.done->is_ok(), run.done->to_string());
+    CHECK(waited);
+    CHECK(run.delivered_while_paused == 0);
+    CHECK(run.body.size() == kBytes);
+    CHECK(run.body == FakeApp::save_pattern(0, kBytes));
+    // What the client took in while paused comes as one piece after the resume: bounded by the
+    // HTTP client's backlog limit plus the reactor's receive ring (completions already on their
+    // way when it stops reading), not by the snapshot's size.
+    CHECK(run.largest_piece <= http::kPendingBytesMax + kTestRingBytes);
+    CHECK(run.pieces >= kBytes / (http::kPendingBytesMax + kTestRingBytes));
+    CHECK(run.pieces >= kBytes / run.pause_every);
+    const std::vector<FakeApp::Call> calls = f.app.calls_to("/SaveSnapshot");
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0].method == "POST");
+    CHECK(calls[0].body == std::string("the\0context", 11));
+    CHECK(calls[0].group == "1");
+    CHECK(f.applied.empty());  // the group's UpdateEntries is still unanswered (or retried)
+    CHECK(f.client->stats().save_calls == 1);
+    CHECK(f.client->stats().save_bytes == kBytes);
+    CHECK(f.client->stats().save_snapshot.errors == 0);
+    f.client->resume_save(run.id);  // ended: a no-op
+    f.client->cancel_save(run.id);
+    f.app.hold = false;
+    f.app.release();
+    REQUIRE(f.wait_applied(1, 1));
+  }
+}
+
+TEST_CASE("app::AppClient: a non-2xx SaveSnapshot fails with the app's status and words") {
+  std::vector<std::string> seen;
+  AppOptions o = fast_options();
+  o.on_call = [&](GroupId, std::string_view call, io::Duration, const Status& s) {
+    seen.push_back(std::string(call) + " " + std::string(code_name(s.code())));
+  };
+  Fixture f(Encoding::kBinary, o);
+  f.app.save_status = 503;
+  f.app.save_error_body = "not now";
+  SaveRun run;
+  run.start(*f.client, GroupId(4), "ctx");
+  REQUIRE(run_until(*f.reactor, [&] { return run.done.has_value(); }));
+  CHECK(run.done->code() == Code::kUnavailable);
+  CHECK(run.done->message() == "SaveSnapshot: the app answered 503: not now");
+  CHECK(run.pieces == 0);  // an error body is not the snapshot
+  CHECK(seen ==
+        std::vector<std::string>{"SaveSnapshot " + std::string(code_name(Code::kUnavailable))});
+  // A long error answer: its first bytes are enough, the rest is not read.
+  f.app.save_status = 500;
+  f.app.save_error_body = std::string(8 * 1024 * 1024, 'z');
+  SaveRun big;
+  big.start(*f.client, GroupId(4), "ctx");
+  REQUIRE(run_until(*f.reactor, [&] { return big.done.has_value(); }));
+  CHECK(big.done->code() == Code::kUnavailable);
+  CHECK(big.done->message() ==
+        "SaveSnapshot: the app answered 500: " + std::string(kErrorBodyCharsMax, 'z') + "...");
+  CHECK(f.client->stats().save_snapshot.errors == 2);
+  CHECK(f.app.calls_to("/SaveSnapshot").size() == 2);  // not retried
+  // An app that is not there.
+  f.stop_server();
+  SaveRun refused;
+  refused.start(*f.client, GroupId(4), "ctx");
+  REQUIRE(run_until(*f.reactor, [&] { return refused.done.has_value(); }));
+  CHECK(refused.done->code() == Code::kIoError);
+  CHECK(refused.done->message().rfind("SaveSnapshot: ", 0) == 0);
+}
+
+TEST_CASE("app::AppClient: cancel_save and drop_group end a save without its callback") {
+  Fixture f;
+  f.app.save_bytes = 8 * 1024 * 1024;
+  // Cancelled while paused.
+  SaveRun a;
+  a.start(*f.client, GroupId(1), "a");
+  REQUIRE(run_until(*f.reactor, [&] { return a.paused; }));
+  f.client->cancel_save(a.id);
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.aborted.size() == 1; }));
+  // Cancelled from its own on_body, with captures that must outlive the call.
+  std::optional<Status> b_done;
+  std::size_t b_pieces = 0;
+  SaveId b_id = 0;
+  const std::string marker(100, 'm');
+  b_id = f.client->save_snapshot(
+      GroupId(1), "b",
+      [&, marker](std::string_view) {
+        ++b_pieces;
+        f.client->cancel_save(b_id);
+        CHECK(marker == std::string(100, 'm'));
+        return http::Flow::kContinue;
+      },
+      [&](Status s) { b_done = std::move(s); });
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.aborted.size() == 2; }));
+  // Ended by drop_group.
+  SaveRun c;
+  c.start(*f.client, GroupId(2), "c");
+  REQUIRE(run_until(*f.reactor, [&] { return c.paused; }));
+  f.client->drop_group(GroupId(2));
+  f.client->resume_save(c.id);  // gone: a no-op
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.aborted.size() == 3; }));
+  run_for(*f.reactor, 50ms);
+  CHECK(!a.done.has_value());
+  CHECK(!b_done.has_value());
+  CHECK(b_pieces == 1);
+  CHECK(!c.done.has_value());
+  CHECK(a.pieces == 1);
+  CHECK(c.pieces == 1);
+  CHECK(f.app.aborted == std::vector<std::string>(3, "/SaveSnapshot"));
+  CHECK(f.client->stats().save_snapshot.errors == 0);
+  // The client is still good for another save.
+  f.app.save_bytes = 1000;
+  SaveRun d;
+  d.start(*f.client, GroupId(1), "d");
+  while (!d.done) {
+    REQUIRE(run_until(*f.reactor, [&] { return d.paused || d.done.has_value(); }));
+    d.paused = false;
+    f.client->resume_save(d.id);
+  }
+  CHECK(d.done->is_ok());
+  CHECK(d.body == FakeApp::save_pattern(0, 1000));
+}
+
+TEST_CASE("app::AppClient: RecoverFromSnapshot sends the file in the FIFO and is retried") {
+  TempDir dir;
+  const std::string bytes = snapshot_bytes(3 * 1024 * 1024 + 17);
+  const std::string path = dir.file("snap", bytes);
+  std::vector<std::string> seen;
+  AppOptions o = fast_options();
+  o.sync = true;
+  o.on_call = [&](GroupId, std::string_view call, io::Duration, const Status& s) {
+    seen.push_back(std::string(call) + " " + std::string(code_name(s.code())));
+  };
+  Fixture f(Encoding::kBinary, o);
+  f.app.hold = true;
+  f.app.fail_next["/RecoverFromSnapshot"] = 1;
+  std::optional<Status> recovered;
+  std::optional<std::uint64_t> synced;
+  f.enqueue(1, f.entries(1, 2));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.client->recover_from_snapshot(GroupId(1), LogIndex(100), path,
+                                  [&](Status s) { recovered = std::move(s); });
+  f.client->sync(GroupId(1), [&](LogIndex d) { synced = d.value(); });
+  f.enqueue(1, f.entries(101, 102));  // continues from the snapshot's index
+  bool was_unhealthy = false;
+  auto done = [&] { return f.applied_to(1) >= 102 && recovered && synced; };
+  while (!done()) {
+    REQUIRE(run_until(*f.reactor, [&] {
+      was_unhealthy = was_unhealthy || !f.client->health(GroupId(1)).healthy;
+      return !f.app.held.empty() || done();
+    }));
+    f.app.release();
+  }
+  REQUIRE(recovered->is_ok());
+  CHECK(*synced == 100);  // the acknowledged index is the snapshot's
+  CHECK(f.app.order == std::vector<std::string>{"1 UpdateEntries 1-2 N2",
+                                                "1 RecoverFromSnapshot N100", "1 Sync",
+                                                "1 UpdateEntries 101-102 N102"});
+  CHECK(f.app.busy_max[1] == 1);
+  CHECK(f.app.recovered[1] == bytes);
+  // The 500 was retried with the same bytes, the file read again.
+  const std::vector<FakeApp::Call> calls = f.app.calls_to("/RecoverFromSnapshot");
+  REQUIRE(calls.size() == 2);
+  for (const FakeApp::Call& c : calls) {
+    CHECK(c.method == "POST");
+    CHECK(c.raftd_index == "100");
+    CHECK(c.content_length == std::to_string(bytes.size()));
+    CHECK(c.body == bytes);
+    CHECK(c.group == "1");
+  }
+  // Health followed the failure like an UpdateEntries'.
+  CHECK(was_unhealthy);
+  CHECK(f.client->health(GroupId(1)).healthy);
+  const std::string unavailable(code_name(Code::kUnavailable));
+  const std::string ok(code_name(Code::kOk));
+  CHECK(std::find(seen.begin(), seen.end(), "RecoverFromSnapshot " + unavailable) != seen.end());
+  CHECK(std::count(seen.begin(), seen.end(), "RecoverFromSnapshot " + ok) == 1);
+  CHECK(f.client->stats().recover_calls == 2);
+  CHECK(f.client->stats().recover_from_snapshot.errors == 1);
+  // A later PrepareSnapshot starts from there too.
+  f.app.hold = false;
+  std::optional<Result<SnapshotContext>> prepared;
+  f.client->prepare_snapshot(GroupId(1),
+                             [&](Result<SnapshotContext> r) { prepared.emplace(std::move(r)); });
+  REQUIRE(run_until(*f.reactor, [&] { return prepared.has_value(); }));
+  REQUIRE(prepared->is_ok());
+  CHECK((*prepared)->index == LogIndex(102));
+}
+
+TEST_CASE("app::AppClient: a RecoverFromSnapshot whose file is missing or changed fails") {
+  TempDir dir;
+  Fixture f;
+  std::vector<Status> got;
+  // Missing at the call.
+  f.client->recover_from_snapshot(GroupId(1), LogIndex(10), dir.path + "/nope",
+                                  [&](Status s) { got.push_back(std::move(s)); });
+  CHECK(got.empty());  // never inside the call
+  f.enqueue(1, f.entries(11, 11));
+  REQUIRE(f.wait_applied(1, 11));
+  REQUIRE(got.size() == 1);
+  CHECK(!got[0].is_ok());
+  CHECK(got[0].message().rfind("RecoverFromSnapshot: ", 0) == 0);
+  CHECK(got[0].message().find(dir.path + "/nope") != std::string::npos);
+  // Grown between the call and its turn in the FIFO.
+  const std::string path = dir.file("snap", snapshot_bytes(1000));
+  f.app.hold = true;
+  f.enqueue(1, f.entries(12, 12));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.client->recover_from_snapshot(GroupId(1), LogIndex(20), path,
+                                  [&](Status s) { got.push_back(std::move(s)); });
+  dir.file("snap", snapshot_bytes(1001));
+  f.app.release();
+  REQUIRE(run_until(*f.reactor, [&] { return got.size() == 2; }));
+  CHECK(got[1].code() == Code::kIoError);
+  CHECK(got[1].message().find("is 1001 bytes, was 1000") != std::string::npos);
+  // Removed: the same. (The index moved on even though the call failed: the node retries
+  // with a good file or drops the group.)
+  f.enqueue(1, f.entries(21, 21));
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.client->recover_from_snapshot(GroupId(1), LogIndex(30), path,
+                                  [&](Status s) { got.push_back(std::move(s)); });
+  std::filesystem::remove(path);
+  f.app.release();
+  REQUIRE(run_until(*f.reactor, [&] { return got.size() == 3; }));
+  CHECK(!got[2].is_ok());
+  // Never sent, never retried, and the group goes on after them.
+  CHECK(f.app.calls_to("/RecoverFromSnapshot").empty());
+  CHECK(f.client->health(GroupId(1)).healthy);
+  f.app.hold = false;
+  f.enqueue(1, f.entries(31, 31));
+  REQUIRE(f.wait_applied(1, 31));
 }
 
 }  // namespace raftd::app

@@ -19,16 +19,21 @@
 //         options.sync), results holds one Record per to_app entry of the batch;
 //      4. with options.sync, calls sync(g) to learn what the app made durable;
 //      5. serves reads with get_entry(g, ...) after its ReadIndex wait;
-//      6. calls drop_group(g) when the node stops hosting the group.
-//  - Guarantees of API.md 3.1 this class provides: per group, UpdateEntries, Sync and
-//    LastLogIndex are one FIFO with at most one call in flight (a Sync or LastLogIndex waits for
-//    the UpdateEntries of entries enqueued before it, and later entries wait for it); GetEntry
-//    is not in that FIFO and may overlap. Groups never wait for each other. A failed call
+//      6. as a leader sending a snapshot: prepare_snapshot(g) then save_snapshot(g, context)
+//         to stream the app's state; as a follower receiving one: recover_from_snapshot(g,
+//         index, file), after which its enqueues continue from index + 1;
+//      7. calls drop_group(g) when the node stops hosting the group.
+//  - Guarantees of API.md 3.1 this class provides: per group, UpdateEntries, Sync,
+//    LastLogIndex, PrepareSnapshot and RecoverFromSnapshot are one FIFO with at most one call in
+//    flight (each of the last four waits for the UpdateEntries of entries enqueued before it,
+//    and later entries wait for it); GetEntry and SaveSnapshot are not in that FIFO and may
+//    overlap. Groups never wait for each other. A failed call
 //    (non-2xx, malformed answer, timeout, refused or reset connection) is sent again, the same
 //    bytes, after an exponential backoff with jitter, until it succeeds or the group is dropped:
 //    no committed entry is ever skipped, reordered or split differently on a retry, and the app
 //    sees a repeat only as a whole batch sent again. Meanwhile the group is unhealthy
-//    (health()); the node reports that and keeps serving its other groups.
+//    (health()); the node reports that and keeps serving its other groups. PrepareSnapshot,
+//    SaveSnapshot and GetEntry are not retried: their caller gets the error.
 //  - After drop_group(g) no callback for g runs, not even for calls already made. A call in
 //    flight cannot be taken back from the app (HTTP has no cancel); if the group is taken up
 //    again with the same id, its first serialized call waits until that call has ended, so the
@@ -92,6 +97,15 @@ inline constexpr std::uint64_t kReadReplyBytesMaxDefault = 64ull * 1024 * 1024;
 inline constexpr std::uint64_t kIndexReplyBytesMax = 64;
 // A Sync answer's body is not used; this bounds what a confused app can make raftd read.
 inline constexpr std::uint64_t kSyncReplyBytesMax = 64 * 1024;
+// A PrepareSnapshot context: API.md section 3 caps it at 64 KiB (it is small by contract, and
+// raftd holds it while the snapshot streams); a larger answer fails the call with kTooLarge.
+inline constexpr std::uint64_t kSnapshotContextBytesMax = 64 * 1024;
+// RecoverFromSnapshot reads its file at most this much at a time, as the connection takes it
+// (the HTTP client asks for less and holds at most about two send buffers), so memory stays
+// bounded whatever the snapshot's size.
+inline constexpr std::size_t kSnapshotPieceBytes = 256 * 1024;
+// The answer to RecoverFromSnapshot is not used; like Sync's, it is bounded.
+inline constexpr std::uint64_t kRecoverReplyBytesMax = kSyncReplyBytesMax;
 // At most one serialized call per group is in flight, plus reads, all to one target: requests
 // past the pool's connections wait in the HTTP client's queue, which must hold one per group of
 // a node hosting thousands.
@@ -112,9 +126,10 @@ using AppliedFn =
     std::function<void(GroupId group, LogIndex last_index, std::vector<Record> results)>;
 
 // Every call to the app as it ends, for metrics: the path's name ("UpdateEntries", "Sync",
-// "LastLogIndex", "GetEntry"), the time from sending to the end, and the outcome (OK, or the
-// error that makes the call fail; a GetEntry answered with any status is OK). Not called for
-// calls of dropped groups or after close().
+// "LastLogIndex", "GetEntry", "PrepareSnapshot", "SaveSnapshot", "RecoverFromSnapshot"), the
+// time from sending to the end (for SaveSnapshot, to the end of the streamed answer), and the
+// outcome (OK, or the error that makes the call fail; a GetEntry answered with any status is
+// OK). Not called for calls of dropped groups, cancelled saves, or after close().
 using CallFn = std::function<void(GroupId group, std::string_view call, io::Duration latency,
                                   const Status& outcome)>;
 
@@ -173,7 +188,11 @@ struct AppStats {
   std::uint64_t sync_calls = 0;
   std::uint64_t last_index_calls = 0;
   std::uint64_t read_calls = 0;
-  std::uint64_t failures = 0;  // failed serialized calls (each is retried)
+  std::uint64_t prepare_calls = 0;
+  std::uint64_t save_calls = 0;
+  std::uint64_t recover_calls = 0;  // RecoverFromSnapshot sent, retries included
+  std::uint64_t save_bytes = 0;     // SaveSnapshot answer bytes handed to on_body
+  std::uint64_t failures = 0;       // failed serialized calls (each is retried)
   std::uint64_t read_failures = 0;
   std::uint64_t entries_applied = 0;  // to_app entries acknowledged
   // Per kind of call, the calls answered or failed: the time from sending to the answer (or the
@@ -184,7 +203,17 @@ struct AppStats {
     Histogram seconds{kSecondsBuckets};
   };
   Call update_entries, sync, last_log_index, get_entry;
+  Call prepare_snapshot, save_snapshot, recover_from_snapshot;
 };
+
+// What PrepareSnapshot gave: the index the app's state is exactly at, and its opaque context.
+struct SnapshotContext {
+  LogIndex index;
+  std::string context;
+};
+
+// Identifies a save_snapshot call for resume_save and cancel_save (never 0).
+using SaveId = std::uint64_t;
 
 class AppClient {
  public:
@@ -215,8 +244,52 @@ class AppClient {
   // read_reply_bytes_max is a non-OK Status (the reader's client sees an error and may retry).
   void get_entry(GroupId group, std::string query, std::function<void(Result<AppReply>)> done);
 
-  // Forgets the group: queued entries, pending Sync and LastLogIndex calls and their callbacks,
-  // retries and read callbacks. A no-op for an unknown group.
+  // POST /PrepareSnapshot in the group's FIFO (after every entry enqueued before this call is
+  // acknowledged, and later entries wait for it), header Raftd-Index: N where N is the last
+  // index the app acknowledged (or the LastLogIndex answer if larger), no body. done gets {N,
+  // body} on 2xx with a body of at most kSnapshotContextBytesMax; a failure (non-2xx, too large,
+  // timeout, refused) is NOT retried: done gets the error and the FIFO goes on. The group's
+  // health is left as it is. Never called after drop_group.
+  void prepare_snapshot(GroupId group, std::function<void(Result<SnapshotContext>)> done);
+
+  // POST /SaveSnapshot with the context as the body. Not in the FIFO (it may overlap
+  // UpdateEntries, API.md 3.1). The app's answer (chunked or Content-Length, any size: no body
+  // limit) is streamed: on_body gets each piece (never empty, valid during the call) and
+  // returns http::Flow::kPause to stop reading until resume_save(id); the no-progress timeout
+  // does not run while paused (it restarts at the resume), and the client then holds what it had
+  // read: at most the HTTP client's kPendingBytesMax plus what the reactor's receive ring had
+  // already taken in; the rest waits in the socket. done exactly once: OK after the whole 2xx body,
+  // else the error (a non-2xx answer is kUnavailable with the status and the first bytes of the
+  // app's body in the message). Not retried; the group's health is left as it is. Not called after
+  // drop_group/close (which end the call, as cancel_save does). on_body and done may call
+  // resume_save, cancel_save, drop_group or close.
+  SaveId save_snapshot(GroupId group, std::string context,
+                       std::function<http::Flow(std::string_view)> on_body,
+                       std::function<void(Status)> done);
+  // Reading goes on after on_body returned kPause. No-op for a save that is not paused or has
+  // ended.
+  void resume_save(SaveId id);
+  // Ends the call now: done is NOT called afterwards; its connection is closed. No-op if
+  // finished.
+  void cancel_save(SaveId id);
+
+  // POST /RecoverFromSnapshot in the group's FIFO, header Raftd-Index: index, the body read from
+  // the file at `path` (Content-Length = its size at this call), streamed from the file with
+  // bounded memory (kSnapshotPieceBytes at a time at most, as the connection takes it). Retried
+  // with backoff like UpdateEntries, and the group's health follows it the same way, until the
+  // app answers 2xx or the group is dropped. The file is reopened per try; a file that cannot
+  // be opened or read, or whose size changed, fails the call: done gets that error and the
+  // FIFO goes on, no retry. On success the group's acknowledged index becomes `index` (a later
+  // Sync or PrepareSnapshot reports at least that). From this call on, the group's next enqueue
+  // must continue from index + 1; index must not be below the last index enqueued before it
+  // (RAFTD_ASSERT: a snapshot older than entries already handed over would be applied after
+  // them). done gets OK or the file's error; never called after drop_group.
+  void recover_from_snapshot(GroupId group, LogIndex index, std::string path,
+                             std::function<void(Status)> done);
+
+  // Forgets the group: queued entries, pending Sync, LastLogIndex, PrepareSnapshot and
+  // RecoverFromSnapshot calls and their callbacks, retries and read callbacks; its running
+  // saves end as with cancel_save. A no-op for an unknown group.
   void drop_group(GroupId group);
 
   // Healthy for a group the client does not know.
@@ -232,7 +305,9 @@ class AppClient {
  private:
   struct Barrier;
   struct Call;
+  struct FileBody;
   struct Group;
+  struct Save;
 
   AppClient(io::Reactor& reactor, AppOptions options);
   Group& group_state(GroupId id);
@@ -241,10 +316,15 @@ class AppClient {
   bool start_batch(Group& g);
   void send(Group& g);
   void on_call_done(GroupId id, std::uint64_t epoch, io::TimePoint sent, Result<http::Response> r);
-  Status check_answer(const Call& call, const Result<http::Response>& r,
-                      std::vector<Record>* results, LogIndex* index) const;
+  Status check_answer(const Call& call, Result<http::Response>& r, std::vector<Record>* results,
+                      LogIndex* index, std::string* context) const;
   void on_call_failed(Group& g, Status error);
-  void on_call_ok(Group& g, std::vector<Record> results, LogIndex index);
+  void end_barrier_with_error(Group& g, Status error);
+  void fail_soon(Group& g);
+  void on_save_head(SaveId id, const http::ResponseHead& head);
+  http::Flow on_save_body(SaveId id, std::string_view piece);
+  void on_save_done(SaveId id, Status status);
+  void on_call_ok(Group& g, std::vector<Record> results, LogIndex index, std::string context);
   void schedule_retry(Group& g);
   void arm_timer();
   void on_timer(int32_t res);
@@ -264,6 +344,9 @@ class AppClient {
   io::TimePoint timer_deadline_;
   bool rearm_after_cancel_ = false;  // we cancelled timer_ to arm it for an earlier deadline
   std::mt19937_64 rng_;
+  // Running SaveSnapshot calls.
+  std::unordered_map<SaveId, std::unique_ptr<Save>> saves_;
+  SaveId next_save_id_ = 1;
   bool closing_ = false;
   AppStats stats_;
 };
