@@ -1418,3 +1418,43 @@ TEST_CASE("app::AppClient: a RecoverFromSnapshot whose file is missing or change
 }
 
 }  // namespace raftd::app
+
+namespace raftd::app {
+
+TEST_CASE("app::AppClient: no snapshot callback runs after drop_group or close") {
+  TempDir dir;
+  const std::string path = dir.file("snap", snapshot_bytes(100 * 1024));
+  Fixture f;
+  f.app.hold = true;
+  f.app.save_bytes = 4 * 1024 * 1024;
+  bool called = false;
+  // Group 1: a recovery at the app and a prepare behind it, then the group is dropped.
+  f.client->recover_from_snapshot(GroupId(1), LogIndex(50), path, [&](Status) { called = true; });
+  f.client->prepare_snapshot(GroupId(1), [&](Result<SnapshotContext>) { called = true; });
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  f.client->drop_group(GroupId(1));
+  // Taken up again at once: its first call waits for the dropped recovery to end.
+  f.enqueue(1, f.entries(7, 7));
+  run_for(*f.reactor, 50ms);
+  CHECK(f.app.calls_to("/UpdateEntries").empty());
+  f.app.release();
+  REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+  CHECK(f.app.order == std::vector<std::string>{"1 RecoverFromSnapshot N50"});
+  CHECK(f.app.recovered[1] == snapshot_bytes(100 * 1024));
+  f.app.release();
+  REQUIRE(f.wait_applied(1, 7));
+  CHECK(f.app.calls_to("/PrepareSnapshot").empty());
+  // Group 2: a paused save and a held prepare when the client closes.
+  SaveRun save;
+  save.start(*f.client, GroupId(2), "ctx");
+  f.client->prepare_snapshot(GroupId(2), [&](Result<SnapshotContext>) { called = true; });
+  REQUIRE(run_until(*f.reactor, [&] { return save.paused && f.app.held.size() == 1; }));
+  f.client->close();
+  REQUIRE(run_until(*f.reactor, [&] { return f.client->closed(); }));
+  f.app.release();
+  run_for(*f.reactor, 30ms);
+  CHECK(!called);
+  CHECK(!save.done.has_value());
+}
+
+}  // namespace raftd::app
