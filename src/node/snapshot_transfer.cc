@@ -669,6 +669,7 @@ http::Flow SnapshotSender::push(TransferId transfer, std::string_view bytes) {
     t.pos = 0;
   }
   t.buf.append(bytes);
+  stats_.buffered_max = std::max<uint64_t>(stats_.buffered_max, t.pending());
   client_->resume_source(t.req);
   if (t.pending() > kSendBufferBytesMax) {
     t.owe_drained = true;

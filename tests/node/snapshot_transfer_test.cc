@@ -294,6 +294,9 @@ TEST_CASE("node::SnapshotTransfer: a 64 MiB stream arrives byte-exact, its file 
   MESSAGE("receiver buffered at most " << p.receiver->stats().buffered_max << " bytes");
   CHECK(p.receiver->stats().buffered_max >= kSpoolWriteBytes);
   CHECK(p.receiver->stats().buffered_max <= bound);
+  // The sender's buffer: over its limit by at most the push that crossed it.
+  CHECK(p.sender->stats().buffered_max > kSendBufferBytesMax);
+  CHECK(p.sender->stats().buffered_max <= kSendBufferBytesMax + kPiece);
 }
 
 TEST_CASE("node::SnapshotTransfer: a flipped byte is refused with 422 and leaves no file") {
@@ -481,6 +484,7 @@ TEST_CASE("node::SnapshotSender: a receiver that stops reading fails with kTimeo
   CHECK(result->code() == Code::kTimeout);
   MESSAGE("the sender pushed " << pushed << " bytes before the timeout");
   CHECK(pushed < (1ull << 30));
+  CHECK(sender.stats().buffered_max <= kSendBufferBytesMax + 256 * 1024);
   sender.close();
   server->close();
   run_until(*reactor, [&] { return sender.closed() && server->closed(); });

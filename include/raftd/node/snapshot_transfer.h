@@ -218,9 +218,10 @@ class SnapshotSender {
  public:
   struct Stats {
     uint64_t started = 0;
-    uint64_t sent = 0;    // done with OK
-    uint64_t failed = 0;  // done with an error
-    uint64_t bytes = 0;   // snapshot bytes of the transfers done with OK
+    uint64_t sent = 0;          // done with OK
+    uint64_t failed = 0;        // done with an error
+    uint64_t bytes = 0;         // snapshot bytes of the transfers done with OK
+    uint64_t buffered_max = 0;  // the most one transfer's buffer held (pushed, not yet sent)
   };
 
   explicit SnapshotSender(io::Reactor& reactor, http::ClientOptions options = {});
