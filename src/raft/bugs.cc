@@ -26,6 +26,7 @@ constexpr BugName kBugNames[] = {
     {Bug::kReadIndexUnconfirmed, "read_index_unconfirmed"},
     {Bug::kHeartbeatFreesInflight, "heartbeat_frees_inflight"},
     {Bug::kConfApplyLate, "conf_apply_late"},
+    {Bug::kSnapshotBelowCommit, "snapshot_below_commit"},
 };
 
 constexpr Bug kAllBugs[] = {
@@ -41,6 +42,7 @@ constexpr Bug kAllBugs[] = {
     Bug::kReadIndexUnconfirmed,
     Bug::kHeartbeatFreesInflight,
     Bug::kConfApplyLate,
+    Bug::kSnapshotBelowCommit,
 };
 static_assert(std::size(kAllBugs) == std::size(kBugNames), "every bug has a name");
 

@@ -329,9 +329,10 @@ void GroupImpl::handle_snapshot(const Message& m) {
   r.type = MessageType::kAppendResp;
   r.to = m.from;
   r.term = term_;
-  if (meta.index <= log_.committed()) {
+  const bool bug_rewind = RAFTD_BUG(kSnapshotBelowCommit) && meta.index < log_.committed();
+  if (meta.index <= log_.committed() && !bug_rewind) {
     r.index = log_.committed();
-  } else if (log_.match_term(meta.index, meta.term)) {
+  } else if (!bug_rewind && log_.match_term(meta.index, meta.term)) {
     // We already hold the snapshot's last entry: just fast-forward the commit index.
     log_.commit_to(meta.index);
     r.index = log_.committed();

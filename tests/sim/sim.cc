@@ -18,7 +18,8 @@ Modes draw_modes(uint64_t seed, const std::map<std::string, bool>& force) {
   m.disk_stall = side.below(4) == 0;
   m.wire_survives = side.below(3) == 0;
   m.two_to_one = side.below(2) == 0;
-  m.coalesce_hs = side.below(3) == 0;  // drawn last: the draws before it stay as they were
+  m.coalesce_hs = side.below(3) == 0;
+  m.compaction = side.below(3) == 0;  // drawn last: the draws before it stay as they were
   for (const auto& [name, on] : force) {
     RAFTD_ASSERT(set_mode(&m, name, on), "sim: unknown mode (checked by the CLI)");
   }
@@ -39,6 +40,17 @@ void draw_mode_rates(Prng& rng, Swarm* s) {
     s->stall_max_us = static_cast<int64_t>(rng.range(100, 3000)) * kUsPerMs;
   }
   if (m.wire_survives) s->wire_ppm = static_cast<uint32_t>(rng.range(3, 10)) * 100'000;
+}
+
+// The compaction mode's rates, from a stream of their own (seeds without the mode run as before
+// it existed). Thresholds from 1 entry (a snapshot for nearly every follower that falls behind)
+// to 128; the app makes its state durable every 1-32 entries applied.
+void draw_compaction(uint64_t seed, uint32_t faults, Swarm* s) {
+  if (!s->modes.compaction) return;
+  Prng side(seed ^ 0xc0a1e5ceULL);
+  s->compact_after = uint64_t{1} << side.below(8);
+  s->flush_every = uint64_t{1} << side.below(6);
+  if (faults & kFaultCrash) s->snap_crash_ppm = static_cast<uint32_t>(side.range(1, 4)) * 100'000;
 }
 
 }  // namespace
@@ -80,6 +92,7 @@ Swarm draw_swarm(Prng& rng, const SimOptions& o) {
   }
   s.modes.quiesce = s.quiesce_after_ticks > 0;
   draw_mode_rates(rng, &s);
+  draw_compaction(seed, faults, &s);
   return s;
 }
 
@@ -128,6 +141,7 @@ void Sim::init() {
       if (static_cast<int>(i) < o_.nodes) {
         r = std::make_unique<Replica>();
         r->storage = raft::MemoryLogStorage(genesis_);
+        r->durable_conf = genesis_.conf_state;
       }
       n.replicas.push_back(std::move(r));
     }
@@ -167,12 +181,28 @@ void Sim::boot(Node& n) {
     if (!n.replicas[g]) continue;
     Replica& r = *n.replicas[g];
     const raft::SnapshotMeta& snap = r.storage.snapshot();
+    // The daemon boots from (snapshot, last durable hard state, the app's durable applied
+    // index): raft.h, BootState. The log was compacted only up to what the app made durable,
+    // and the app made durable only what its durable commit index covered.
+    const LogIndex applied = r.durable.applied;
+    const LogIndex commit = std::max(r.hard_state.commit, snap.index);
+    if (applied < snap.index || applied > commit || applied > r.storage.last_index()) {
+      violate(
+          fmt::format("node {} group {}: restarts with its app durable at {}, outside [snapshot "
+                      "{}, commit {}] or beyond its durable log ({})",
+                      n.id, g + 1, applied.value(), snap.index.value(), commit.value(),
+                      r.storage.last_index().value()));
+      continue;
+    }
+    result_.stats.boots_compacted += snap.index > LogIndex(0);
+    result_.stats.boots_app_ahead += applied > snap.index;
     // The last durable hard state, as raft.h requires (the commit index is durable state).
     r.group = std::make_unique<raft::Group>(make_config(n.id, static_cast<int>(g)), r.storage,
-                                            raft::BootState{r.hard_state, snap, snap.index});
-    r.app = App::decode(r.snapshot_data, snap.index);
-    r.conf = snap.conf_state;       // applied = snapshot index: the snapshot's configuration
+                                            raft::BootState{r.hard_state, snap, applied});
+    r.app = r.durable;
+    r.conf = r.durable_conf;  // as of the app's durable index: the core must agree (check_conf)
     r.checked_commit = snap.index;  // the next check verifies the durable log against the record
+    r.seen_commit = commit;
     r.reads.clear();
     r.proposals.clear();
     r.unsynced.clear();  // what was not durable is gone
@@ -260,7 +290,9 @@ void Sim::dispatch(const Event& e) {
     case Ev::kDeliver: deliver(e); break;
     case Ev::kDiskDone: disk_done(e); break;
     case Ev::kCrash:
-      if (!healed_ && node(e.node).up && e.a == node(e.node).incarnation) crash(e.node);
+      if (!healed_ && node(e.node).up && e.a == node(e.node).incarnation) {
+        crash(e.node, e.b == 1);
+      }
       break;
     case Ev::kRestart:
       if (!node(e.node).up && e.a == node(e.node).incarnation) restart(e.node);
@@ -332,6 +364,8 @@ void Sim::process_ready(int n, int g, raft::Ready& rd) {
   Replica& r = rep(n, g);
   for (const Message& m : rd.messages) send(n, m);
   if (rd.snapshot) {
+    note_snapshot_install(n, g, *rd.snapshot);
+    if (!result_.ok) return;
     r.conf = rd.snapshot->meta.conf_state;
     // The application installs the snapshot before anything after it is applied.
     r.app = App::decode(rd.snapshot->data, rd.snapshot->meta.index);
@@ -366,14 +400,20 @@ void Sim::process_ready(int n, int g, raft::Ready& rd) {
     }
   }
   for (NodeId to : rd.snapshot_requests) {
-    const LogIndex at = r.app.applied;
-    auto meta = r.group->snapshot_meta_at(at);
+    // The state as applied, or (compaction mode, half the time) the app's durable state, as a
+    // daemon that streams its state file does: older, its configuration perhaps from before
+    // the receiver was added.
+    const bool durable = swarm_.flush_every > 0 && rng_.below(2) == 0;
+    const App& state = durable ? r.durable : r.app;
+    auto meta = r.group->snapshot_meta_at(state.applied);
     if (!meta) {
       r.group->report_snapshot(to, false);
       continue;
     }
-    r.group->send_snapshot(to, raft::Snapshot{*meta, r.app.encode()});
+    r.group->send_snapshot(to, raft::Snapshot{*meta, state.encode()});
+    ++result_.stats.snapshots_sent;
   }
+  maybe_flush_app(n, g);
   maybe_compact(n, g);
 }
 
@@ -416,10 +456,31 @@ void Sim::apply(int n, int g, const Entry& e) {
   }
 }
 
-void Sim::maybe_compact(int n, int g) {
+// The application makes its state durable (compaction mode; otherwise only with a compaction,
+// below). Never beyond the durable commit index (raft.h, "Hard state"), and only at an index
+// its durable log holds: right after the app installed a snapshot in memory, the snapshot is
+// not durable yet.
+void Sim::maybe_flush_app(int n, int g) {
+  if (swarm_.flush_every == 0) return;
   Replica& r = rep(n, g);
   const LogIndex at = r.app.applied;
-  if (at - r.storage.snapshot().index < kCompactAfterEntries) return;
+  if (at < r.durable.applied + swarm_.flush_every) return;
+  if (at > r.hard_state.commit) return;
+  if (at < r.storage.snapshot().index || at > r.storage.last_index()) return;
+  r.durable = r.app;
+  r.durable_conf = r.conf;
+  ++result_.stats.app_flushes;
+}
+
+// The log is compacted up to what the application made durable, never beyond: a restart boots
+// from the snapshot and the app's durable state and replays the log between them.
+void Sim::maybe_compact(int n, int g) {
+  Replica& r = rep(n, g);
+  const bool own_flush = swarm_.flush_every > 0;
+  // Without flushes of its own the app makes its state durable here, as the snapshot.
+  const LogIndex at = own_flush && !o_.compact_past_durable ? r.durable.applied : r.app.applied;
+  if (at <= r.storage.snapshot().index) return;
+  if (at - r.storage.snapshot().index < swarm_.compact_after) return;
   if (at > r.storage.last_index()) return;  // applied entries are durable, but be exact
   // The applied state may become durable only up to the durable commit index (raft.h).
   if (at > r.hard_state.commit) return;
@@ -431,8 +492,21 @@ void Sim::maybe_compact(int n, int g) {
     return;
   }
   // Snapshot file first (durable at once: a local operation), then drop the log prefix.
-  r.snapshot_data = r.app.encode();
+  if (!own_flush) {
+    r.durable = r.app;
+    r.durable_conf = r.conf;
+    ++result_.stats.app_flushes;
+  }
+  if (meta->index > r.durable.applied) {
+    violate(
+        fmt::format("node {} group {}: compacts its log to {}, past its app's durable applied "
+                    "index {}",
+                    n + 1, g + 1, meta->index.value(), r.durable.applied.value()));
+    return;
+  }
   r.storage.compact(*meta);
+  ++(r.group->role() == raft::Role::kLeader ? result_.stats.compactions_leader
+                                            : result_.stats.compactions_follower);
 }
 
 void Sim::send(int from, const Message& m) {
@@ -572,14 +646,24 @@ void Sim::disk_start(int n) {
   const int64_t latency = static_cast<int64_t>(rng_.range(
       static_cast<uint64_t>(swarm_.disk_min_us), static_cast<uint64_t>(swarm_.disk_max_us)));
   schedule(Event{.t = now_ + latency, .kind = Ev::kDiskDone, .node = n, .a = nd.incarnation});
+  // Compaction mode: a crash just before a batch that installs a snapshot completes, the batch
+  // landed (snapshot durable, on_snapshot_installed never called): the restart boots from it.
+  const bool snap = std::any_of(nd.writing.begin(), nd.writing.end(),
+                                [](const DiskWrite& w) { return w.snapshot.has_value(); });
+  if (snap && !healed_ && swarm_.snap_crash_ppm > 0 && rng_.chance(swarm_.snap_crash_ppm)) {
+    schedule(
+        Event{.t = now_ + latency - 1, .kind = Ev::kCrash, .node = n, .a = nd.incarnation, .b = 1});
+  }
 }
 
 // Makes a whole write durable: snapshot, entries, hard state.
 void Sim::make_durable(int n, const DiskWrite& w, bool with_hard_state) {
   Replica& r = rep(n, w.group);
   if (w.snapshot) {
+    // The app's state is the snapshot's from now on, durable with it.
     r.storage.install_snapshot(w.snapshot->meta);
-    r.snapshot_data = w.snapshot->data;
+    r.durable = App::decode(w.snapshot->data, w.snapshot->meta.index);
+    r.durable_conf = w.snapshot->meta.conf_state;
   }
   if (!w.entries.empty()) {
     const LogIndex first = w.entries.front().index;
@@ -676,19 +760,19 @@ std::string faults_name(uint32_t faults) {
 
 const std::vector<std::string>& mode_names() {
   static const std::vector<std::string> kNames = {
-      "membership", "prevote",    "checkquorum",   "quiesce",    "lazy-ready",
-      "split-hs",   "disk-stall", "wire-survives", "two-to-one", "coalesce-hs"};
+      "membership", "prevote",       "checkquorum", "quiesce",     "lazy-ready", "split-hs",
+      "disk-stall", "wire-survives", "two-to-one",  "coalesce-hs", "compaction"};
   return kNames;
 }
 
 namespace {
 
 bool* mode_flag(Modes* m, const std::string& name) {
-  bool* flags[] = {&m->membership, &m->pre_vote,   &m->check_quorum, &m->quiesce,
-                   &m->lazy_ready, &m->split_hs,   &m->disk_stall,   &m->wire_survives,
-                   &m->two_to_one, &m->coalesce_hs};
+  bool* flags[] = {&m->membership, &m->pre_vote,    &m->check_quorum, &m->quiesce,
+                   &m->lazy_ready, &m->split_hs,    &m->disk_stall,   &m->wire_survives,
+                   &m->two_to_one, &m->coalesce_hs, &m->compaction};
   const auto& names = mode_names();
-  static_assert(std::size(flags) == 10, "one flag per mode name");
+  static_assert(std::size(flags) == 11, "one flag per mode name");
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == name) return flags[i];
   }

@@ -20,7 +20,10 @@
 // replicas: same data, same term before it), a leader is a voter of its configuration, leader
 // completeness, every newly committed entry durable on a majority of the voters,
 // configurations change only by applying and agree after each applied change, and a follower
-// never holds more unsynced entries from one leader than that leader's inflight window; every
+// never holds more unsynced entries from one leader than that leader's inflight window, a
+// snapshot the core installs is above the replica's commit index, the log is never compacted
+// past what the app made durable and a restart boots from a consistent (snapshot, hard state,
+// app's durable applied index); every
 // tick, availability of healthy groups and no
 // follower asleep under a lost leader; periodically, every replica's committed log prefix
 // against that record; at the end, the client histories are linearizable (lincheck.h) and,
@@ -68,9 +71,12 @@ struct Modes {
   bool wire_survives = false;  // a crashed node's in-flight messages may still arrive
   bool two_to_one = false;     // membership changes may shrink two voters to one
   bool coalesce_hs = false;    // the driver writes only the newest of the queued hard states
+  // Compaction thresholds of 1-128 entries, the application making its state durable on a
+  // schedule of its own (compaction waits for it), crashes that land a snapshot install.
+  bool compaction = false;
 };
 // Mode names, in the order of Modes: membership, prevote, checkquorum, quiesce, lazy-ready,
-// split-hs, disk-stall, wire-survives, two-to-one, coalesce-hs.
+// split-hs, disk-stall, wire-survives, two-to-one, coalesce-hs, compaction.
 const std::vector<std::string>& mode_names();
 bool set_mode(Modes* m, const std::string& name, bool on);  // false: unknown name
 // "NAME=on|off" -> (name, on); false when malformed or unknown.
@@ -92,6 +98,9 @@ struct SimOptions {
   Diverge diverge = Diverge::kNone;   // tests only; not part of replay_command()
   uint64_t diverge_index = 0;
   bool mute_votes = false;  // tests only: every (pre-)vote response is lost (availability)
+  // Tests only: the driver compacts at the applied index, past what the app made durable (a
+  // self-test of the durability check; compaction mode only).
+  bool compact_past_durable = false;
 };
 
 struct SimStats {
@@ -102,6 +111,22 @@ struct SimStats {
   uint64_t partitions = 0;
   uint64_t elections = 0;  // distinct (group, term) leaders
   uint64_t snapshots = 0;  // snapshots installed by followers
+  // Compaction and snapshots (the `compaction` mode makes them frequent; a test asserts that a
+  // batch of seeds exercises each case).
+  uint64_t compactions_leader = 0;     // log compactions on a replica that was leader
+  uint64_t compactions_follower = 0;   // ... on one that was not
+  uint64_t app_flushes = 0;            // the application made its state durable
+  uint64_t snapshots_sent = 0;         // snapshots a leader sent (send_snapshot)
+  uint64_t snap_new_member = 0;        // installed on a replica added by a change, empty before
+  uint64_t snap_lagging = 0;           // installed on a replica that had applied entries before
+  uint64_t snap_conf_changed = 0;      // the snapshot's configuration was not the receiver's
+  uint64_t snap_conf_learner = 0;      // the snapshot's configuration has the receiver as learner
+  uint64_t snap_conf_joint = 0;        // the snapshot's configuration is joint
+  uint64_t snap_conf_excludes = 0;     // the snapshot's configuration lacks the receiver
+  uint64_t crash_snapshot_landed = 0;  // a crash after a snapshot was durable, before the core
+                                       // heard (on_snapshot_installed never called)
+  uint64_t boots_compacted = 0;        // a replica restarted from a snapshot (index > 0)
+  uint64_t boots_app_ahead = 0;  // ... whose application was durable beyond the snapshot index
   uint64_t ops_ok = 0, ops_fail = 0, ops_info = 0;
   uint64_t committed = 0;      // entries in the commit record, all groups
   uint64_t conf_changes = 0;   // conf change entries applied (first replica)

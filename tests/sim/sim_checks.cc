@@ -101,6 +101,7 @@ void Sim::check_replica(int n, int g) {
     if (auto t = grp.term_at(i)) record_commit(g, i, *t, n);
   }
   r.checked_commit = std::max(r.checked_commit, commit);
+  r.seen_commit = std::max(r.seen_commit, commit);
 }
 
 // Flow control (raft.h, Config::max_inflight_msgs): in replicate state a leader has at most

@@ -63,14 +63,18 @@ void Sim::wake_all() {
   }
 }
 
-void Sim::crash(int n) {
+// `land`: the batch in flight reached the disk whole (a crash placed right before its completion).
+void Sim::crash(int n, bool land) {
   Node& nd = node(n);
   ++result_.stats.crashes;
   fault_changed();
   // The batch in flight may have reached the disk whole, its completion never reported;
   // otherwise it is lost whole (recovery discards a torn batch), like everything queued.
-  if (!nd.writing.empty() && rng_.chance(swarm_.landed_ppm)) {
-    for (const DiskWrite& w : nd.writing) make_durable(n, w, true);
+  if (!nd.writing.empty() && (land || rng_.chance(swarm_.landed_ppm))) {
+    for (const DiskWrite& w : nd.writing) {
+      make_durable(n, w, true);
+      result_.stats.crash_snapshot_landed += w.snapshot.has_value();
+    }
     trace(fmt::format("n{} crashes; the batch in flight landed, {} queued writes lost", n + 1,
                       nd.disk.size()));
   } else if (!nd.writing.empty() && rng_.chance(swarm_.split_landed_ppm)) {

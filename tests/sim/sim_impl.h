@@ -43,8 +43,10 @@ inline constexpr uint32_t kAvailSettleTicks = 100;
 inline constexpr uint32_t kAvailTicks = kAvailSettleTicks + 300;
 // A client gives up on an operation after this long; its outcome is then unknown (info).
 inline constexpr int64_t kClientTimeoutUs = 2000 * kUsPerMs;
-inline constexpr uint64_t kCompactAfterEntries =
-    64;  // compact a replica's log this far behind apply
+// Without the `compaction` mode a replica compacts its log this far behind apply (the app's
+// state becomes durable only as the snapshot); with it, each seed draws its own threshold and
+// the app makes its state durable on a schedule of its own.
+inline constexpr uint64_t kCompactAfterEntries = 64;
 inline constexpr uint32_t kLogCheckEveryTicks = 25;  // committed-prefix check period
 inline constexpr uint64_t kLogCheckDepth = 256;  // entries below commit each prefix check covers
 // Log-matching facts: the term of an entry whose predecessor the core no longer knows (it sits
@@ -100,6 +102,13 @@ struct Swarm {
   uint32_t stall_ppm = 0;          // per world tick: a node's disk stalls
   int64_t stall_max_us = 0;
   uint32_t wire_ppm = 0;  // at a crash: the node's in-flight messages still arrive
+  // Compaction (sim.h, Modes::compaction): compact once the app's durable state is this many
+  // entries past the snapshot; the app makes its state durable every `flush_every` entries
+  // applied (0: only when the log is compacted); chance that a node crashes while a batch
+  // holding a snapshot is in flight, the batch landing (durable, completion never reported).
+  uint64_t compact_after = kCompactAfterEntries;
+  uint64_t flush_every = 0;
+  uint32_t snap_crash_ppm = 0;
 };
 inline constexpr int64_t kSpikeUs = 150 * kUsPerMs;
 inline constexpr int64_t kFreshLeaderCrashUs = 30 * kUsPerMs;
@@ -163,7 +172,16 @@ struct DiskWrite {
 struct Replica {
   raft::MemoryLogStorage storage;  // entries and snapshot metadata the disk made durable
   raft::HardState hard_state;      // durable
-  std::string snapshot_data;       // durable: App at storage.snapshot().index
+  // The application's durable state (its own file, as raftd's state machine keeps one): the
+  // map as of `durable.applied` and the configuration the checker derived as of that index. A
+  // restart boots from (snapshot, hard state, durable.applied); the log is compacted only up to
+  // durable.applied, never beyond (Sim::maybe_compact, checked in Sim::boot).
+  App durable;
+  raft::ConfState durable_conf;
+  bool added = false;  // created by a membership change (a new member), not an initial one
+  // The highest commit index the checker saw the core report since boot: a snapshot the core
+  // installs must be newer (it would rewind the state machine otherwise).
+  LogIndex seen_commit;
 
   std::unique_ptr<raft::Group> group;  // null while the node is down
   App app;
@@ -301,9 +319,11 @@ class Sim {
   void disk_done(const Event& e);
   void make_durable(int node, const DiskWrite& w, bool with_hard_state);
   void maybe_compact(int node, int group);
+  void maybe_flush_app(int node, int group);
+  void note_snapshot_install(int node, int group, const raft::Snapshot& snap);
   // faults
   void inject_faults();
-  void crash(int node);
+  void crash(int node, bool land = false);
   void restart(int node);
   void start_partition();
   void heal();

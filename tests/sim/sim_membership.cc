@@ -129,6 +129,8 @@ void Sim::create_replica(int n, int g) {
   auto r = std::make_unique<Replica>();
   r->storage = raft::MemoryLogStorage(genesis_);
   r->conf = genesis_.conf_state;
+  r->durable_conf = genesis_.conf_state;
+  r->added = true;
   Node& nd = node(n);
   if (nd.up) {
     r->group = std::make_unique<raft::Group>(make_config(nd.id, g), r->storage,
@@ -137,6 +139,32 @@ void Sim::create_replica(int n, int g) {
   }
   nd.replicas[static_cast<size_t>(g)] = std::move(r);
   trace(fmt::format("n{} g{}: replica created", n + 1, g + 1));
+}
+
+// A Ready hands the driver a snapshot to install. The core replaces its log with a snapshot only
+// when the snapshot is newer than its commit index (raft.h: it covers committed entries, and
+// what this replica committed it may have applied, acknowledged and made durable): a snapshot at
+// or below the commit index the replica reported would rewind its state machine
+// (`snapshot_below_commit`). Counts what kind of install this is (a new member's, a lagging
+// member's, one carrying another configuration).
+void Sim::note_snapshot_install(int n, int g, const raft::Snapshot& snap) {
+  Replica& r = rep(n, g);
+  const LogIndex at = snap.meta.index;
+  if (at <= r.seen_commit || at < r.app.applied) {
+    violate(
+        fmt::format("node {} group {}: installs a snapshot at {}, not above its commit index "
+                    "{} (applied {})",
+                    n + 1, g + 1, at.value(), r.seen_commit.value(), r.app.applied.value()));
+    return;
+  }
+  SimStats& st = result_.stats;
+  ++(r.added && r.app.applied == LogIndex(0) ? st.snap_new_member : st.snap_lagging);
+  const NodeId self(node(n).id);
+  const raft::ConfState& cs = snap.meta.conf_state;
+  st.snap_conf_changed += cs != r.conf;
+  st.snap_conf_learner += has(cs.learners, self) || has(cs.learners_next, self);
+  st.snap_conf_joint += cs.joint();
+  st.snap_conf_excludes += !member(cs, self);
 }
 
 // The daemon stops and deletes a replica once it applied its own removal and the remaining

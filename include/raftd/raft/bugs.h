@@ -38,6 +38,9 @@ enum class Bug {
                             // one more append per heartbeat, without bound
   kConfApplyLate,           // conf_apply_late: on the replica with node id 1 only, a conf
                             // change takes effect with the next committed entry applied
+  kSnapshotBelowCommit,     // snapshot_below_commit: a follower installs a snapshot older than
+                            // its commit index (a late or duplicated one), rewinding its log,
+                            // commit index and state machine
 };
 
 void set_sim_bug(Bug bug);
@@ -45,7 +48,7 @@ Bug sim_bug();
 // "none", "commit_prev_term", "vote_before_persist", "ack_before_persist",
 // "read_without_quorum", "truncate_committed", "learner_in_quorum", "conf_at_append",
 // "quiesce_without_lease", "read_index_unconfirmed", "heartbeat_frees_inflight",
-// "conf_apply_late"; nullopt for anything else.
+// "conf_apply_late", "snapshot_below_commit"; nullopt for anything else.
 std::optional<Bug> parse_sim_bug(std::string_view name);
 const char* sim_bug_name(Bug bug);
 // Every bug, kNone first, in declaration order (for listings such as `--bug help`).
