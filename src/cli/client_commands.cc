@@ -336,7 +336,8 @@ ClientCommands::ClientCommands(CLI::App& app) {
   add_connection_options(status_);
 
   CLI::App* group = app.add_subcommand(
-      "group", "Create, delete, list and show groups; change their members and leader");
+      "group",
+      "Create, delete, list and show groups; change their members and leader; compact a log");
   group->require_subcommand(1);
   create_ = group->add_subcommand("create", "Create a group with the given voters");
   create_->add_option("ID", group_, "Group id (>= 1)")->required();
@@ -369,6 +370,11 @@ ClientCommands::ClientCommands(CLI::App& app) {
   remove_member_->add_option("ID", group_, "Group id")->required();
   remove_member_->add_option("NODE", node_, "Node id")->required();
   add_connection_options(remove_member_);
+  snapshot_ = group->add_subcommand(
+      "snapshot",
+      "Compact the group's log on the node asked, up to what its app made durable (no tail)");
+  snapshot_->add_option("ID", group_, "Group id")->required();
+  add_connection_options(snapshot_);
 
   propose_ = app.add_subcommand(
       "propose", "Replicate DATA as one entry; print the application's result for it");
@@ -404,6 +410,7 @@ std::optional<int> ClientCommands::run() {
   if (transfer_->parsed()) return group_transfer_leader();
   if (add_member_->parsed()) return group_member(true);
   if (remove_member_->parsed()) return group_member(false);
+  if (snapshot_->parsed()) return group_snapshot();
   if (propose_->parsed()) return propose();
   if (read_->parsed()) return read();
   return std::nullopt;
@@ -492,6 +499,19 @@ int ClientCommands::group_transfer_leader() {
   json out;
   if (auto rc = call_json(t, "POST", fmt::format("/v1/groups/{}/transfer-leader", group_), out,
                           json{{"node", node_}}.dump())) {
+    return *rc;
+  }
+  print_json(out);
+  return kExitOk;
+}
+
+int ClientCommands::group_snapshot() {
+  Target t;
+  if (auto rc = open_session("group snapshot", conn_.endpoint, conn_.token, conn_.timeout_ms, t)) {
+    return *rc;
+  }
+  json out;
+  if (auto rc = call_json(t, "POST", fmt::format("/v1/groups/{}/snapshot", group_), out, "")) {
     return *rc;
   }
   print_json(out);

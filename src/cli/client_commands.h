@@ -38,6 +38,7 @@ class ClientCommands {
   int group_list();
   int group_show();
   int group_transfer_leader();
+  int group_snapshot();
   int group_member(bool add);
   int propose();
   int read();
@@ -66,6 +67,7 @@ class ClientCommands {
   CLI::App* list_ = nullptr;
   CLI::App* show_ = nullptr;
   CLI::App* transfer_ = nullptr;
+  CLI::App* snapshot_ = nullptr;
   CLI::App* add_member_ = nullptr;
   CLI::App* remove_member_ = nullptr;
   CLI::App* propose_ = nullptr;

@@ -32,7 +32,7 @@ using K = KeyType;
 using P = Presence;
 
 // clang-format off
-const std::array<KeySpec, 35> kSchema = {{
+const std::array<KeySpec, 40> kSchema = {{
   {"node", "id", K::kInteger, P::kRequired, "", 1, kIdMax, "",
    "this node's id: unique in the cluster forever, never reused",
    [](Config& c) -> FieldRef { return &c.node.id; }},
@@ -136,6 +136,21 @@ const std::array<KeySpec, 35> kSchema = {{
   {"limits", "idempotency_keys", K::kInteger, P::kDefault, "keys", 1, kIdempotencyKeysMax, "",
    "Idempotency-Key values remembered per group (the newest; never one not yet applied)",
    [](Config& c) -> FieldRef { return &c.limits.idempotency_keys; }},
+  {"snapshot", "entries", K::kInteger, P::kDefault, "entries", 0, kBytesMax, "",
+   "compact a group's log when it holds this many app-durable entries past the tail; 0: off",
+   [](Config& c) -> FieldRef { return &c.snapshot.entries; }},
+  {"snapshot", "bytes", K::kInteger, P::kDefault, "bytes", 0, kBytesMax, "",
+   "compact a group's log when this many entry bytes were appended since it last was; 0: off",
+   [](Config& c) -> FieldRef { return &c.snapshot.bytes; }},
+  {"snapshot", "tail", K::kInteger, P::kDefault, "entries", 0, kBytesMax, "",
+   "entries kept behind an automatic compaction point, for followers a little behind",
+   [](Config& c) -> FieldRef { return &c.snapshot.tail; }},
+  {"snapshot", "sends_max", K::kInteger, P::kDefault, "streams", 1, 1024, "",
+   "snapshot streams this node sends at once; more wait",
+   [](Config& c) -> FieldRef { return &c.snapshot.sends_max; }},
+  {"snapshot", "receives_max", K::kInteger, P::kDefault, "streams", 1, 1024, "",
+   "snapshot streams this node receives at once; more are refused with 503 and sent again",
+   [](Config& c) -> FieldRef { return &c.snapshot.receives_max; }},
   {"auth", "client_token", K::kString, P::kUnset, "", 0, 0, "visible ASCII",
    "when set, client API requests need Authorization: Bearer with it, else 401",
    [](Config& c) -> FieldRef { return &c.auth.client_token; }},
@@ -145,8 +160,9 @@ const std::array<KeySpec, 35> kSchema = {{
 }};
 // clang-format on
 
-constexpr std::array<std::string_view, 10> kSections = {
-    "node", "listen", "cluster", "app", "raft", "wal", "transport", "limits", "auth", "log"};
+constexpr std::array<std::string_view, 11> kSections = {"node",     "listen", "cluster",   "app",
+                                                        "raft",     "wal",    "transport", "limits",
+                                                        "snapshot", "auth",   "log"};
 
 // "67108864 (64 MiB)" for round binary sizes, else the number.
 std::string bytes_text(uint64_t n) {

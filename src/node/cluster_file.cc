@@ -1,13 +1,12 @@
 #include "node/cluster_file.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <sstream>
+
+#include "raftd/node/durable_file.h"
 
 namespace raftd::node {
 namespace {
@@ -31,17 +30,6 @@ bool parse_u64(const std::string& s, uint64_t* out) {
   }
   *out = v;
   return true;
-}
-
-Status write_all(int fd, const std::string& data, const std::string& path) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::from_errno(errno, "write " + path);
-    done += static_cast<size_t>(n);
-  }
-  return Status::ok();
 }
 
 }  // namespace
@@ -106,47 +94,16 @@ Result<ClusterFile> decode_cluster_file(const std::string& text, const std::stri
 
 Result<ClusterFile> read_cluster_file(const std::string& data_dir) {
   const std::string path = data_dir + "/" + kFileName;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) return Status(Code::kNotFound, path);
-  if (fd < 0) return Status::from_errno(errno, "open " + path);
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t r = ::read(fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int e = errno;
-      ::close(fd);
-      return Status::from_errno(e, "read " + path);
-    }
-    if (r == 0) break;
-    text.append(buf, static_cast<size_t>(r));
-    if (text.size() > kClusterFileBytesMax) {
-      ::close(fd);
-      return corrupt(path, "too large");
-    }
+  Result<std::string> text = read_file(path, kClusterFileBytesMax);
+  if (!text.is_ok()) {
+    if (text.status().code() == Code::kCorruption) return corrupt(path, "too large");
+    return text.status();
   }
-  ::close(fd);
-  return decode_cluster_file(text, path);
+  return decode_cluster_file(text.value(), path);
 }
 
 Status write_cluster_file(const std::string& data_dir, const ClusterFile& f) {
-  const std::string path = data_dir + "/" + kFileName;
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::from_errno(errno, "create " + tmp);
-  Status s = write_all(fd, encode_cluster_file(f), tmp);
-  if (s.is_ok() && ::fsync(fd) != 0) s = Status::from_errno(errno, "fsync " + tmp);
-  ::close(fd);
-  if (!s.is_ok()) return s;
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + tmp);
-  int dfd = ::open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return Status::from_errno(errno, "open " + data_dir);
-  int r = ::fsync(dfd);
-  int e = errno;
-  ::close(dfd);
-  if (r != 0) return Status::from_errno(e, "fsync " + data_dir);
-  return Status::ok();
+  return replace_file(data_dir + "/" + kFileName, encode_cluster_file(f));
 }
 
 // ---- ClusterCheck --------------------------------------------------------------------------

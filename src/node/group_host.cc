@@ -6,6 +6,8 @@
 #include <cstring>
 
 #include "raftd/base/assert.h"
+#include "raftd/base/log.h"
+#include "raftd/wal/format.h"
 
 namespace raftd::node {
 namespace {
@@ -61,14 +63,25 @@ struct GroupHost::Pending {
   uint64_t batch = 0;  // durable once Wal::durable_batch() >= batch
   std::vector<raft::Message> after_persist;
   std::optional<std::pair<LogIndex, Term>> persisted;  // last entry of the Ready
+  std::optional<raft::SnapshotMeta> snapshot;          // installed by the Ready
 };
 
 struct GroupHost::Hosted {
-  Hosted(wal::Wal& wal, GroupId g) : storage(wal, g) {}
+  Hosted(wal::Wal& wal, GroupId g, raft::ConfState initial)
+      : storage(wal, g), initial(std::move(initial)) {}
   WalStorage storage;
+  raft::ConfState initial;
   std::optional<raft::Group> group;
   std::deque<Pending> pending;
   bool dirty = false;
+  // Commit index of the last durable hard state (compaction stays at or below it).
+  LogIndex durable_commit;
+  // A Ready carrying a snapshot, held while the driver installs it; install_result is set by
+  // finish_install and consumed by the next drain.
+  std::optional<raft::Ready> held;
+  std::optional<Status> install_result;
+  bool snapshot_staged = false;  // the held Ready's snapshot is in the WAL already
+  size_t entries_staged = 0;     // of the held Ready's entries, staged so far
 };
 
 GroupHost::GroupHost(wal::Wal& wal, const raft::Config& config, Driver& driver)
@@ -78,18 +91,22 @@ GroupHost::~GroupHost() = default;
 
 Status GroupHost::add_group(GroupId g, const raft::ConfState& initial, LogIndex app_applied) {
   if (groups_.contains(g)) return Status(Code::kAlreadyExists, fmt::format("group {}", g.value()));
+  auto h = std::make_unique<Hosted>(wal_, g, initial);
+  if (Status s = start_replica(g, *h, app_applied); !s.is_ok()) return s;
+  h->dirty = true;
+  dirty_.push_back(g);
+  groups_.emplace(g, std::move(h));
+  return Status::ok();
+}
+
+Status GroupHost::start_replica(GroupId g, Hosted& h, LogIndex app_applied) {
   raft::Config c = config_;
   c.group = g;
   // Distinct per node and group, so replicas of one group do not time out in lockstep.
   c.random_seed = config_.random_seed ^ (g.value() * 0x9E3779B97F4A7C15ull) ^ c.id.value();
   if (Status s = c.validate(); !s.is_ok()) return s;
-  raft::BootState boot{{}, raft::SnapshotMeta{LogIndex(0), Term(0), initial}, LogIndex(0)};
+  raft::BootState boot{{}, raft::SnapshotMeta{LogIndex(0), Term(0), h.initial}, LogIndex(0)};
   if (auto info = wal_.group(g)) {
-    if (info->mark.index != LogIndex(0)) {
-      return Status(
-          Code::kUnsupported,
-          fmt::format("group {} has a compacted log (snapshots are not hosted yet)", g.value()));
-    }
     boot.hard_state = to_raft(info->hard);
     if (boot.hard_state.commit > info->last_index) {
       return Status(Code::kCorruption,
@@ -97,18 +114,30 @@ Status GroupHost::add_group(GroupId g, const raft::ConfState& initial, LogIndex 
                                 boot.hard_state.commit.value(), info->last_index.value()));
     }
     boot.applied = std::min(app_applied, boot.hard_state.commit);
+    if (info->mark.index != LogIndex(0)) {
+      std::optional<raft::ConfState> conf;
+      if (conf_marks_ != nullptr) conf = conf_marks_->at(g, info->mark.index);
+      boot.snapshot = raft::SnapshotMeta{info->mark.index, info->mark.term,
+                                         conf ? std::move(*conf) : h.initial};
+      if (app_applied < info->mark.index) {
+        return Status(Code::kAborted,
+                      fmt::format("group {}: the application's last index {} is below the "
+                                  "compacted log (entries up to {} are gone): it lost state "
+                                  "raftd made it durable with",
+                                  g.value(), app_applied.value(), info->mark.index.value()));
+      }
+      boot.applied = std::max(boot.applied, info->mark.index);
+    }
+    h.durable_commit = info->hard.commit;
   }
-  auto h = std::make_unique<Hosted>(wal_, g);
-  h->group.emplace(c, h->storage, boot);
-  h->dirty = true;
-  dirty_.push_back(g);
-  groups_.emplace(g, std::move(h));
+  h.group.emplace(c, h.storage, boot);
   return Status::ok();
 }
 
 void GroupHost::remove_group(GroupId g) {
   groups_.erase(g);
   waiting_.erase(g);
+  stalled_.erase(g);
 }
 
 std::vector<GroupId> GroupHost::group_ids() const {
@@ -134,6 +163,55 @@ void GroupHost::mark_dirty(GroupId g) {
   if (it == groups_.end() || it->second->dirty) return;
   it->second->dirty = true;
   dirty_.push_back(g);
+}
+
+bool GroupHost::installing(GroupId g) const {
+  auto it = groups_.find(g);
+  if (it == groups_.end()) return false;
+  const Hosted& h = *it->second;
+  return h.held && h.held->snapshot && !h.snapshot_staged;
+}
+
+LogIndex GroupHost::compacted_index(GroupId g) const {
+  if (!groups_.contains(g)) return LogIndex(0);
+  auto info = wal_.group(g);
+  return info ? info->mark.index : LogIndex(0);
+}
+
+Result<LogIndex> GroupHost::compact(GroupId g, LogIndex index) {
+  auto it = groups_.find(g);
+  if (it == groups_.end()) {
+    return Status(Code::kNotFound, fmt::format("group {} not hosted", g.value()));
+  }
+  Hosted& h = *it->second;
+  if (h.held) {
+    return Status(
+        Code::kUnavailable,
+        fmt::format("group {}: a Ready is being staged or a snapshot installed", g.value()));
+  }
+  const LogIndex mark = compacted_index(g);
+  index = std::min({index, h.group->applied_index(), h.group->persisted_index(), h.durable_commit});
+  if (index <= mark) return mark;
+  auto meta = h.group->snapshot_meta_at(index);
+  if (!meta.is_ok()) return meta.status();
+  // The configuration first: once the WAL's mark is durable, a restart needs it.
+  if (conf_marks_ == nullptr) {
+    return Status(Code::kInvalidArgument, "group host: no configuration marks");
+  }
+  if (Status s = conf_marks_->record(g, meta.value(), h.initial); !s.is_ok()) return s;
+  auto done = h.group->compact(index);
+  if (!done.is_ok()) return done.status();
+  Status s = wal_.compact(g, index, done.value().term);
+  RAFTD_ASSERT(s.is_ok(), "WAL refused a compaction the core accepted");
+  ++stats_.compactions;
+  return index;
+}
+
+void GroupHost::finish_install(GroupId g, const Status& status) {
+  auto it = groups_.find(g);
+  if (!installing(g) || it->second->install_result) return;
+  it->second->install_result = status;
+  mark_dirty(g);
 }
 
 void GroupHost::tick() {
@@ -195,59 +273,135 @@ void GroupHost::process() {
 }
 
 void GroupHost::drain(GroupId g, Hosted& h) {
+  if (h.held) {
+    if (h.held->snapshot && !h.snapshot_staged) {
+      if (!h.install_result) return;  // the driver is still installing the snapshot
+      Status result = *h.install_result;
+      h.install_result.reset();
+      if (result.is_ok()) result = stage_snapshot(g, h, h.held->snapshot->meta);
+      if (!result.is_ok()) {
+        // The replica goes; the driver takes the group up again from what the WAL and the
+        // application hold, and the leader sends the snapshot again.
+        ++stats_.snapshot_installs_failed;
+        const raft::SnapshotMeta meta = h.held->snapshot->meta;
+        remove_group(g);
+        driver_.on_install_failed(g, meta, result);
+        return;
+      }
+      ++stats_.snapshots_installed;
+      h.snapshot_staged = true;
+    }
+    raft::Ready rd = std::move(*h.held);
+    h.held.reset();
+    if (!finish_ready(g, h, rd)) return;
+    if (!groups_.contains(g)) return;
+  }
   while (h.group->has_ready()) {
     raft::Ready rd = h.group->ready();
     ++stats_.readies;
     for (raft::Message& m : rd.messages) deliver(g, h, std::move(m));
+    for (NodeId to : rd.snapshot_requests) {
+      if (!driver_.on_snapshot_request(g, to)) h.group->report_snapshot(to, false);
+    }
     if (rd.snapshot) {
-      // Not hosted yet: nothing of this Ready is staged and the replica stops here (the WAL
-      // keeps what it had); the driver reports it.
-      driver_.on_snapshot_refused(g, rd.snapshot->meta);
-      remove_group(g);
+      if (!driver_.install_snapshot(g, rd.snapshot->meta)) {
+        // Nothing of this Ready is staged and the replica stops here (the WAL keeps what it
+        // had); the driver reports it.
+        driver_.on_snapshot_refused(g, rd.snapshot->meta);
+        remove_group(g);
+        return;
+      }
+      h.snapshot_staged = false;
+      h.held = std::move(rd);
       return;
     }
-    stage(g, rd);
-    if (!rd.entries.empty()) driver_.on_log_entries(g, rd.entries);
-    if (rd.soft_state) driver_.on_soft_state(g, *rd.soft_state);
-    Pending p;
-    p.batch = wal_.staged_batch();
-    p.after_persist = std::move(rd.messages_after_persist);
-    if (!rd.entries.empty()) p.persisted = {rd.entries.back().index, rd.entries.back().term};
-    // advance() counts rd.committed_entries as applied (and applies configuration changes in
-    // them): take them out only after it.
-    h.group->advance(rd);
-    std::vector<raft::Entry> committed = std::move(rd.committed_entries);
-    std::vector<raft::ReadState> reads = std::move(rd.read_states);
-    if (!p.after_persist.empty() || p.persisted) {
-      h.pending.push_back(std::move(p));
-      waiting_.insert(g);
-    }
-    release(g, h);
-    if (!committed.empty()) driver_.apply(g, std::move(committed));
-    if (!reads.empty()) driver_.on_read_states(g, std::move(reads));
+    if (!finish_ready(g, h, rd)) return;
     if (!groups_.contains(g)) return;  // the driver removed the group while applying
   }
 }
 
-void GroupHost::stage(GroupId g, const raft::Ready& rd) {
-  if (!rd.entries.empty()) {
-    std::vector<wal::EntryView> views;
-    views.reserve(rd.entries.size());
-    for (const raft::Entry& e : rd.entries) {
+Status GroupHost::stage_snapshot(GroupId g, Hosted& h, const raft::SnapshotMeta& meta) {
+  if (conf_marks_ == nullptr) {
+    return Status(Code::kInvalidArgument, "group host: no configuration marks");
+  }
+  if (Status s = conf_marks_->record(g, meta, h.initial); !s.is_ok()) return s;
+  // The snapshot replaces the whole log: whatever this replica held past its old compaction
+  // point goes (it may conflict with the snapshot's entry at meta.index), then the log restarts
+  // empty after meta.index.
+  if (auto info = wal_.group(g); info && info->last_index > info->mark.index) {
+    Status s = wal_.truncate(g, info->mark.index + 1);
+    RAFTD_ASSERT(s.is_ok(), "WAL refused to truncate a group's live log");
+  }
+  Status s = wal_.compact(g, meta.index, meta.term);
+  RAFTD_ASSERT(s.is_ok(), "WAL refused a snapshot's compaction mark");
+  return Status::ok();
+}
+
+bool GroupHost::finish_ready(GroupId g, Hosted& h, raft::Ready& rd) {
+  if (!stage(g, h, rd)) {
+    // The WAL's queue is full: the Ready waits, partly staged, for a batch to become durable.
+    ++stats_.stage_waits;
+    h.held = std::move(rd);
+    stalled_.insert(g);
+    return false;
+  }
+  stalled_.erase(g);
+  h.snapshot_staged = false;
+  if (!rd.entries.empty()) driver_.on_log_entries(g, rd.entries);
+  if (rd.soft_state) driver_.on_soft_state(g, *rd.soft_state);
+  Pending p;
+  p.batch = wal_.staged_batch();
+  p.after_persist = std::move(rd.messages_after_persist);
+  if (!rd.entries.empty()) p.persisted = {rd.entries.back().index, rd.entries.back().term};
+  if (rd.snapshot) p.snapshot = rd.snapshot->meta;
+  // advance() counts rd.committed_entries as applied (and applies configuration changes in
+  // them): take them out only after it.
+  h.group->advance(rd);
+  std::vector<raft::Entry> committed = std::move(rd.committed_entries);
+  std::vector<raft::ReadState> reads = std::move(rd.read_states);
+  if (!p.after_persist.empty() || p.persisted || p.snapshot) {
+    h.pending.push_back(std::move(p));
+    waiting_.insert(g);
+  }
+  release(g, h);
+  if (!committed.empty()) driver_.apply(g, std::move(committed));
+  if (!reads.empty()) driver_.on_read_states(g, std::move(reads));
+  return true;
+}
+
+// Stages what is left of rd's entries, then its hard state (entries first: raft.h). The entries
+// go in pieces that each fit one WAL batch, so a Ready of any size can be written; when the WAL's
+// queue is full the rest waits (h.entries_staged says how far it got) and false is returned.
+bool GroupHost::stage(GroupId g, Hosted& h, const raft::Ready& rd) {
+  const uint64_t record_max = wal_.batch_bytes_max() - wal::kFrameHeaderBytes;
+  std::vector<wal::EntryView> views;
+  while (h.entries_staged < rd.entries.size()) {
+    views.clear();
+    uint64_t bytes = wal::kEntriesBlockBytes;
+    for (size_t i = h.entries_staged; i < rd.entries.size(); ++i) {
+      const raft::Entry& e = rd.entries[i];
+      const uint64_t add = wal::kEntryHeaderBytes + ((e.data.size() + 7) & ~uint64_t(7));
+      if (!views.empty() && bytes + add > record_max) break;
+      bytes += add;
       views.push_back(
           wal::EntryView{e.term, static_cast<uint16_t>(e.type),
                          std::span<const std::byte>(
                              reinterpret_cast<const std::byte*>(e.data.data()), e.data.size())});
     }
-    Status s = wal_.append(g, rd.entries.front().index, views);
-    // The host checked for room, and the core's limits bound a Ready: a refusal here means the
-    // core and the WAL disagree about the log, which no retry can mend.
+    Status s = wal_.append(g, rd.entries[h.entries_staged].index, views);
+    if (s.code() == Code::kUnavailable) return false;
+    // Anything else means the core and the WAL disagree about the log (or an entry is larger
+    // than this node's WAL takes), which no retry can mend.
     RAFTD_ASSERT(s.is_ok(), "WAL refused a Ready's entries");
+    h.entries_staged += views.size();
   }
   if (rd.hard_state) {
     Status s = wal_.set_hard_state(g, to_wal(*rd.hard_state));
+    if (s.code() == Code::kUnavailable) return false;
     RAFTD_ASSERT(s.is_ok(), "WAL refused a Ready's hard state");
   }
+  h.entries_staged = 0;
+  return true;
 }
 
 void GroupHost::deliver(GroupId g, Hosted& h, raft::Message&& m) {
@@ -263,11 +417,20 @@ void GroupHost::release(GroupId g, Hosted& h) {
     h.pending.pop_front();
     for (raft::Message& m : p.after_persist) deliver(g, h, std::move(m));
     if (p.persisted) h.group->on_persisted(p.persisted->first, p.persisted->second);
+    if (p.snapshot) h.group->on_snapshot_installed(*p.snapshot);
   }
 }
 
 void GroupHost::on_durable(std::span<const wal::Durable> durable) {
-  (void)durable;  // durable_batch() says the same for every group, including untouched ones
+  for (const wal::Durable& d : durable) {
+    auto g = groups_.find(d.group);
+    if (g != groups_.end()) {
+      g->second->durable_commit = std::max(g->second->durable_commit, d.hard.commit);
+    }
+  }
+  // Readys that waited for room in the WAL's queue go on.
+  for (GroupId g : stalled_) mark_dirty(g);
+  // durable_batch() says the rest for every group, including untouched ones.
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     auto g = groups_.find(*it);
     if (g == groups_.end()) {

@@ -9,6 +9,7 @@
 
 #include "raftd/base/assert.h"
 #include "raftd/base/log.h"
+#include "raftd/node/durable_file.h"
 #include "raftd/node/envelope.h"
 
 namespace raftd::node {
@@ -125,7 +126,6 @@ constexpr size_t kBodyFixedBytes = 1 + 8 + 8;
 // A result is what one UpdateEntries answer gave for one entry; bodies larger than this are not
 // journal records but damage.
 constexpr uint64_t kJournalBodyBytesMax = 256ull << 20;
-constexpr const char* kTmpSuffix = ".tmp";
 
 void put_u16(std::string* o, uint16_t v) {
   o->push_back(static_cast<char>(v));
@@ -158,23 +158,6 @@ std::string body_head(uint8_t type, GroupId g, LogIndex index) {
   put_u64(&b, g.value());
   put_u64(&b, index.value());
   return b;
-}
-
-Status write_all(int fd, std::string_view bytes, const std::string& path) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::from_errno(errno, "write " + path);
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return Status::ok();
-}
-
-std::string dir_of(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
 }  // namespace
@@ -243,26 +226,12 @@ JournalState ResultsJournal::decode(std::string_view bytes) {
 }
 
 Result<JournalState> ResultsJournal::load(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return JournalState{};
-    return Status::from_errno(errno, "open " + path);
+  Result<std::string> bytes = read_file(path, UINT64_MAX);
+  if (!bytes.is_ok()) {
+    if (bytes.status().code() == Code::kNotFound) return JournalState{};
+    return bytes.status();
   }
-  std::string bytes;
-  char buf[1 << 16];
-  while (true) {
-    ssize_t r = ::read(fd, buf, sizeof buf);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      return Status::from_errno(e, "read " + path);
-    }
-    if (r == 0) break;
-    bytes.append(buf, static_cast<size_t>(r));
-  }
-  ::close(fd);
-  return decode(bytes);
+  return decode(bytes.value());
 }
 
 ResultsJournal::~ResultsJournal() {
@@ -279,21 +248,7 @@ Status ResultsJournal::rewrite(const KeyTable& table,
     }
   }
   for (const auto& [g, w] : watermark) bytes += encode_journal_watermark(g, w);
-  const std::string tmp = path_ + kTmpSuffix;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::from_errno(errno, "create " + tmp);
-  Status s = write_all(fd, bytes, tmp);
-  if (s.is_ok() && ::fsync(fd) != 0) s = Status::from_errno(errno, "fsync " + tmp);
-  ::close(fd);
-  if (!s.is_ok()) return s;
-  if (::rename(tmp.c_str(), path_.c_str()) != 0) return Status::from_errno(errno, "rename " + tmp);
-  const std::string dir = dir_of(path_);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return Status::from_errno(errno, "open " + dir);
-  int r = ::fsync(dfd);
-  int e = errno;
-  ::close(dfd);
-  if (r != 0) return Status::from_errno(e, "fsync " + dir);
+  if (Status s = replace_file(path_, bytes); !s.is_ok()) return s;
   if (fd_ >= 0) ::close(fd_);
   fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   if (fd_ < 0) return Status::from_errno(errno, "open " + path_);

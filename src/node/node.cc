@@ -46,6 +46,7 @@ Status NodeImpl::start() {
   if (!r) return r.status();
   reactor_ = std::move(*r);
   if (Status s = open_wal(); !s.is_ok()) return s;
+  if (Status s = open_snapshots(); !s.is_ok()) return s;
   if (Status s = open_journal(); !s.is_ok()) return s;
   if (Status s = open_network(); !s.is_ok()) return s;
   log::info("raftd: node {} of cluster {:016x} serving clients on {}, peers on {}{}", self_.value(),

@@ -24,13 +24,6 @@ struct ApiContext final : http::ExchangeContext {
 
 ApiContext& ctx(http::Exchange& ex) { return *static_cast<ApiContext*>(ex.context()); }
 
-void respond_error(http::Exchange& ex, int status, std::string_view code,
-                   std::string_view message) {
-  if (status == 503) ex.add_header("Retry-After", "1");
-  Json j{{"error", code}, {"message", message}};
-  ex.respond(status, j.dump(), "application/json");
-}
-
 bool parse_id(std::string_view s, uint64_t* out) {
   if (s.empty() || s.size() > 20) return false;
   for (char c : s) {
@@ -76,6 +69,13 @@ bool valid_key(std::string_view k) {
 constexpr uint64_t kForwardBytesMax = kEnvelopeFixedBytes + 2 + kIdempotencyKeyBytesMax;
 
 }  // namespace
+
+void respond_error(http::Exchange& ex, int status, std::string_view code,
+                   std::string_view message) {
+  if (status == 503) ex.add_header("Retry-After", "1");
+  Json j{{"error", code}, {"message", message}};
+  ex.respond(status, j.dump(), "application/json");
+}
 
 // ---- client API ----------------------------------------------------------------------------
 
@@ -192,9 +192,7 @@ void NodeImpl::api_groups(http::Exchange& ex, const std::vector<std::string>& pa
   if (op == "members" && (parts.size() == 4 || parts.size() == 5)) {
     return api_members(ex, g, parts, std::move(ctx(ex).body));
   }
-  if (op == "snapshot") {
-    return respond_error(ex, 501, "not_implemented", "not supported by this release (README)");
-  }
+  if (parts.size() == 4 && op == "snapshot") return api_snapshot(ex, g);
   respond_error(ex, 404, "not_found", "no such endpoint");
 }
 

@@ -19,26 +19,34 @@ bool is_forward(const http::Exchange& ex) {
 
 }  // namespace
 
+// Snapshot streams and the transport's message streams are both http::Handlers; forwarded
+// proposals are the node's own.
+http::Handler& PeerRouter::handler_of(const http::Exchange& ex) {
+  const std::string& target = ex.request().target;
+  if (target == kSnapshotPath || target.rfind(std::string(kSnapshotPath) + "?", 0) == 0) {
+    return n_.snapshot_receiver();
+  }
+  return n_.transport().handler();
+}
+
 void PeerRouter::on_headers(http::Exchange& ex) {
   if (is_forward(ex)) return n_.forward_headers(ex);
-  n_.transport().handler().on_headers(ex);
+  handler_of(ex).on_headers(ex);
 }
 http::Flow PeerRouter::on_body(http::Exchange& ex, std::string_view chunk) {
   if (is_forward(ex)) return n_.forward_body(ex, chunk);
-  return n_.transport().handler().on_body(ex, chunk);
+  return handler_of(ex).on_body(ex, chunk);
 }
 void PeerRouter::on_end(http::Exchange& ex) {
   if (is_forward(ex)) return n_.forward_end(ex);
-  n_.transport().handler().on_end(ex);
+  handler_of(ex).on_end(ex);
 }
 void PeerRouter::on_drained(http::Exchange& ex) {
-  if (!is_forward(ex)) n_.transport().handler().on_drained(ex);
+  if (!is_forward(ex)) handler_of(ex).on_drained(ex);
 }
 void PeerRouter::on_aborted(http::Exchange& ex) {
-  if (!is_forward(ex)) n_.transport().handler().on_aborted(ex);
+  if (!is_forward(ex)) handler_of(ex).on_aborted(ex);
 }
-
-namespace {
 
 Result<transport::Peer> peer_of(const NodeInfo& n) {
   size_t colon = n.peer.rfind(':');
@@ -47,8 +55,6 @@ Result<transport::Peer> peer_of(const NodeInfo& n) {
   if (port <= 0 || port > 65535) return Status(Code::kInvalidArgument, "bad peer " + n.peer);
   return transport::Peer{n.id, n.peer.substr(0, colon), static_cast<uint16_t>(port)};
 }
-
-}  // namespace
 
 Status NodeImpl::open_network() {
   // Turn-end hooks run in the order they were added, and the transport's and the HTTP clients'
@@ -83,6 +89,7 @@ Status NodeImpl::open_network() {
   };
   transport_ = std::make_unique<transport::Transport>(*reactor_, to, std::move(cb));
   update_peers();
+  if (Status s = open_snapshot_streams(); !s.is_ok()) return s;
 
   app::AppOptions ao;
   ao.url = app::AppUrl{cfg_.app.url.host, cfg_.app.url.port, cfg_.app.url.base_path};
@@ -162,6 +169,7 @@ void NodeImpl::on_peer_down(NodeId peer) {
 
 void NodeImpl::on_turn_end() {
   if (!transport_ || !app_) return;  // still starting
+  if (!installs_missing_.empty()) finish_missing_installs();
   host_->process();
   journal_->flush();
   transport_->flush();
@@ -226,6 +234,7 @@ void NodeImpl::on_tick() {
   sweep_timeouts();
   reconcile_all_hosts();
   relocate_meta_log(*wal_, cfg_.wal.batch_bytes_max, meta_relocation_);
+  compact_pinning();
 }
 
 // ---- run and shutdown ----------------------------------------------------------------------
@@ -235,7 +244,8 @@ Status NodeImpl::run() {
     if (stop_requested_.load() && !stopping_) begin_shutdown();
     if (wal_->failed()) return Status(Code::kAborted, "the WAL stopped after a write error");
     if (stopping_ && wal_->idle() && client_server_->closed() && peer_server_->closed() &&
-        transport_->closed() && app_->closed() && http_->closed()) {
+        transport_->closed() && app_->closed() && http_->closed() && sender_->closed() &&
+        receiver_->idle()) {
       break;
     }
     reactor_->run_once(std::chrono::milliseconds(50));
@@ -262,6 +272,7 @@ void NodeImpl::begin_shutdown() {
   client_server_->close();
   peer_server_->close();
   transport_->close();
+  sender_->close();
   app_->close();
   http_->close();
 }
@@ -343,6 +354,7 @@ void NodeImpl::on_applied(GroupId g, LogIndex last, std::vector<app::Record> res
   journal_applied(g, last, results);
   offer_to_app(g);
   serve_ready_reads(g);
+  maybe_compact(g);
 }
 
 void NodeImpl::on_read_states(GroupId g, std::vector<raft::ReadState>&& states) {
@@ -436,6 +448,7 @@ void NodeImpl::start_group(GroupId g) {
       conf.voters = info->members;
       if (Status s = host_->add_group(g, conf, app_index); s.is_ok()) {
         applied_[g] = std::min(app_index, host_->group(g)->applied_index());
+        if (cfg_.app.sync) synced_[g] = app_index;
         scan_keys(g);
         log::info("group {}: started (app index {})", g.value(), app_index.value());
       } else {
@@ -472,6 +485,7 @@ void NodeImpl::stop_group(GroupId g) {
                      keyed_waits_.lower_bound({g + 1, LogIndex(0)}));
   keys_.drop_group(g);
   journal_mark_.erase(g);
+  forget_snapshots(g);
   if (auto info = wal_->group(g); info && info->last_index > info->mark.index) {
     if (Status s = wal_->compact(g, info->last_index, info->last_term); !s.is_ok()) {
       log::warn("group {}: compaction after delete: {}", g.value(), s.to_string());

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -17,10 +19,12 @@
 #include "raftd/http/client.h"
 #include "raftd/http/server.h"
 #include "raftd/io/reactor.h"
+#include "raftd/node/conf_marks.h"
 #include "raftd/node/envelope.h"
 #include "raftd/node/group_host.h"
 #include "raftd/node/idempotency.h"
 #include "raftd/node/meta.h"
+#include "raftd/node/snapshot_transfer.h"
 #include "raftd/transport/transport.h"
 #include "raftd/wal/uring_sync_writer.h"
 #include "raftd/wal/wal.h"
@@ -45,6 +49,12 @@ inline constexpr const char* kHeaderRequest = "Raftd-Request";
 
 class NodeImpl;
 
+// A node's peer address as the transport's Peer. kInvalidArgument for a malformed one.
+Result<transport::Peer> peer_of(const NodeInfo& n);
+
+// An API error answer: {"error": code, "message": message}, with Retry-After on a 503.
+void respond_error(http::Exchange& ex, int status, std::string_view code, std::string_view message);
+
 // Copying group 0's log forward in the WAL (node_driver.cc relocate_meta_log): its last index
 // when it did not fit one batch (not tried again until it grows), and whether that was logged.
 struct MetaRelocation {
@@ -64,6 +74,7 @@ class PeerRouter final : public http::Handler {
   void on_aborted(http::Exchange& ex) override;
 
  private:
+  http::Handler& handler_of(const http::Exchange& ex);
   NodeImpl& n_;
 };
 
@@ -83,6 +94,9 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void on_soft_state(GroupId g, const raft::SoftState& s) override;
   void on_snapshot_refused(GroupId g, const raft::SnapshotMeta& meta) override;
   void on_log_entries(GroupId g, const std::vector<raft::Entry>& entries) override;
+  bool install_snapshot(GroupId g, const raft::SnapshotMeta& meta) override;
+  void on_install_failed(GroupId g, const raft::SnapshotMeta& meta, const Status& why) override;
+  bool on_snapshot_request(GroupId g, NodeId to) override;
 
   // ---- http::Handler (client API, node_api.cc) ----
   void on_headers(http::Exchange& ex) override;
@@ -95,6 +109,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   http::Flow forward_body(http::Exchange& ex, std::string_view chunk);
   void forward_end(http::Exchange& ex);
   transport::Transport& transport() { return *transport_; }
+  SnapshotReceiver& snapshot_receiver() { return *receiver_; }
 
  private:
   // A client waiting for its proposal (or meta command) to be applied on this node.
@@ -136,6 +151,23 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   Status open_journal();
   void scan_keys(GroupId g);
   void journal_applied(GroupId g, LogIndex last, const std::vector<app::Record>& results);
+
+  // node_snapshots.cc: compaction and snapshots (doc/node.md "Compaction", "Snapshots")
+  Status open_snapshots();
+  LogIndex app_durable(GroupId g) const;
+  void with_durable(GroupId g, std::function<void(LogIndex)> then);
+  void maybe_compact(GroupId g);
+  void compact_pinning();
+  bool compact_to(GroupId g, LogIndex index, std::string_view why);
+  void api_snapshot(http::Exchange& ex, GroupId g);
+  void forget_snapshots(GroupId g);
+  Status open_snapshot_streams();
+  Status accept_snapshot(const SnapshotId& id, NodeId from);
+  void start_send(GroupId g, NodeId to);
+  void finish_send(GroupId g, NodeId to, const Status& status);
+  void start_next_send();
+  void on_install_done(GroupId g, const raft::SnapshotMeta& meta, const Status& status);
+  void finish_missing_installs();
 
   // node_api.cc
   void dispatch(http::Exchange& ex);
@@ -199,6 +231,32 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   std::map<std::pair<GroupId, LogIndex>, uint64_t> by_index_;  // applied here, awaiting the app
   std::unordered_map<uint64_t, ReadWait> reads_;               // reads by request id
   std::map<GroupId, LogIndex> applied_;  // what the app acknowledged, per group
+  // Compaction (node_snapshots.cc): what the app's Sync answers made durable (app.sync only),
+  // entry bytes appended since the group's last compaction, groups with a Sync under way for a
+  // compaction, and when pinning groups were last compacted.
+  std::unique_ptr<ConfMarks> conf_marks_;
+  std::map<GroupId, LogIndex> synced_;
+  std::unordered_map<GroupId, uint64_t> log_bytes_;
+  std::set<GroupId> compacting_;
+  io::TimePoint pins_checked_;
+  // Snapshot streams (doc/node.md "Snapshots"): what this node, as a leader, sends to each
+  // follower that needs one (at most snapshot.sends_max at once, the rest queued), and the
+  // receiving side on the peer listener. Installs finished by the app wait in install_done_ for
+  // the end of the turn (the host takes them in process()).
+  struct Outgoing {
+    bool started = false;
+    app::SaveId save = 0;
+    SnapshotSender::TransferId transfer = 0;
+    raft::SnapshotMeta meta;
+    io::TimePoint since;
+  };
+  std::unique_ptr<SnapshotSender> sender_;
+  std::unique_ptr<SnapshotReceiver> receiver_;
+  std::map<std::pair<GroupId, NodeId>, Outgoing> sends_;
+  std::deque<std::pair<GroupId, NodeId>> send_queue_;
+  size_t sends_active_ = 0;
+  std::vector<std::pair<GroupId, raft::SnapshotMeta>> installs_missing_;
+  uint64_t snapshots_sent_ = 0, snapshots_send_failed_ = 0, snapshots_installed_ = 0;
   std::map<GroupId, std::vector<app::AppEntry>> app_backlog_;  // refused by enqueue, in order
   // Idempotency-Key (idempotency.h): the keys of this node's logs, their results, the journal
   // that carries them across restarts and its watermark per group; and retries waiting for the

@@ -76,7 +76,9 @@ void NodeImpl::scan_keys(GroupId g) {
 void NodeImpl::on_log_entries(GroupId g, const std::vector<raft::Entry>& entries) {
   if (g == GroupId(0)) return;
   keys_.cut(g, entries.front().index);
+  uint64_t& bytes = log_bytes_[g];
   for (const raft::Entry& e : entries) {
+    bytes += e.data.size();
     if (e.type != raft::EntryType::kNormal) continue;
     auto env = decode_envelope(e.data);
     if (env && env->kind == EntryKind::kApp && !env->key.empty()) keys_.note(g, e.index, env->key);

@@ -20,12 +20,6 @@ using Json = nlohmann::json;
 // not show it yet (the proposal may have been lost with a meta leader).
 constexpr auto kHostingRetry = std::chrono::milliseconds(1000);
 
-void respond_error(http::Exchange& ex, int status, std::string_view code,
-                   std::string_view message) {
-  if (status == 503) ex.add_header("Retry-After", "1");
-  ex.respond(status, Json{{"error", code}, {"message", message}}.dump(), "application/json");
-}
-
 bool contains(const std::vector<NodeId>& v, NodeId n) {
   return std::find(v.begin(), v.end(), n) != v.end();
 }

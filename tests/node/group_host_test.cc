@@ -4,12 +4,15 @@
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <stdlib.h>
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "raftd/node/conf_marks.h"
 #include "raftd/wal/fault_env.h"
 #include "raftd/wal/sync_writer.h"
 
@@ -23,6 +26,9 @@ using raft::MessageType;
 
 struct TestNode final : GroupHost::Driver {
   explicit TestNode(NodeId i) : id(i) {}
+  ~TestNode() override {
+    if (!marks_dir.empty()) std::filesystem::remove_all(marks_dir);
+  }
 
   NodeId id;
   wal::FaultEnv env;
@@ -36,6 +42,17 @@ struct TestNode final : GroupHost::Driver {
   std::map<GroupId, LogIndex> delivered;          // last index handed to apply(), this boot
   std::vector<GroupId> refused;
   bool up = false;
+  // Snapshots: "the application's" state is every normal entry it applied (all boots), so a
+  // snapshot is a copy of it. The configuration marks live in a real temp directory (they
+  // survive crash(), as files fsynced by replace_file do).
+  std::map<GroupId, std::vector<std::string>> state;
+  bool snapshots = true;
+  bool fail_installs = false;
+  std::vector<std::pair<GroupId, raft::SnapshotMeta>> installs;  // asked, not yet finished
+  std::vector<std::pair<GroupId, NodeId>> requests;              // as a leader
+  std::vector<GroupId> install_failed;
+  std::string marks_dir;
+  std::unique_ptr<ConfMarks> marks;
 
   // The host steps messages to this node itself (a candidate's self-vote); a network, like the
   // daemon's transport, knows only the other nodes.
@@ -51,12 +68,26 @@ struct TestNode final : GroupHost::Driver {
       // Like a real application: indexes at or below the stored one are re-deliveries.
       if (e.index <= app_index[g]) continue;
       app_index[g] = e.index;
+      if (e.type == EntryType::kNormal && !e.data.empty()) state[g].push_back(e.data);
       if (e.type == EntryType::kNormal) applied[g].push_back(std::move(e));
     }
   }
   void on_read_states(GroupId, std::vector<raft::ReadState>&&) override {}
   void on_soft_state(GroupId, const raft::SoftState&) override {}
   void on_snapshot_refused(GroupId g, const raft::SnapshotMeta&) override { refused.push_back(g); }
+  bool install_snapshot(GroupId g, const raft::SnapshotMeta& meta) override {
+    if (!snapshots) return false;
+    installs.emplace_back(g, meta);
+    return true;
+  }
+  bool on_snapshot_request(GroupId g, NodeId to) override {
+    if (!snapshots) return false;
+    requests.emplace_back(g, to);
+    return true;
+  }
+  void on_install_failed(GroupId g, const raft::SnapshotMeta&, const Status&) override {
+    install_failed.push_back(g);
+  }
 
   void start(const std::vector<GroupId>& groups, const raft::ConfState& conf) {
     wal::WalOptions o;
@@ -71,6 +102,16 @@ struct TestNode final : GroupHost::Driver {
     c.id = id;
     c.random_seed = 7;
     host = std::make_unique<GroupHost>(*wal, c, *this);
+    if (marks_dir.empty()) {
+      marks_dir = (std::filesystem::temp_directory_path() / "raftd-gh-XXXXXX").string();
+      REQUIRE(::mkdtemp(marks_dir.data()) != nullptr);
+    }
+    auto m = ConfMarks::open(marks_dir + "/conf-marks");
+    REQUIRE(m.is_ok());
+    marks = std::move(*m);
+    host->set_conf_marks(marks.get());
+    installs.clear();
+    requests.clear();
     for (GroupId g : groups) REQUIRE(host->add_group(g, conf, app_index[g]).is_ok());
     applied.clear();
     delivered.clear();
@@ -98,6 +139,51 @@ struct Cluster {
   std::vector<GroupId> groups;
   raft::ConfState conf;
   uint64_t rounds = 0;
+  // Snapshots "streamed" by leaders, by (group, index): the leader app's state at that index.
+  std::map<std::pair<GroupId, LogIndex>, std::vector<std::string>> snaps;
+
+  // What the daemon does with snapshot requests and installs, done at once: a leader's app state
+  // at its applied index is the snapshot; an install replaces the follower app's state with it.
+  void serve_snapshots() {
+    for (auto& n : nodes) {
+      if (!n->up) continue;
+      std::vector<std::pair<GroupId, NodeId>> reqs;
+      reqs.swap(n->requests);
+      for (const auto& [g, to] : reqs) {
+        raft::Group* grp = n->host->group(g);
+        if (grp == nullptr) continue;
+        auto meta = grp->snapshot_meta_at(n->app_index[g]);
+        if (!meta) {
+          grp->report_snapshot(to, false);
+        } else {
+          snaps[{g, meta->index}] = n->state[g];
+          grp->send_snapshot(to, raft::Snapshot{*meta, {}});
+          grp->report_snapshot(to, true);
+        }
+        n->host->mark_dirty(g);
+      }
+      std::vector<std::pair<GroupId, raft::SnapshotMeta>> ins;
+      ins.swap(n->installs);
+      for (const auto& [g, meta] : ins) {
+        auto it = snaps.find({g, meta.index});
+        if (n->fail_installs || it == snaps.end()) {
+          n->host->finish_install(g, Status(Code::kIoError, "the test's app failed"));
+          continue;
+        }
+        n->state[g] = it->second;
+        n->app_index[g] = meta.index;
+        n->delivered[g] = meta.index;
+        n->host->finish_install(g, Status::ok());
+      }
+      // A replica whose install failed is taken up again, as the daemon does.
+      std::vector<GroupId> failed;
+      failed.swap(n->install_failed);
+      for (GroupId g : failed) {
+        REQUIRE(n->host->add_group(g, conf, n->app_index[g]).is_ok());
+        n->delivered.erase(g);
+      }
+    }
+  }
 
   explicit Cluster(size_t group_count) {
     for (uint64_t i = 1; i <= 3; ++i) nodes.push_back(std::make_unique<TestNode>(NodeId(i)));
@@ -115,6 +201,7 @@ struct Cluster {
       if (rounds % 5 == 0) n->host->tick();
       n->turn();
     }
+    serve_snapshots();
     for (auto& n : nodes) {
       if (!n->up) continue;
       std::vector<Message> out;
@@ -324,6 +411,190 @@ TEST_CASE("node::GroupHost: messages for groups not hosted are dropped and count
   CHECK(c.node(NodeId(1)).host->stats().dropped_messages == 1);
   CHECK(c.node(NodeId(1)).host->add_group(GroupId(1), c.conf, LogIndex(0)).code() ==
         Code::kAlreadyExists);
+}
+
+TEST_CASE("node::GroupHost: a Ready larger than the WAL's queue is staged over several turns") {
+  // 16 KiB batches, 8 queued at most: one turn of 100 proposals of 3 KB (300 KB) on the leader,
+  // and the appends carrying them to the followers, each need many batches.
+  Cluster c(1);
+  const GroupId g(1);
+  NodeId l = c.await_leader(g);
+  c.settle(20);
+  std::vector<std::string> want;
+  for (int i = 0; i < 100; ++i) {
+    want.push_back(fmt::format("{:03}", i) + std::string(3000, 'x'));
+    REQUIRE(c.node(l).host->propose(g, want.back()).is_ok());
+  }
+  c.settle(400);
+  CHECK(c.node(l).host->stats().stage_waits > 0);
+  for (auto& n : c.nodes) {
+    CHECK(n->state[g] == want);
+    CHECK(n->host->group(g)->check_invariants().is_ok());
+  }
+  // And it all survives a crash of every node.
+  for (auto& n : c.nodes) n->crash();
+  for (auto& n : c.nodes) n->start(c.groups, c.conf);
+  l = c.await_leader(g);
+  REQUIRE(c.node(l).host->propose(g, "z").is_ok());
+  c.settle();
+  for (auto& n : c.nodes) CHECK(n->state[g].back() == "z");
+}
+
+TEST_CASE("node::GroupHost: compaction stays behind the app, the durable commit and the core") {
+  Cluster c(1);
+  const GroupId g(1);
+  NodeId l = c.await_leader(g);
+  for (int i = 0; i < 20; ++i) REQUIRE(c.node(l).host->propose(g, fmt::format("e{}", i)).is_ok());
+  c.settle();
+  TestNode& n = c.node(l);
+  const LogIndex applied = n.host->group(g)->applied_index();
+  auto r = n.host->compact(g, LogIndex(1'000'000));
+  REQUIRE(r.is_ok());
+  CHECK(*r == applied);  // clamped to what is applied (and durable)
+  CHECK(n.host->compacted_index(g) == applied);
+  CHECK(n.host->stats().compactions == 1);
+  auto again = n.host->compact(g, LogIndex(5));  // below the mark: nothing to do
+  REQUIRE(again.is_ok());
+  CHECK(*again == applied);
+  CHECK(n.host->stats().compactions == 1);
+  CHECK(n.host->compact(GroupId(9), LogIndex(1)).status().code() == Code::kNotFound);
+  // A proposal right after, its batch not yet durable: the new entry is not compacted.
+  REQUIRE(n.host->propose(g, "late").is_ok());
+  n.host->process();
+  auto r2 = n.host->compact(g, LogIndex(1'000'000));
+  REQUIRE(r2.is_ok());
+  CHECK(*r2 == applied);
+  c.settle();
+  CHECK(n.state[g].back() == "late");
+}
+
+TEST_CASE("node::GroupHost: a follower behind the compacted log gets a snapshot and catches up") {
+  Cluster c(1);
+  const GroupId g(1);
+  NodeId l = c.await_leader(g);
+  NodeId f = l == NodeId(3) ? NodeId(2) : NodeId(3);
+  for (int i = 0; i < 10; ++i) REQUIRE(c.node(l).host->propose(g, fmt::format("a{}", i)).is_ok());
+  c.settle();
+  c.node(f).crash();
+  l = c.await_leader(g);
+  for (int i = 0; i < 30; ++i) REQUIRE(c.node(l).host->propose(g, fmt::format("b{}", i)).is_ok());
+  c.settle();
+  // Every live node compacts its whole applied log: the follower's next entry is gone.
+  for (auto& n : c.nodes) {
+    if (!n->up) continue;
+    REQUIRE(n->host->compact(g, n->app_index[g]).is_ok());
+    CHECK(n->host->compacted_index(g) > LogIndex(20));
+  }
+  c.node(f).start(c.groups, c.conf);
+  c.settle(600);
+  TestNode& fol = c.node(f);
+  CHECK(fol.host->stats().snapshots_installed == 1);
+  CHECK(fol.host->group(g)->check_invariants().is_ok());
+  l = c.await_leader(g);
+  CHECK(fol.state[g] == c.node(l).state[g]);
+  // It keeps replicating after the snapshot, and a crash of every node boots from the
+  // compacted logs (the snapshot's mark on the follower) with nothing lost.
+  REQUIRE(c.node(l).host->propose(g, "after").is_ok());
+  c.settle();
+  CHECK(fol.state[g].back() == "after");
+  CHECK(fol.host->compacted_index(g) >= LogIndex(30));
+  for (auto& n : c.nodes) n->crash();
+  for (auto& n : c.nodes) n->start(c.groups, c.conf);
+  l = c.await_leader(g);
+  REQUIRE(c.node(l).host->propose(g, "rebooted").is_ok());
+  c.settle();
+  for (auto& n : c.nodes) {
+    CHECK(n->state[g] == c.node(l).state[g]);
+    CHECK(n->state[g].back() == "rebooted");
+    CHECK(n->host->group(g)->check_invariants().is_ok());
+  }
+}
+
+TEST_CASE("node::GroupHost: a failed install drops the replica; taken up again it succeeds") {
+  Cluster c(1);
+  const GroupId g(1);
+  NodeId l = c.await_leader(g);
+  NodeId f = l == NodeId(3) ? NodeId(2) : NodeId(3);
+  c.settle();
+  c.node(f).crash();
+  l = c.await_leader(g);
+  for (int i = 0; i < 12; ++i) REQUIRE(c.node(l).host->propose(g, fmt::format("x{}", i)).is_ok());
+  c.settle();
+  for (auto& n : c.nodes) {
+    if (n->up) REQUIRE(n->host->compact(g, n->app_index[g]).is_ok());
+  }
+  TestNode& fol = c.node(f);
+  fol.fail_installs = true;
+  fol.start(c.groups, c.conf);
+  c.settle(300);
+  CHECK(fol.host->stats().snapshot_installs_failed >= 1);
+  CHECK(fol.host->stats().snapshots_installed == 0);
+  CHECK(fol.state[g].empty());  // nothing of a failed snapshot was taken
+  fol.fail_installs = false;
+  c.settle(600);
+  CHECK(fol.host->stats().snapshots_installed == 1);
+  l = c.await_leader(g);
+  CHECK(fol.state[g] == c.node(l).state[g]);
+  CHECK(fol.state[g].size() == 12);
+}
+
+TEST_CASE("node::GroupHost: a replica that cannot install snapshots stops, as before") {
+  Cluster c(1);
+  const GroupId g(1);
+  NodeId l = c.await_leader(g);
+  NodeId f = l == NodeId(3) ? NodeId(2) : NodeId(3);
+  c.node(f).crash();
+  l = c.await_leader(g);
+  for (int i = 0; i < 5; ++i) REQUIRE(c.node(l).host->propose(g, "y").is_ok());
+  c.settle();
+  for (auto& n : c.nodes) {
+    if (n->up) REQUIRE(n->host->compact(g, n->app_index[g]).is_ok());
+  }
+  c.node(f).snapshots = false;
+  c.node(f).start(c.groups, c.conf);
+  c.settle(400);
+  CHECK(c.node(f).refused == std::vector<GroupId>{g});
+  CHECK(!c.node(f).host->hosts(g));
+}
+
+TEST_CASE("node::GroupHost: a restart from a compacted log takes the configuration marks") {
+  Cluster c(1);
+  const GroupId g(1);
+  NodeId l = c.await_leader(g);
+  // Node 3 leaves the group (a leader other than 3 proposes it), then more entries, then the
+  // remaining two compact past the change.
+  if (l == NodeId(3)) {
+    REQUIRE(c.node(l).host->group(g)->transfer_leader(NodeId(1)).is_ok());
+    c.node(l).host->mark_dirty(g);
+    c.settle();
+    l = c.await_leader(g);
+  }
+  REQUIRE(l != NodeId(3));
+  raft::ConfChange cc;
+  cc.changes.push_back({raft::ConfChangeType::kRemove, NodeId(3)});
+  c.settle(20);
+  REQUIRE(c.node(l).host->group(g)->propose_conf_change(cc).is_ok());
+  c.node(l).host->mark_dirty(g);
+  c.settle();
+  for (int i = 0; i < 5; ++i) REQUIRE(c.node(l).host->propose(g, "z").is_ok());
+  c.settle();
+  const std::vector<NodeId> two{NodeId(1), NodeId(2)};
+  for (NodeId id : two) {
+    TestNode& n = c.node(id);
+    REQUIRE(n.host->group(g)->conf_state().voters == two);
+    REQUIRE(n.host->compact(g, n.app_index[g]).is_ok());
+    CHECK(n.marks->at(g, n.host->compacted_index(g)).has_value());
+  }
+  c.node(NodeId(3)).crash();
+  for (NodeId id : two) c.node(id).crash();
+  for (NodeId id : two) {
+    c.node(id).start(c.groups, c.conf);  // c.conf still names three voters: the marks win
+    CHECK(c.node(id).host->group(g)->conf_state().voters == two);
+  }
+  l = c.await_leader(g);
+  REQUIRE(c.node(l).host->propose(g, "two").is_ok());
+  c.settle();
+  for (NodeId id : two) CHECK(c.node(id).state[g].back() == "two");
 }
 
 }  // namespace

@@ -80,6 +80,21 @@ inline constexpr uint64_t kClientBodyBytesMaxDefault = wal::kBatchBytesDefault /
 // keyed proposals of its group is recognised (about 1.5 MiB per busy group with 128-byte keys and
 // small results; groups that never use keys cost nothing).
 inline constexpr uint32_t kIdempotencyKeysDefault = 10'000;
+// Automatic compaction (doc/node.md "Compaction"): a group's log is compacted once this many
+// entries its app made durable are in it beyond the tail, or once this many bytes of entries were
+// appended since its last compaction. 10,000 entries or 64 MiB: a restart replays little, a
+// thousand active groups hold about a GiB of log at most, and a compaction (a few bytes staged in
+// the WAL) is rare enough to cost nothing.
+inline constexpr uint64_t kSnapshotEntriesDefault = 10'000;
+inline constexpr uint64_t kSnapshotBytesDefault = 64ull << 20;
+// Entries kept behind the compaction point for followers a little behind (a restart, a short
+// partition): they catch up from the log instead of by a snapshot.
+inline constexpr uint64_t kSnapshotTailDefault = 1'000;
+// Snapshot streams at once: sent by this node (its app's SaveSnapshot calls, its uplink) and
+// received (spooling to its disk). Two keeps a node that lost many groups' followers from
+// saturating its disk and app while still overlapping one slow transfer.
+inline constexpr uint32_t kSnapshotSendsDefault = 2;
+inline constexpr uint32_t kSnapshotReceivesDefault = 2;
 // Members listed in cluster.initial; a config with more is a mistake, not a cluster.
 inline constexpr uint32_t kInitialMembersMax = 1024;
 // Tokens go into an HTTP header: visible ASCII, at most this long (well under the header limit).
@@ -185,6 +200,15 @@ struct LimitsSection {
   bool operator==(const LimitsSection&) const = default;
 };
 
+struct SnapshotSection {
+  uint64_t entries = kSnapshotEntriesDefault;  // 0: no compaction by entry count
+  uint64_t bytes = kSnapshotBytesDefault;      // 0: no compaction by bytes
+  uint64_t tail = kSnapshotTailDefault;
+  uint32_t sends_max = kSnapshotSendsDefault;
+  uint32_t receives_max = kSnapshotReceivesDefault;
+  bool operator==(const SnapshotSection&) const = default;
+};
+
 struct AuthSection {
   // When set, client API requests without "Authorization: Bearer <token>" get 401.
   std::optional<std::string> client_token;
@@ -205,6 +229,7 @@ struct Config {
   WalSection wal;
   TransportSection transport;
   LimitsSection limits;
+  SnapshotSection snapshot;
   AuthSection auth;
   LogSection log;
   bool operator==(const Config&) const = default;

@@ -15,12 +15,24 @@
 //     the Ready's records is durable (Wal::staged_batch / durable_batch); on_durable(), wired to
 //     WalOptions::on_durable, releases them per group in Ready order. A Ready that staged nothing
 //     still waits for every earlier Ready of its group (its acks may cover their entries).
-//   - Snapshots are not hosted yet (see README "Status"): a Ready carrying one stops the
-//     replica (Driver::on_snapshot_refused, then the group is no longer hosted).
+//   - Snapshots (doc/node.md "Snapshots"): a Ready carrying one from the leader is held while the
+//     driver installs it in the application (Driver::install_snapshot, asynchronous); the group
+//     is not drained meanwhile. On finish_install(OK) the host records the snapshot's
+//     configuration (ConfMarks), stages the WAL's compaction mark past the old log, then the rest
+//     of the Ready, and calls on_snapshot_installed once that is durable. On a failure the
+//     replica is removed and the driver told (Driver::on_install_failed). A driver
+//     that cannot install snapshots returns false: the replica stops (on_snapshot_refused).
+//   - A leader's Ready::snapshot_requests go to Driver::on_snapshot_request; the driver answers
+//     the core (send_snapshot / report_snapshot) when its transfer ends.
+//   - compact() drops a group's log up to an index its application made durable, bounded by the
+//     durable commit index and what the core allows (raft.h), recording the configuration first.
 //   - Driver callbacks may call propose(), read_index() and mark_dirty(); remove_group() only
 //     from apply() (the host checks for it) or outside process().
 // The WAL's batch queue is bounded: process() stops draining when the WAL has no room for
 // another full batch (kWalRoomBatches), and resumes on a later turn, once a batch is durable.
+// A Ready's entries are staged in pieces that each fit one WAL batch; a Ready larger than the
+// room left (a leader's turn of many big proposals) is held, partly staged, and finished on a
+// later turn: nothing of it is advanced or acknowledged before all of it is staged.
 //
 // Boot: add_group() starts a replica from what the WAL holds for it (hard state, entries) or, for
 // a group the WAL does not know, from index 0 with the initial members. The driver passes the
@@ -43,6 +55,7 @@
 
 #include "raftd/base/ids.h"
 #include "raftd/base/status.h"
+#include "raftd/node/conf_marks.h"
 #include "raftd/raft/raft.h"
 #include "raftd/wal/wal.h"
 
@@ -64,9 +77,30 @@ class GroupHost {
     virtual void apply(GroupId g, std::vector<raft::Entry>&& committed) = 0;
     virtual void on_read_states(GroupId g, std::vector<raft::ReadState>&& states) = 0;
     virtual void on_soft_state(GroupId g, const raft::SoftState& s) = 0;
-    // The leader sent this replica a snapshot, which this release cannot install: the host has
-    // stopped hosting g (called before it is removed).
+    // The leader sent this replica a snapshot. True: the driver installs it in the application
+    // and calls GroupHost::finish_install(g, status) when done (never from within this call).
+    // False: it cannot; the host stops hosting g (on_snapshot_refused, then it is removed).
+    virtual bool install_snapshot(GroupId g, const raft::SnapshotMeta& meta) {
+      (void)g;
+      (void)meta;
+      return false;
+    }
     virtual void on_snapshot_refused(GroupId g, const raft::SnapshotMeta& meta) = 0;
+    // finish_install reported a failure (or recording the snapshot failed): the host has removed
+    // the replica (nothing of the snapshot was staged); the driver may take g up again.
+    virtual void on_install_failed(GroupId g, const raft::SnapshotMeta& meta, const Status& why) {
+      (void)g;
+      (void)meta;
+      (void)why;
+    }
+    // This replica leads g and peer `to` needs a snapshot. True: the driver builds and sends it
+    // and answers the core itself (send_snapshot, report_snapshot). False: the host reports the
+    // failure at once (the core asks again later).
+    virtual bool on_snapshot_request(GroupId g, NodeId to) {
+      (void)g;
+      (void)to;
+      return false;
+    }
     // Entries the log of g gains (staged for the WAL), from entries.front().index on: whatever
     // the log held at those indexes and above was cut. Called before apply() of the same Ready.
     virtual void on_log_entries(GroupId g, const std::vector<raft::Entry>& entries) {
@@ -81,9 +115,13 @@ class GroupHost {
   GroupHost(const GroupHost&) = delete;
   GroupHost& operator=(const GroupHost&) = delete;
 
-  // Starts hosting g. Errors: kAlreadyExists, kUnsupported (the WAL holds a compacted log, which
-  // needs the snapshot support of a later release), kCorruption (the WAL's state for g is
-  // inconsistent), kInvalidArgument (config).
+  // The configuration of each group at its compaction points (required before add_group of a
+  // group whose WAL log is compacted, and for compact() and snapshot installs).
+  void set_conf_marks(ConfMarks* marks) { conf_marks_ = marks; }
+
+  // Starts hosting g. Errors: kAlreadyExists, kCorruption (the WAL's state for g is
+  // inconsistent), kAborted (the log is compacted past app_applied: the application lost state
+  // raftd no longer has), kInvalidArgument (config).
   Status add_group(GroupId g, const raft::ConfState& initial, LogIndex app_applied);
   // Stops hosting g: its Ready work is dropped (the WAL keeps its records until compaction).
   void remove_group(GroupId g);
@@ -95,6 +133,18 @@ class GroupHost {
   raft::Group* group(GroupId g);
   const raft::Group* group(GroupId g) const;
   void mark_dirty(GroupId g);
+
+  // Compacts g's log up to at most `index`, bounded by the replica's applied and persisted
+  // index and the commit index of the last durable hard state. Returns the compaction index now
+  // in effect (the old one when nothing could be dropped). Errors: kNotFound (not hosted),
+  // kUnavailable (a snapshot is being installed), I/O errors writing the configuration marks.
+  Result<LogIndex> compact(GroupId g, LogIndex index);
+  // The compaction index (first_index - 1) of g's log, 0 when not hosted.
+  LogIndex compacted_index(GroupId g) const;
+  // Ends a snapshot install started by Driver::install_snapshot (see the file comment). No-op for
+  // a group not installing.
+  void finish_install(GroupId g, const Status& status);
+  bool installing(GroupId g) const;
 
   void tick();
   // A message from the transport for a group this node hosts (validated by the transport).
@@ -112,6 +162,10 @@ class GroupHost {
     uint64_t readies = 0;
     uint64_t dropped_messages = 0;  // for groups not hosted here
     uint64_t wal_waits = 0;         // turns that left Readys for lack of WAL room
+    uint64_t stage_waits = 0;       // Readys held, partly staged, for lack of WAL room
+    uint64_t snapshots_installed = 0;
+    uint64_t snapshot_installs_failed = 0;
+    uint64_t compactions = 0;
   };
   const Stats& stats() const { return stats_; }
 
@@ -121,17 +175,24 @@ class GroupHost {
 
   bool wal_has_room() const;
   void drain(GroupId g, Hosted& h);
-  void stage(GroupId g, const raft::Ready& rd);
+  // The rest of a Ready once any snapshot in it is installed. False: the WAL's queue had no room
+  // for all of it; the Ready is held (partly staged) until a batch is durable.
+  bool finish_ready(GroupId g, Hosted& h, raft::Ready& rd);
+  Status stage_snapshot(GroupId g, Hosted& h, const raft::SnapshotMeta& meta);
+  Status start_replica(GroupId g, Hosted& h, LogIndex app_applied);
+  bool stage(GroupId g, Hosted& h, const raft::Ready& rd);
   void release(GroupId g, Hosted& h);
   // To the driver, or stepped into h's group when addressed to this node.
   void deliver(GroupId g, Hosted& h, raft::Message&& m);
 
   wal::Wal& wal_;
+  ConfMarks* conf_marks_ = nullptr;
   raft::Config config_;
   Driver& driver_;
   std::unordered_map<GroupId, std::unique_ptr<Hosted>> groups_;
   std::vector<GroupId> dirty_;
   std::unordered_set<GroupId> waiting_;  // groups with Readys waiting for durability
+  std::unordered_set<GroupId> stalled_;  // groups holding a Ready the WAL had no room for
   Stats stats_;
 };
 

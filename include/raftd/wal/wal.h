@@ -180,6 +180,8 @@ class Wal final : private SyncCompletion {
   // reaches WalOptions::queued_batches_max and the open batch is full).
   size_t queued_batch_count() const { return queued_.size(); }
   uint32_t queued_batches_max() const { return options_.queued_batches_max; }
+  // The largest record (frame header included) an append may stage: WalOptions::batch_bytes_max.
+  uint64_t batch_bytes_max() const { return options_.batch_bytes_max; }
 
   // Batch ids, for a driver that must hold messages until what it staged is durable (raft.h's
   // messages_after_persist): every record staged so far belongs to a batch whose id is at most
