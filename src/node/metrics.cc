@@ -257,7 +257,10 @@ void render_app(MetricsText& m, const app::AppStats& a) {
       {"UpdateEntries", &a.update_entries},
       {"Sync", &a.sync},
       {"LastLogIndex", &a.last_log_index},
-      {"GetEntry", &a.get_entry}};
+      {"GetEntry", &a.get_entry},
+      {"PrepareSnapshot", &a.prepare_snapshot},
+      {"SaveSnapshot", &a.save_snapshot},
+      {"RecoverFromSnapshot", &a.recover_from_snapshot}};
   m.family("raftd_app_call_duration_seconds", T::kHistogram,
            "Time from sending a call to the application to its answer or failure, per call.");
   for (const auto& [name, c] : calls) {
@@ -325,6 +328,34 @@ void render_transport(MetricsText& m, const MetricsSources& s) {
     m.sample("raftd_peer_queued_bytes", {{"peer", id}}, st.queued_bytes);
 }
 
+void render_snapshots(MetricsText& m, const SnapshotMetrics& s) {
+  m.family("raftd_snapshots_sent_total", T::kCounter,
+           "Snapshots this node streamed to a follower that confirmed them durable.");
+  m.sample("raftd_snapshots_sent_total", {}, s.sent);
+  m.family("raftd_snapshot_send_failures_total", T::kCounter,
+           "Snapshots this node failed to send (app, stream or follower error); each is retried.");
+  m.sample("raftd_snapshot_send_failures_total", {}, s.send_failed);
+  m.family("raftd_snapshot_bytes_sent_total", T::kCounter, "Bytes of the snapshots sent.");
+  m.sample("raftd_snapshot_bytes_sent_total", {}, s.bytes_sent);
+  m.family("raftd_snapshots_received_total", T::kCounter,
+           "Snapshot streams this node received whole, verified and made durable.");
+  m.sample("raftd_snapshots_received_total", {}, s.received);
+  m.family("raftd_snapshot_receive_failures_total", T::kCounter,
+           "Snapshot streams accepted that ended without a file (cut, corrupt, failed write).");
+  m.sample("raftd_snapshot_receive_failures_total", {}, s.receive_failed);
+  m.family("raftd_snapshot_bytes_received_total", T::kCounter,
+           "Bytes of the snapshots received whole.");
+  m.sample("raftd_snapshot_bytes_received_total", {}, s.bytes_received);
+  m.family("raftd_snapshots_installed_total", T::kCounter,
+           "Snapshots installed in this node's app and log.");
+  m.sample("raftd_snapshots_installed_total", {}, s.installed);
+  m.family("raftd_snapshot_install_failures_total", T::kCounter,
+           "Snapshot installs that failed (the group was taken up again).");
+  m.sample("raftd_snapshot_install_failures_total", {}, s.install_failed);
+  m.family("raftd_log_compactions_total", T::kCounter, "Compactions of a group's log here.");
+  m.sample("raftd_log_compactions_total", {}, s.compactions);
+}
+
 void render_http(MetricsText& m, const http::Server& server) {
   const http::ServerStats& h = server.stats();
   m.family("raftd_http_connections", T::kGauge, "Open connections on the client listener.");
@@ -345,6 +376,7 @@ std::string render_metrics(const MetricsSources& s) {
   if (s.wal != nullptr) render_wal(m, s.wal->stats());
   if (s.app != nullptr) render_app(m, s.app->stats());
   if (s.transport != nullptr) render_transport(m, s);
+  if (s.snapshots != nullptr) render_snapshots(m, *s.snapshots);
   if (s.client_server != nullptr) render_http(m, *s.client_server);
   return m.text();
 }

@@ -24,6 +24,7 @@
 #include "raftd/node/group_host.h"
 #include "raftd/node/idempotency.h"
 #include "raftd/node/meta.h"
+#include "raftd/node/metrics.h"
 #include "raftd/node/snapshot_transfer.h"
 #include "raftd/transport/transport.h"
 #include "raftd/wal/uring_sync_writer.h"
@@ -168,6 +169,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void start_next_send();
   void on_install_done(GroupId g, const raft::SnapshotMeta& meta, const Status& status);
   void finish_missing_installs();
+  SnapshotMetrics snapshot_metrics() const;
 
   // node_api.cc
   void dispatch(http::Exchange& ex);
@@ -256,7 +258,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   std::deque<std::pair<GroupId, NodeId>> send_queue_;
   size_t sends_active_ = 0;
   std::vector<std::pair<GroupId, raft::SnapshotMeta>> installs_missing_;
-  uint64_t snapshots_sent_ = 0, snapshots_send_failed_ = 0, snapshots_installed_ = 0;
+  uint64_t snapshots_sent_ = 0, snapshots_send_failed_ = 0;
   std::map<GroupId, std::vector<app::AppEntry>> app_backlog_;  // refused by enqueue, in order
   // Idempotency-Key (idempotency.h): the keys of this node's logs, their results, the journal
   // that carries them across restarts and its watermark per group; and retries waiting for the

@@ -204,12 +204,25 @@ bool NodeImpl::on_snapshot_request(GroupId g, NodeId to) {
   return true;
 }
 
+// At most snapshot.sends_max streams at once, and one per follower node (a follower that lost
+// many groups gets them one after another, each at full speed, not all at once).
 void NodeImpl::start_next_send() {
-  while (sends_active_ < cfg_.snapshot.sends_max && !send_queue_.empty()) {
-    const auto [g, to] = send_queue_.front();
-    send_queue_.pop_front();
+  for (auto q = send_queue_.begin();
+       sends_active_ < cfg_.snapshot.sends_max && q != send_queue_.end();) {
+    const auto [g, to] = *q;
     auto it = sends_.find({g, to});
-    if (it == sends_.end()) continue;
+    if (it == sends_.end()) {
+      q = send_queue_.erase(q);
+      continue;
+    }
+    const bool busy = std::any_of(sends_.begin(), sends_.end(), [to = to](const auto& s) {
+      return s.first.second == to && s.second.started;
+    });
+    if (busy) {
+      ++q;
+      continue;
+    }
+    q = send_queue_.erase(q);
     it->second.started = true;
     it->second.since = io::Reactor::now();
     ++sends_active_;
@@ -315,7 +328,6 @@ bool NodeImpl::install_snapshot(GroupId g, const raft::SnapshotMeta& meta) {
 void NodeImpl::on_install_done(GroupId g, const raft::SnapshotMeta& meta, const Status& status) {
   if (!host_->installing(g)) return;
   if (status.is_ok()) {
-    ++snapshots_installed_;
     applied_[g] = meta.index;
     synced_[g] = meta.index;  // RecoverFromSnapshot is durable (API.md section 3)
     log_bytes_[g] = 0;
@@ -335,6 +347,20 @@ void NodeImpl::finish_missing_installs() {
     on_install_done(g, meta,
                     Status(Code::kNotFound, "no spooled snapshot file for this index and term"));
   }
+}
+
+SnapshotMetrics NodeImpl::snapshot_metrics() const {
+  SnapshotMetrics m;
+  m.sent = snapshots_sent_;
+  m.send_failed = snapshots_send_failed_;
+  m.bytes_sent = sender_->stats().bytes;
+  m.received = receiver_->stats().received;
+  m.receive_failed = receiver_->stats().failed;
+  m.bytes_received = receiver_->stats().bytes;
+  m.installed = host_->stats().snapshots_installed;
+  m.install_failed = host_->stats().snapshot_installs_failed;
+  m.compactions = host_->stats().compactions;
+  return m;
 }
 
 void NodeImpl::on_install_failed(GroupId g, const raft::SnapshotMeta& meta, const Status& why) {

@@ -78,6 +78,14 @@ def wait_for(pred, what, deadline_s=ct.OP_WAIT_S):
     raise AssertionError(f"{what}: not within {deadline_s} s (last: {last})")
 
 
+def metric(node, name):
+    r = node.call("GET", "/metrics")
+    assert r is not None and r.status == 200, f"GET /metrics on node {node.id}: {r}"
+    m = re.search(rf"^{re.escape(name)} (\d+)$", r.body.decode(), re.M)
+    assert m, f"no {name} on node {node.id}"
+    return int(m.group(1))
+
+
 def log_has(node, pattern):
     with open(node.log, "rb") as f:
         return re.search(pattern.encode(), f.read()) is not None
@@ -107,6 +115,7 @@ def test_compaction_and_restart(c):
     ct.expect_status(r, 200, what="a second snapshot request")
     ct.expect_status(n1.call("POST", "/v1/groups/77/snapshot"), 404, "unknown_group")
     ct.expect_status(n1.call("GET", f"/v1/groups/{g}/snapshot"), 405)
+    assert metric(n1, "raftd_log_compactions_total") >= 2
     # kill -9 of every node: each recovers from its compacted log and serves everything.
     for n in c.nodes:
         n.kill9()
@@ -142,6 +151,10 @@ def test_follower_behind_compacted_log_gets_snapshot(c):
     assert log_has(c.node(c.wait_leader(g)), r"group 1: snapshot at index \d+ delivered"), \
         "the leader did not log a delivered snapshot"
     check_data(c, lag, g, {**before, **after}, stale=True)
+    assert metric(lag, "raftd_snapshots_received_total") >= 1
+    assert metric(lag, "raftd_snapshots_installed_total") >= 1
+    assert metric(c.node(c.wait_leader(g)), "raftd_snapshots_sent_total") >= 1
+    assert metric(c.node(c.wait_leader(g)), "raftd_snapshot_bytes_sent_total") > 0
     # It keeps replicating, also after a restart from the installed snapshot.
     lag.kill9()
     lag.start()

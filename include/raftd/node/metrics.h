@@ -101,6 +101,20 @@ ApiMetrics& api_metrics();
 
 // What render_metrics() reads; every pointer may be null (that part is then left out), except
 // that groups need both host and applied.
+// Snapshot streams and compaction (node_snapshots.cc): what the node counts itself, and its
+// sender's and receiver's counters.
+struct SnapshotMetrics {
+  std::uint64_t sent = 0;         // streams the follower confirmed, the core told
+  std::uint64_t send_failed = 0;  // prepare, save or stream failed
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t received = 0;  // spooled, verified and durable
+  std::uint64_t receive_failed = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t installed = 0;  // installed in the app and the core
+  std::uint64_t install_failed = 0;
+  std::uint64_t compactions = 0;
+};
+
 struct MetricsSources {
   NodeId self;
   const GroupHost* host = nullptr;
@@ -112,6 +126,7 @@ struct MetricsSources {
   const app::AppClient* app = nullptr;
   const http::Server* client_server = nullptr;
   const ApiMetrics* api = nullptr;
+  const SnapshotMetrics* snapshots = nullptr;
 };
 
 // The whole exposition, every family in a fixed order (doc/node.md, "Metrics").
