@@ -137,10 +137,9 @@ void NodeImpl::dispatch(http::Exchange& ex) {
   if (path == "/metrics") {
     if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET");
     const SnapshotMetrics snaps = snapshot_metrics();
-    const MetricsSources sources{self_,      host_.get(),          &applied_,
-                                 &meta_,     wal_.get(),           transport_.get(),
-                                 app_.get(), client_server_.get(), &api_metrics(),
-                                 &snaps};
+    const MetricsSources sources{
+        self_,      host_.get(),          &applied_,      &meta_, wal_.get(), transport_.get(),
+        app_.get(), client_server_.get(), &api_metrics(), &snaps};
     return ex.respond(200, render_metrics(sources), kMetricsContentType);
   }
   if (parts.size() >= 3 && parts[0] == "v1" && parts[1] == "cluster" && parts[2] == "nodes") {
