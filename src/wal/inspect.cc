@@ -70,6 +70,30 @@ std::string describe_groups(const RecoveredLog& log) {
   return out;
 }
 
+// Which groups' live entries are in each segment: segments are deleted oldest first, once no
+// group has a live entry in the oldest (a group compacts past them, or copies them forward).
+std::string describe_pins(const RecoveredLog& log) {
+  std::map<uint64_t, std::map<GroupId, uint64_t>> live;  // segment -> group -> live entries
+  for (const auto& [g, l] : log.groups) {
+    for (const EntryLoc& loc : l.locs) ++live[loc.segment][g];
+  }
+  std::string out;
+  for (size_t i = 0; i < log.written.size(); ++i) {
+    const SegmentSummary& s = log.written[i];
+    auto it = live.find(s.sequence);
+    std::string who;
+    if (it == live.end()) {
+      who = "no live entries";
+    } else {
+      for (const auto& [g, n] : it->second) {
+        who += fmt::format("{}group {} ({} entries)", who.empty() ? "" : ", ", raw(g), n);
+      }
+    }
+    out += fmt::format("  segment seq {}{}: {}\n", s.sequence, i == 0 ? " (oldest)" : "", who);
+  }
+  return "kept by (live entries per segment; the oldest goes once it has none):\n" + out;
+}
+
 }  // namespace
 
 Status verify_dir(Env& env, const std::string& dir, std::string* report) {
@@ -92,6 +116,7 @@ Status inspect_dir(Env& env, const std::string& dir, const InspectOptions& optio
   if (options.frames) *report += frames;
   *report += fmt::format("next frame {} next batch {}\n", log->next_frame, log->next_batch);
   *report += describe_groups(*log);
+  *report += describe_pins(*log);
   if (log->torn) *report += describe_torn(*log->torn);
   return Status::ok();
 }

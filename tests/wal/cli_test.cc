@@ -107,6 +107,9 @@ TEST_CASE("raftd wal verify/inspect: exit 0 on a good WAL, 1 on a damaged one, 2
   CHECK(inspect.output.find("group 1:") != std::string::npos);
   CHECK(inspect.output.find("0000000000000001.wal") != std::string::npos);
   CHECK(inspect.output.find("batches 1..") != std::string::npos);
+  // What keeps each segment: group 1's live entries are in the oldest.
+  CHECK(inspect.output.find("kept by") != std::string::npos);
+  CHECK(inspect.output.find("segment seq 1 (oldest): group 1 (") != std::string::npos);
   Run frames = run("wal inspect --frames " + d);
   CHECK(frames.code == 0);
   CHECK(frames.output.find("batch 1.0 CHECKPOINT") != std::string::npos);
