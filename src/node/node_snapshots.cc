@@ -91,7 +91,9 @@ void NodeImpl::maybe_compact(GroupId g) {
 
 // Groups whose live entries keep the oldest WAL segment are compacted behind their app, so that
 // the segment can go (the meta group is copied forward instead: node_driver.cc).
+// With both thresholds 0 there is no automatic compaction at all (only the API's), this neither.
 void NodeImpl::compact_pinning() {
+  if (cfg_.snapshot.entries == 0 && cfg_.snapshot.bytes == 0) return;
   const io::TimePoint now = io::Reactor::now();
   if (now - pins_checked_ < kPinCheckEvery) return;
   pins_checked_ = now;

@@ -354,8 +354,10 @@ def test_deleted_group_wal_released(c):
     """Small WAL segments; several segments of data in group 7, then DELETE of group 7: every
     node's segment files drop back to a few (those holding group 0's meta entries, which are
     never compacted, the active one and the spares) within a bound."""
+    # No automatic compaction: group 7's log keeps its segments until the DELETE.
     ops(c, {"wal": [f"segment_bytes = {SEGMENT_BYTES}", f"batch_bytes_max = {BATCH_BYTES}"],
-            "limits": [f"client_body_bytes_max = {BATCH_BYTES // 2}"]})
+            "limits": [f"client_body_bytes_max = {BATCH_BYTES // 2}"],
+            "snapshot": ["entries = 0", "bytes = 0"]})
     c.start()
     c.create_group(c.nodes[0], 7)
     before = {n.id: len(wal_segments(n)) for n in c.nodes}
