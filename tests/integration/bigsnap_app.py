@@ -383,13 +383,13 @@ class AppHandler(BaseHTTPRequestHandler):
                 time.sleep(HOLD_POLL_S)
         self._log(f"save of group {group} at index {index}: {size} bytes start")
         t0 = time.monotonic()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
         w = self.wfile
         sent = 0
         try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
             head = header_line(index, digest, size)
             w.write(b"%x\r\n%s\r\n" % (len(head), head))
             for _, block in Generator(index, size).blocks():
