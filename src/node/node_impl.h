@@ -256,6 +256,8 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   std::unique_ptr<SnapshotReceiver> receiver_;
   std::map<std::pair<GroupId, NodeId>, Outgoing> sends_;
   std::deque<std::pair<GroupId, NodeId>> send_queue_;
+  // After a failed send to (group, follower): not before .first; .second the current delay.
+  std::map<std::pair<GroupId, NodeId>, std::pair<io::TimePoint, io::Duration>> send_backoff_;
   size_t sends_active_ = 0;
   std::vector<std::pair<GroupId, raft::SnapshotMeta>> installs_missing_;
   uint64_t snapshots_sent_ = 0, snapshots_send_failed_ = 0;

@@ -17,6 +17,10 @@ namespace {
 // entries must not keep every later segment on disk while other groups write.
 constexpr size_t kPinnedSegmentsMax = 2;
 constexpr auto kPinCheckEvery = std::chrono::milliseconds(1000);
+// A failed snapshot send is tried again after this long, doubling per failure up to the max: a
+// follower's node coming back is served within a second, a broken app costs a try per 30 s.
+constexpr io::Duration kSendRetryMin = std::chrono::milliseconds(500);
+constexpr io::Duration kSendRetryMax = std::chrono::seconds(30);
 
 }  // namespace
 
@@ -147,6 +151,7 @@ void NodeImpl::forget_snapshots(GroupId g) {
     it = sends_.erase(it);
   }
   std::erase_if(send_queue_, [g](const auto& q) { return q.first == g; });
+  std::erase_if(send_backoff_, [g](const auto& b) { return b.first.first == g; });
   if (receiver_) receiver_->remove(g);
   start_next_send();
 }
@@ -200,6 +205,12 @@ bool NodeImpl::on_snapshot_request(GroupId g, NodeId to) {
   if (stopping_ || g == GroupId(0)) return false;
   const auto key = std::make_pair(g, to);
   if (sends_.contains(key)) return true;  // under way or queued: the core waits for it
+  // After a failure the next try waits (the core asks at every heartbeat answer): an app that
+  // cannot make snapshots, or a follower that refuses them, costs a try per backoff, not a storm.
+  if (auto b = send_backoff_.find(key);
+      b != send_backoff_.end() && io::Reactor::now() < b->second.first) {
+    return false;
+  }
   sends_.emplace(key, Outgoing{});
   send_queue_.push_back(key);
   start_next_send();
@@ -288,6 +299,7 @@ void NodeImpl::finish_send(GroupId g, NodeId to, const Status& status) {
   raft::Group* grp = host_->group(g);
   const double secs = std::chrono::duration<double>(io::Reactor::now() - o.since).count();
   if (status.is_ok()) {
+    send_backoff_.erase({g, to});
     ++snapshots_sent_;
     log::info("group {}: snapshot at index {} delivered to node {} in {:.1f} s", g.value(),
               o.meta.index.value(), to.value(), secs);
@@ -297,6 +309,9 @@ void NodeImpl::finish_send(GroupId g, NodeId to, const Status& status) {
     }
   } else {
     ++snapshots_send_failed_;
+    auto& [next, delay] = send_backoff_[{g, to}];
+    delay = std::clamp(delay * 2, kSendRetryMin, kSendRetryMax);
+    next = io::Reactor::now() + delay;
     log::warn("group {}: snapshot to node {} failed after {:.1f} s: {}", g.value(), to.value(),
               secs, status.to_string());
     if (grp != nullptr) grp->report_snapshot(to, false);

@@ -165,6 +165,35 @@ def test_follower_behind_compacted_log_gets_snapshot(c):
     check_data(c, lag, g, {k: before[k] for k in list(before)[:5]}, stale=True)
 
 
+@test
+def test_snapshot_waits_for_the_leaders_app(c):
+    # The leader's app is down when a follower needs a snapshot: each try fails at
+    # PrepareSnapshot, tries back off (a few log lines, not one per heartbeat), and once the app
+    # is back the follower gets its snapshot.
+    ops.ops(c, COMPACT).start()
+    g = 1
+    c.create_group(c.nodes[0], g)
+    leader = c.node(c.wait_leader(g))
+    lag = next(n for n in c.nodes if n is not leader)
+    live = [n for n in c.nodes if n is not lag]
+    lag.kill9()
+    data = put_many(c, live, g, "a", 60)
+    for n in live:
+        ct.expect_status(n.call("POST", f"/v1/groups/{g}/snapshot"), 200, what="compaction")
+    target = status(leader, g)["commit_index"]
+    leader.kill_app()
+    lag.start()
+    c.wait_ready([lag])
+    time.sleep(4)
+    with open(leader.log, "rb") as f:
+        failures = len(re.findall(rb"group 1: snapshot to node \d+ failed", f.read()))
+    assert 1 <= failures <= 8, f"{failures} failed tries logged in 4 s"
+    assert status(lag, g)["applied_index"] < target, "caught up without the leader's app?"
+    leader.start_app()  # the same port
+    wait_for(lambda: status(lag, g)["applied_index"] >= target, "the follower caught up", 60)
+    check_data(c, lag, g, data, stale=True)
+
+
 class SyncKvNode(ops.OpsNode):
     """An OpsNode whose raftd-kv runs with --sync-mode (durable only at POST /Sync)."""
 
