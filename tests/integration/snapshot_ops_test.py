@@ -269,16 +269,20 @@ class Trace:
         self.last = max(seg["points"])
 
 
-def check_same_histories(nodes, g, unsure=()):
+def check_same_histories(nodes, g, unsure=(), records=None):
     """Every app applied the same history of g: at every last index two apps both recorded,
     their states are equal, and between two such indexes inside reset-free stretches they
     applied the same changes in the same order; no put of the same value to a key outside
-    `unsure` is applied twice in a stretch. Returns the Traces."""
+    `unsure` is applied twice in a stretch. records: each node's kv_records of g (read from
+    its app's log when None). Returns the Traces and how many changes were compared."""
     traces = []
-    for n in nodes:
-        recs = kv_records(n).get(g, [])
-        flat = [ch for _, chs in recs for ch in chs]
-        assert flat == ct.kv_changes(n).get(g, []), "kv_records disagrees with ct.kv_changes"
+    for i, n in enumerate(nodes):
+        if records is None:
+            recs = kv_records(n).get(g, [])
+            flat = [ch for _, chs in recs for ch in chs]
+            assert flat == ct.kv_changes(n).get(g, []), "kv_records disagrees with ct.kv_changes"
+        else:
+            recs = records[i]
         traces.append(Trace(n, recs))
     for t in traces:
         for seg in t.segments:
@@ -412,12 +416,11 @@ def members_of(s):
     return sorted((m["node"], m["role"]) for m in s["members"])
 
 
-@test
-def test_membership_change_with_stopped_member(c):
-    """Four nodes, group on 1-3. A member (not the leader) is SIGSTOPped; node 4 is added as a
-    learner (joining by snapshot: the log is compacted), promoted, and the stopped node removed,
-    while writers keep going. On SIGCONT the stopped node disrupts nothing (the leader and its
-    term stay, writes go on) and stops hosting the group (404)."""
+def membership_around_stopped(c, stop_leader):
+    """Four nodes, group on 1-3. A member (a follower, or the group's leader) is SIGSTOPped;
+    node 4 is added as a learner (joining by snapshot: the log is compacted), promoted, and the
+    stopped node removed, while writers keep going. On SIGCONT the stopped node disrupts nothing
+    (the leader and its term stay, writes go on) and stops hosting the group (404)."""
     ops.ops(c, COMPACT).start()
     g = 1
     n4 = c.nodes[3]
@@ -425,7 +428,7 @@ def test_membership_change_with_stopped_member(c):
     data = put_many(c, c.nodes[:3], g, "a", 60)
     c.wait_converged(g, c.nodes[:3])
     leader = c.node(c.wait_leader(g, c.nodes[:3]))
-    stopped = next(n for n in c.nodes[:3] if n is not leader)
+    stopped = leader if stop_leader else next(n for n in c.nodes[:3] if n is not leader)
     rest = [n for n in c.nodes[:3] if n is not stopped]
     os.kill(stopped.proc.pid, signal.SIGSTOP)
     via = list(rest)
@@ -476,7 +479,8 @@ def test_membership_change_with_stopped_member(c):
                 pass
         data.update(writer.finish())
     assert status(c.node(lead), g)["term"] == term, "the term moved"
-    print(f"    node {stopped.id} stopped and removed, node 4 added by snapshot; "
+    print(f"    node {stopped.id} ({'leader' if stop_leader else 'follower'}) stopped and "
+          f"removed, node {lead} leads, node 4 added by snapshot; "
           f"{len(writer.acked)} writes acknowledged, {len(writer.unsure)} unsure")
     read_all(c, members, g, data)
     traces, compared = check_converged_apps(c, members, g, data, writer.unsure)
@@ -486,7 +490,18 @@ def test_membership_change_with_stopped_member(c):
     c.stop_all()
 
 
-test_membership_change_with_stopped_member.nodes = 4
+@test
+def test_membership_change_with_stopped_follower(c):
+    membership_around_stopped(c, stop_leader=False)
+
+
+@test
+def test_membership_change_with_stopped_leader(c):
+    membership_around_stopped(c, stop_leader=True)
+
+
+test_membership_change_with_stopped_follower.nodes = 4
+test_membership_change_with_stopped_leader.nodes = 4
 
 
 # ---- 3. leader transfers under load --------------------------------------------------------
@@ -533,6 +548,25 @@ def test_leader_transfer_under_load(c):
     traces, compared = check_converged_apps(c, c.nodes, g, data, writer.unsure)
     read_all(c, c.nodes, g, data)
     assert compared >= len(data), f"only {compared} changes compared across the apps"
+    # The comparison is not vacuous: one app's history with a value changed, or with two
+    # adjacent records' changes in swapped order, is refused.
+    records = [kv_records(n)[g] for n in c.nodes]
+    puts = [(i, j) for i, (_, chs) in enumerate(records[0]) for j, ch in enumerate(chs)
+            if ch[0] == 1]
+    i, j = puts[len(puts) // 2]
+    bad = [list(r) for r in records]
+    last, chs = bad[0][i]
+    bad[0][i] = (last, chs[:j] + [(1, chs[j][1], "changed")] + chs[j + 1:])
+    i2 = next(k for k in range(i + 1, len(records[0])) if records[0][k][1])
+    swapped = [list(r) for r in records]
+    swapped[0][i], swapped[0][i2] = (records[0][i][0], records[0][i2][1]), \
+        (records[0][i2][0], records[0][i][1])
+    for what, recs in (("a changed value", bad), ("swapped records", swapped)):
+        try:
+            check_same_histories(c.nodes, g, writer.unsure, recs)
+        except AssertionError:
+            continue
+        raise AssertionError(f"the history check accepted {what}")
     print(f"    apps: {[t.resets for t in traces]} resets, {compared} changes compared")
     c.stop_all()
 
