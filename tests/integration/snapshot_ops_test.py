@@ -372,7 +372,8 @@ def test_snapshot_transfer_leader_killed(c):
     assert re.search(rf"group {g}: snapshot at index \d+ installed", log_since(lag, mark_lag)), \
         "no snapshot installed on the follower"
     wait_for(lambda: not partial_files(lag), "no partial file left", 30)
-    failed = re.findall(r"snapshot: receiving .* failed after (\d+) bytes", log_since(lag, mark_lag))
+    failed = re.findall(r"snapshot: receiving .* failed after (\d+) bytes",
+                        log_since(lag, mark_lag))
     print(f"    leader {leader.id} killed while sending at index {sent.group(1)} "
           f"({'cut' if cut else 'already delivered'}); node {lag.id}: streams cut after "
           f"{failed} bytes")
@@ -483,7 +484,7 @@ def membership_around_stopped(c, stop_leader):
           f"removed, node {lead} leads, node 4 added by snapshot; "
           f"{len(writer.acked)} writes acknowledged, {len(writer.unsure)} unsure")
     read_all(c, members, g, data)
-    traces, compared = check_converged_apps(c, members, g, data, writer.unsure)
+    traces, _ = check_converged_apps(c, members, g, data, writer.unsure)
     # The removed node's app applied a prefix of the same history (checked at common indexes).
     check_same_histories(members + [stopped], g, writer.unsure)
     assert traces[2].resets >= 1, "node 4's app shows no snapshot install"
