@@ -26,6 +26,7 @@ import time
 
 import cluster_ops_test as ops
 import cluster_test as ct
+from snapshot_test import COMPACT, put_many, status, wait_for
 
 LINCHECK = None
 
@@ -37,28 +38,9 @@ def test(fn):
     return fn
 
 
-# Small thresholds, so a test's few hundred entries compact many times.
-COMPACT = {"snapshot": ["entries = 40", "tail = 10"]}
 
 
 # ---- helpers -------------------------------------------------------------------------------
-
-
-def status(node, g):
-    s = node.status(g)
-    assert s is not None, f"node {node.id} does not answer the status of group {g}"
-    return s
-
-
-def wait_for(pred, what, deadline_s=ct.OP_WAIT_S, every=0.1):
-    deadline = time.time() + deadline_s
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not within {deadline_s} s (last: {last})")
 
 
 def log_size(node):
@@ -94,28 +76,6 @@ def compact(nodes, g):
     for n in nodes:
         ct.expect_status(n.call("POST", f"/v1/groups/{g}/snapshot"), 200,
                          what=f"compaction on node {n.id}")
-
-
-def put_many(c, via, g, prefix, count, value_bytes=16, threads=4):
-    """count puts through the nodes in `via`, from a few threads; returns {key: value}."""
-    data = {f"{prefix}{i}": f"{prefix}{i}-" + "v" * value_bytes for i in range(count)}
-    keys = list(data)
-    errors = []
-
-    def work(part):
-        try:
-            for k in part:
-                c.put(via, g, k, data[k])
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
-
-    ts = [threading.Thread(target=work, args=(keys[i::threads],)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors, errors[0]
-    return data
 
 
 def read_all(c, nodes, g, data, stale=False):

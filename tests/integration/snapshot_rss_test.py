@@ -27,6 +27,7 @@ import time
 
 import cluster_ops_test as ops
 import cluster_test as ct
+from snapshot_test import status, wait_for
 
 BIGSNAP_APP = None
 SNAPSHOT_BYTES = 1 << 30
@@ -103,23 +104,6 @@ def memory(pid):
             if key in ("VmHWM", "VmRSS"):
                 out[key] = int(value.split()[0]) * 1024  # "<n> kB"
     return out["VmHWM"], out["VmRSS"]
-
-
-def status(node, g):
-    s = node.status(g)
-    assert s is not None, f"node {node.id} does not answer the status of group {g}"
-    return s
-
-
-def wait_for(pred, what, deadline_s=ct.OP_WAIT_S, every_s=0.1):
-    deadline = time.time() + deadline_s
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(every_s)
-    raise AssertionError(f"{what}: not within {deadline_s:.0f} s (last: {last})")
 
 
 def app_state(node, g):

@@ -67,14 +67,14 @@ def check_data(c, node, g, data, stale=False):
         c.read_until(node, g, k, v, stale=stale)
 
 
-def wait_for(pred, what, deadline_s=ct.OP_WAIT_S):
+def wait_for(pred, what, deadline_s=ct.OP_WAIT_S, every=0.1):
     deadline = time.time() + deadline_s
     last = None
     while time.time() < deadline:
         last = pred()
         if last:
             return last
-        time.sleep(0.1)
+        time.sleep(every)
     raise AssertionError(f"{what}: not within {deadline_s} s (last: {last})")
 
 
