@@ -230,6 +230,22 @@ void GroupHost::step(const raft::Message& m) {
     ++stats_.dropped_messages;
     return;
   }
+  // An entry this node's WAL cannot hold as one record (a leader configured with a larger
+  // wal.batch_bytes_max than this node) would stop the node when staged: the message is dropped
+  // and counted instead, and the operator told; the group lags here until the configs agree.
+  const uint64_t record_max = wal_.batch_bytes_max() - wal::kFrameHeaderBytes -
+                              wal::kEntriesBlockBytes - wal::kEntryHeaderBytes;
+  for (const raft::Entry& e : m.entries) {
+    if (e.data.size() > record_max) {
+      if (stats_.oversized_dropped++ % 1000 == 0) {
+        log::error(
+            "group {}: node {} sent an entry of {} bytes, over this node's WAL record "
+            "limit of {} (wal.batch_bytes_max); dropped: raise wal.batch_bytes_max here",
+            m.group.value(), m.from.value(), e.data.size(), record_max);
+      }
+      return;
+    }
+  }
   grp->step(m);
   mark_dirty(m.group);
 }

@@ -440,6 +440,39 @@ TEST_CASE("node::GroupHost: a Ready larger than the WAL's queue is staged over s
   for (auto& n : c.nodes) CHECK(n->state[g].back() == "z");
 }
 
+TEST_CASE("node::GroupHost: an entry over this node's WAL record limit is dropped, not staged") {
+  // A leader whose WAL takes bigger records than this node's (16 KiB batches here) sends an
+  // append with a 20 KB entry: staging it would stop the node; the message is dropped instead.
+  Cluster c(1);
+  const GroupId g(1);
+  NodeId l = c.await_leader(g);
+  c.settle(20);
+  NodeId f = l == NodeId(1) ? NodeId(2) : NodeId(1);
+  TestNode& fol = c.node(f);
+  const raft::Group* grp = fol.host->group(g);
+  Message m;
+  m.type = MessageType::kAppend;
+  m.group = g;
+  m.from = l;
+  m.to = f;
+  m.term = grp->term();
+  m.index = grp->last_index();
+  m.log_term = grp->last_term();
+  m.commit = grp->commit_index();
+  m.entries.push_back(
+      Entry{grp->term(), grp->last_index() + 1, EntryType::kNormal, std::string(20'000, 'x')});
+  const LogIndex before = grp->last_index();
+  fol.host->step(m);
+  c.settle(20);
+  CHECK(fol.host->stats().oversized_dropped == 1);
+  CHECK(fol.host->group(g)->last_index() >= before);
+  // The group goes on with entries that fit.
+  l = c.await_leader(g);
+  REQUIRE(c.node(l).host->propose(g, "small").is_ok());
+  c.settle();
+  CHECK(fol.state[g].back() == "small");
+}
+
 TEST_CASE("node::GroupHost: compaction stays behind the app, the durable commit and the core") {
   Cluster c(1);
   const GroupId g(1);

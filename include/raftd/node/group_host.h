@@ -148,7 +148,8 @@ class GroupHost {
 
   void tick();
   // A message from the transport for a group this node hosts (validated by the transport).
-  // Messages for groups not hosted are counted and dropped.
+  // Messages for groups not hosted, and messages carrying an entry larger than this node's WAL
+  // can hold as one record, are counted and dropped.
   void step(const raft::Message& m);
   Result<LogIndex> propose(GroupId g, std::string data);
   Status read_index(GroupId g, uint64_t request_id);
@@ -160,9 +161,10 @@ class GroupHost {
 
   struct Stats {
     uint64_t readies = 0;
-    uint64_t dropped_messages = 0;  // for groups not hosted here
-    uint64_t wal_waits = 0;         // turns that left Readys for lack of WAL room
-    uint64_t stage_waits = 0;       // Readys held, partly staged, for lack of WAL room
+    uint64_t dropped_messages = 0;   // for groups not hosted here
+    uint64_t oversized_dropped = 0;  // carrying an entry over this node's WAL record limit
+    uint64_t wal_waits = 0;          // turns that left Readys for lack of WAL room
+    uint64_t stage_waits = 0;        // Readys held, partly staged, for lack of WAL room
     uint64_t snapshots_installed = 0;
     uint64_t snapshot_installs_failed = 0;
     uint64_t compactions = 0;
