@@ -67,8 +67,8 @@ struct GroupHost::Pending {
 };
 
 struct GroupHost::Hosted {
-  Hosted(wal::Wal& wal, GroupId g, raft::ConfState initial)
-      : storage(wal, g), initial(std::move(initial)) {}
+  Hosted(wal::Wal& wal, GroupId g, raft::ConfState initial_conf)
+      : storage(wal, g), initial(std::move(initial_conf)) {}
   WalStorage storage;
   raft::ConfState initial;
   std::optional<raft::Group> group;
