@@ -420,9 +420,10 @@ class Cluster:
 # ---- raftd-kv's log (examples/kv/kv_log.h): what each app applied, in order ---------------
 
 
-def kv_changes(node):
-    """{group: [(kind, key, value), ...]} in the order node's app applied them. Stops at an
-    incomplete record (a write in flight)."""
+def kv_records(node):
+    """{group: [(last_index, [(kind, key, value), ...]), ...]} in the order node's app wrote its
+    records, boundaries and indexes kept: a record whose first change is a reset (kind 3) is a
+    snapshot that replaced the state. Stops at an incomplete record (a write in flight)."""
     path = os.path.join(node.app_dir, "kv.log")
     with open(path, "rb") as f:
         data = f.read()
@@ -434,9 +435,9 @@ def kv_changes(node):
             break
         body = data[pos + 12:pos + 12 + size]
         pos += 12 + size
-        group, _last, count = struct.unpack_from("<QQI", body, 0)
+        group, last, count = struct.unpack_from("<QQI", body, 0)
         p = 20
-        changes = out.setdefault(group, [])
+        changes = []
         for _ in range(count):
             kind, klen = struct.unpack_from("<BI", body, p)
             p += 5
@@ -449,7 +450,15 @@ def kv_changes(node):
                 value = body[p:p + vlen].decode()
                 p += vlen
             changes.append((kind, key, value))
+        out.setdefault(group, []).append((last, changes))
     return out
+
+
+def kv_changes(node):
+    """{group: [(kind, key, value), ...]} in the order node's app applied them (kv_records,
+    flattened)."""
+    return {g: [ch for _, changes in recs for ch in changes]
+            for g, recs in kv_records(node).items()}
 
 
 # ---- the tests -----------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import os
 import random
 import re
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -144,42 +143,6 @@ class Writer:
         return self.acked
 
 
-# ---- what each raftd-kv applied, record by record (examples/kv/kv_log.h) --------------------
-
-
-def kv_records(node):
-    """{group: [(last_index, [(kind, key, value), ...]), ...]} in the order node's app wrote its
-    records (ct.kv_changes flattens the same records; this keeps their boundaries and indexes:
-    a record whose first change is a reset (kind 3) is a snapshot that replaced the state)."""
-    with open(os.path.join(node.app_dir, "kv.log"), "rb") as f:
-        data = f.read()
-    out = {}
-    pos = 0
-    while pos + 12 <= len(data):
-        (size,) = struct.unpack_from("<I", data, pos)
-        if pos + 12 + size > len(data):
-            break
-        body = data[pos + 12:pos + 12 + size]
-        pos += 12 + size
-        group, last, count = struct.unpack_from("<QQI", body, 0)
-        p = 20
-        changes = []
-        for _ in range(count):
-            kind, klen = struct.unpack_from("<BI", body, p)
-            p += 5
-            key = body[p:p + klen].decode()
-            p += klen
-            value = None
-            if kind == 1:
-                (vlen,) = struct.unpack_from("<I", body, p)
-                p += 4
-                value = body[p:p + vlen].decode()
-                p += vlen
-            changes.append((kind, key, value))
-        out.setdefault(group, []).append((last, changes))
-    return out
-
-
 MASK = (1 << 64) - 1
 
 
@@ -238,9 +201,7 @@ def check_same_histories(nodes, g, unsure=(), records=None):
     traces = []
     for i, n in enumerate(nodes):
         if records is None:
-            recs = kv_records(n).get(g, [])
-            flat = [ch for _, chs in recs for ch in chs]
-            assert flat == ct.kv_changes(n).get(g, []), "kv_records disagrees with ct.kv_changes"
+            recs = ct.kv_records(n).get(g, [])
         else:
             recs = records[i]
         traces.append(Trace(n, recs))
@@ -511,7 +472,7 @@ def test_leader_transfer_under_load(c):
     assert compared >= len(data), f"only {compared} changes compared across the apps"
     # The comparison is not vacuous: one app's history with a value changed, or with two
     # adjacent records' changes in swapped order, is refused.
-    records = [kv_records(n)[g] for n in c.nodes]
+    records = [ct.kv_records(n)[g] for n in c.nodes]
     puts = [(i, j) for i, (_, chs) in enumerate(records[0]) for j, ch in enumerate(chs)
             if ch[0] == 1]
     i, j = puts[len(puts) // 2]
