@@ -404,15 +404,7 @@ void SnapshotReceiver::on_written(Stream& s, int32_t res, size_t n) {
     start_sync(s);
     return;
   }
-  if (s.end_owed) {
-    s.end_owed = false;
-    s.paused = false;
-    return end_stream(s);
-  }
-  if (s.paused) {
-    s.paused = false;
-    if (s.ex != nullptr) s.ex->resume_body();
-  }
+  go_on(s);
 }
 
 void SnapshotReceiver::on_synced(Stream& s, int32_t res) {
@@ -425,6 +417,12 @@ void SnapshotReceiver::on_synced(Stream& s, int32_t res) {
   }
   s.synced = s.written;
   if (s.ended) return complete(s);
+  go_on(s);
+}
+
+// A write or fdatasync finished with the stream still open: end it if its body ended meanwhile,
+// else take the body in again.
+void SnapshotReceiver::go_on(Stream& s) {
   if (s.end_owed) {
     s.end_owed = false;
     s.paused = false;

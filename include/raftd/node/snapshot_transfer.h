@@ -190,6 +190,7 @@ class SnapshotReceiver final : public http::Handler {
   void start_sync(Stream& s);
   void on_written(Stream& s, int32_t res, size_t n);
   void on_synced(Stream& s, int32_t res);
+  void go_on(Stream& s);
   void end_stream(Stream& s);
   void complete(Stream& s);
   void fail(Stream& s, int status, std::string_view code, const std::string& why);
