@@ -335,6 +335,20 @@ ClientCommands::ClientCommands(CLI::App& app) {
   status_->add_flag("--json", json_, "Print the collected JSON instead of tables");
   add_connection_options(status_);
 
+  CLI::App* cluster = app.add_subcommand("cluster", "Add a node to the cluster, or remove one");
+  cluster->require_subcommand(1);
+  add_node_ = cluster->add_subcommand(
+      "add-node",
+      "Add a node: start a raftd with that id and an empty data_dir, before or after this");
+  add_node_->add_option("ID", node_, "Node id (>= 1, never used before)")->required();
+  add_node_->add_option("--peer", peer_, "Its [listen].peer address, IPv4:port")->required();
+  add_node_->add_option("--client", client_, "Its [listen].client address, IPv4:port")->required();
+  add_connection_options(add_node_);
+  remove_node_ = cluster->add_subcommand(
+      "remove-node", "Remove a node that is a member of no group; its id is never used again");
+  remove_node_->add_option("ID", node_, "Node id")->required();
+  add_connection_options(remove_node_);
+
   CLI::App* group = app.add_subcommand(
       "group",
       "Create, delete, list and show groups; change their members and leader; compact a log");
@@ -411,6 +425,8 @@ std::optional<int> ClientCommands::run() {
   if (add_member_->parsed()) return group_member(true);
   if (remove_member_->parsed()) return group_member(false);
   if (snapshot_->parsed()) return group_snapshot();
+  if (add_node_->parsed()) return cluster_node(true);
+  if (remove_node_->parsed()) return cluster_node(false);
   if (propose_->parsed()) return propose();
   if (read_->parsed()) return read();
   return std::nullopt;
@@ -527,6 +543,20 @@ int ClientCommands::group_member(bool add) {
       add ? call_json(t, "POST", fmt::format("/v1/groups/{}/members", group_), out,
                       json{{"node", node_}, {"role", learner_ ? "learner" : "voter"}}.dump())
           : call_json(t, "DELETE", fmt::format("/v1/groups/{}/members/{}", group_, node_), out);
+  if (rc) return *rc;
+  print_json(out);
+  return kExitOk;
+}
+
+int ClientCommands::cluster_node(bool add) {
+  Target t;
+  const char* name = add ? "cluster add-node" : "cluster remove-node";
+  if (auto rc = open_session(name, conn_.endpoint, conn_.token, conn_.timeout_ms, t)) return *rc;
+  json out;
+  std::optional<int> rc =
+      add ? call_json(t, "POST", "/v1/cluster/nodes", out,
+                      json{{"id", node_}, {"peer", peer_}, {"client", client_}}.dump())
+          : call_json(t, "DELETE", fmt::format("/v1/cluster/nodes/{}", node_), out);
   if (rc) return *rc;
   print_json(out);
   return kExitOk;

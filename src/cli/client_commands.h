@@ -1,4 +1,5 @@
-// The client subcommands of `raftd`: status, group create|delete|list|show, propose and read.
+// The client subcommands of `raftd`: status, cluster add-node|remove-node, group
+// create|delete|list|show|..., propose and read.
 // Each talks HTTP/1.1 to a node's client listener (API.md section 2) and shares the options
 // --endpoint URL (env RAFTD_ENDPOINT, default http://127.0.0.1:7300; an IPv4 literal host),
 // --token T (env RAFTD_TOKEN; sent as "Authorization: Bearer T") and --timeout-ms.
@@ -40,6 +41,7 @@ class ClientCommands {
   int group_transfer_leader();
   int group_snapshot();
   int group_member(bool add);
+  int cluster_node(bool add);
   int propose();
   int read();
 
@@ -60,6 +62,8 @@ class ClientCommands {
   std::vector<std::uint64_t> members_;
   std::uint64_t node_ = 0;  // group transfer-leader / add-member / remove-member NODE
   bool learner_ = false;    // group add-member --learner
+  std::string peer_;        // cluster add-node --peer
+  std::string client_;      // cluster add-node --client
   std::string data_ = "-";
   CLI::App* status_ = nullptr;
   CLI::App* create_ = nullptr;
@@ -70,6 +74,8 @@ class ClientCommands {
   CLI::App* snapshot_ = nullptr;
   CLI::App* add_member_ = nullptr;
   CLI::App* remove_member_ = nullptr;
+  CLI::App* add_node_ = nullptr;
+  CLI::App* remove_node_ = nullptr;
   CLI::App* propose_ = nullptr;
   CLI::App* read_ = nullptr;
 };

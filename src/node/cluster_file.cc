@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "raftd/node/durable_file.h"
@@ -49,6 +50,9 @@ std::string encode_cluster_file(const ClusterFile& f) {
   for (const NodeInfo& m : f.members) {
     out += fmt::format("member {} {} {}\n", m.id.value(), m.peer, m.client);
   }
+  for (const NodeInfo& m : f.contacts) {
+    out += fmt::format("contact {} {} {}\n", m.id.value(), m.peer, m.client);
+  }
   out += fmt::format("checksum {:016x}\n", XXH3_64bits(out.data(), out.size()));
   return out;
 }
@@ -75,11 +79,14 @@ Result<ClusterFile> decode_cluster_file(const std::string& text, const std::stri
       f.cluster_id = v;
     } else if (key == "node" && b.empty() && parse_u64(a, &v) && v != 0) {
       f.node = NodeId(v);
-    } else if (key == "member" && extra.empty() && !c.empty() && parse_u64(a, &v) && v != 0) {
-      if (!f.members.empty() && NodeId(v) <= f.members.back().id) {
-        return corrupt(path, "members not sorted by id");
+    } else if ((key == "member" || key == "contact") && extra.empty() && !c.empty() &&
+               parse_u64(a, &v) && v != 0) {
+      std::vector<NodeInfo>& list = key == "member" ? f.members : f.contacts;
+      if ((key == "member" && !f.contacts.empty()) ||
+          (!list.empty() && NodeId(v) <= list.back().id)) {
+        return corrupt(path, key + "s not sorted by id, or a member after a contact");
       }
-      f.members.push_back(NodeInfo{NodeId(v), b, c});
+      list.push_back(NodeInfo{NodeId(v), b, c});
     } else {
       return corrupt(path, "bad line: " + line);
     }
@@ -104,6 +111,65 @@ Result<ClusterFile> read_cluster_file(const std::string& data_dir) {
 
 Status write_cluster_file(const std::string& data_dir, const ClusterFile& f) {
   return replace_file(data_dir + "/" + kFileName, encode_cluster_file(f));
+}
+
+// ---- JoinAnswer ----------------------------------------------------------------------------
+
+namespace {
+
+nlohmann::json nodes_json(const std::vector<NodeInfo>& nodes) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const NodeInfo& n : nodes) {
+    out.push_back({{"id", n.id.value()}, {"peer", n.peer}, {"client", n.client}});
+  }
+  return out;
+}
+
+// A sorted, non-empty list of distinct nodes with ids >= 1 and bounded addresses.
+bool nodes_from_json(const nlohmann::json& j, std::vector<NodeInfo>* out) {
+  if (!j.is_array() || j.empty() || j.size() > kMetaMembersMax * 1024) return false;
+  for (const nlohmann::json& n : j) {
+    if (!n.is_object() || n.size() != 3 || !n.contains("id") || !n["id"].is_number_unsigned() ||
+        !n.contains("peer") || !n["peer"].is_string() || !n.contains("client") ||
+        !n["client"].is_string()) {
+      return false;
+    }
+    NodeInfo info{NodeId(n["id"].get<uint64_t>()), n["peer"].get<std::string>(),
+                  n["client"].get<std::string>()};
+    if (info.id == NodeId(0) || info.peer.empty() || info.client.empty() ||
+        info.peer.size() > kMetaAddressBytesMax || info.client.size() > kMetaAddressBytesMax ||
+        info.peer.find_first_of(" \n") != std::string::npos ||
+        info.client.find_first_of(" \n") != std::string::npos ||
+        (!out->empty() && info.id <= out->back().id)) {
+      return false;
+    }
+    out->push_back(std::move(info));
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string encode_join_answer(const JoinAnswer& a) {
+  return nlohmann::json{{"cluster_id", a.cluster_id},
+                        {"initial", nodes_json(a.initial)},
+                        {"nodes", nodes_json(a.nodes)}}
+      .dump();
+}
+
+Result<JoinAnswer> decode_join_answer(std::string_view body) {
+  const nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  JoinAnswer a;
+  if (!j.is_object() || j.size() != 3 || !j.contains("cluster_id") ||
+      !j["cluster_id"].is_number_unsigned() || !j.contains("initial") || !j.contains("nodes") ||
+      !nodes_from_json(j["initial"], &a.initial) || !nodes_from_json(j["nodes"], &a.nodes)) {
+    return Status(Code::kCorruption, "join answer: not {cluster_id, initial, nodes} as specified");
+  }
+  a.cluster_id = j["cluster_id"].get<uint64_t>();
+  if (cluster_id_of(a.initial) != a.cluster_id) {
+    return Status(Code::kCorruption, "join answer: cluster_id is not the initial members'");
+  }
+  return a;
 }
 
 // ---- ClusterCheck --------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 //   cluster_id <decimal u64>
 //   node <this node's id>
 //   member <id> <peer host:port> <client host:port>     (one line per initial member, by id)
+//   contact <id> <peer host:port> <client host:port>    (a joined node only: the cluster's
+//                                                         nodes when it joined, by id)
 //   checksum <16 hex digits: XXH3-64 of every byte before this line>
 // The cluster id is XXH3-64 of the canonical member list ("<id> <peer>\n" per member, by id), so
 // nodes started from the same [cluster].initial agree on it without talking, and a node started
@@ -25,6 +27,10 @@ struct ClusterFile {
   uint64_t cluster_id = 0;
   NodeId node;
   std::vector<NodeInfo> members;  // sorted by id
+  // A node that joined a running cluster: the cluster's nodes as its contact listed them then
+  // (sorted by id; empty for a node that bootstrapped). They are its peers until its replica of
+  // the meta group has caught up far enough to know them itself.
+  std::vector<NodeInfo> contacts;
 
   bool operator==(const ClusterFile&) const = default;
 };
@@ -38,6 +44,22 @@ Result<ClusterFile> decode_cluster_file(const std::string& text, const std::stri
 Result<ClusterFile> read_cluster_file(const std::string& data_dir);
 // Writes it durably: a temporary file, fsync, rename, fsync of the directory.
 Status write_cluster_file(const std::string& data_dir, const ClusterFile& f);
+
+// What a member's peer listener answers a joining node that has been added (GET /raft/v1/join,
+// doc/node.md "Joining a running cluster"): the cluster's identity and initial members (from
+// which the meta group's log is replayed) and its nodes now. JSON:
+//   {"cluster_id": <u64>, "initial": [<node>, ...], "nodes": [<node>, ...]}
+//   <node> = {"id": <u64>, "peer": "host:port", "client": "host:port"}
+struct JoinAnswer {
+  uint64_t cluster_id = 0;
+  std::vector<NodeInfo> initial;  // sorted by id
+  std::vector<NodeInfo> nodes;    // sorted by id
+  bool operator==(const JoinAnswer&) const = default;
+};
+std::string encode_join_answer(const JoinAnswer& a);
+// kCorruption for anything else: bad JSON, missing or extra keys, ids 0 or unsorted, addresses
+// over kMetaAddressBytesMax, an empty list, or a cluster id that is not the initial members'.
+Result<JoinAnswer> decode_join_answer(std::string_view body);
 
 // Start-up check that this node's peers are of its cluster (doc/node.md "A node of another
 // cluster"). Until this process has heard from a peer of its own cluster (a peer accepted its

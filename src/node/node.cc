@@ -45,6 +45,7 @@ Status NodeImpl::start() {
   auto r = io::Reactor::create();
   if (!r) return r.status();
   reactor_ = std::move(*r);
+  if (joining_) return start_joining();  // the rest once a contact says it was added
   if (Status s = open_wal(); !s.is_ok()) return s;
   if (Status s = open_snapshots(); !s.is_ok()) return s;
   if (Status s = open_journal(); !s.is_ok()) return s;
@@ -98,10 +99,16 @@ Status NodeImpl::load_or_bootstrap_cluster() {
     listed = listed || m.id == self_;
   }
   if (!listed) {
-    return Status(Code::kInvalidArgument,
-                  fmt::format("node {} has an empty data_dir and is not in [cluster].initial: "
-                              "joining a running cluster is not supported by this release",
-                              self_.value()));
+    // A joining node: [cluster].initial lists members to ask (node_cluster.cc).
+    if (members.empty()) {
+      return Status(Code::kInvalidArgument,
+                    fmt::format("node {} has an empty data_dir and [cluster].initial is empty: "
+                                "list the members to bootstrap with, or those of a running "
+                                "cluster to join",
+                                self_.value()));
+    }
+    joining_ = true;
+    return Status::ok();
   }
   std::sort(members.begin(), members.end(),
             [](const NodeInfo& a, const NodeInfo& b) { return a.id < b.id; });

@@ -24,15 +24,6 @@ struct ApiContext final : http::ExchangeContext {
 
 ApiContext& ctx(http::Exchange& ex) { return *static_cast<ApiContext*>(ex.context()); }
 
-bool parse_id(std::string_view s, uint64_t* out) {
-  if (s.empty() || s.size() > 20) return false;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-  }
-  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return r.ec == std::errc() && r.ptr == s.data() + s.size();
-}
-
 std::vector<std::string> split_path(std::string_view path) {
   std::vector<std::string> parts;
   size_t i = 0;
@@ -69,6 +60,15 @@ bool valid_key(std::string_view k) {
 constexpr uint64_t kForwardBytesMax = kEnvelopeFixedBytes + 2 + kIdempotencyKeyBytesMax;
 
 }  // namespace
+
+bool parse_id(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
 
 void respond_error(http::Exchange& ex, int status, std::string_view code,
                    std::string_view message) {
@@ -120,6 +120,12 @@ void NodeImpl::dispatch(http::Exchange& ex) {
     if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET");
     return ex.respond(200, "{\"status\":\"ok\"}", "application/json");
   }
+  if (joining_) {
+    return respond_error(ex, 503, "unavailable",
+                         fmt::format("node {} is joining: it waits for a member to add it "
+                                     "(POST /v1/cluster/nodes)",
+                                     self_.value()));
+  }
   if (path == "/readyz") {
     if (m != "GET") return respond_error(ex, 405, "method_not_allowed", "use GET");
     const raft::Group* meta = host_->group(GroupId(0));
@@ -142,8 +148,9 @@ void NodeImpl::dispatch(http::Exchange& ex) {
         app_.get(), client_server_.get(), &api_metrics(), &snaps};
     return ex.respond(200, render_metrics(sources), kMetricsContentType);
   }
-  if (parts.size() >= 3 && parts[0] == "v1" && parts[1] == "cluster" && parts[2] == "nodes") {
-    return respond_error(ex, 501, "not_implemented", "not supported by this release (README)");
+  if ((parts.size() == 3 || parts.size() == 4) && parts[0] == "v1" && parts[1] == "cluster" &&
+      parts[2] == "nodes") {
+    return api_cluster_nodes(ex, parts, std::move(ctx(ex).body));
   }
   respond_error(ex, 404, "not_found", "no such endpoint");
 }
@@ -416,18 +423,25 @@ void NodeImpl::finish_transfers(GroupId g, NodeId leader) {
   }
 }
 
+std::string node_json(const NodeInfo& n, bool reachable) {
+  return Json{
+      {"id", n.id.value()}, {"peer", n.peer}, {"client", n.client}, {"reachable", reachable}}
+      .dump();
+}
+
 void NodeImpl::api_cluster(http::Exchange& ex) {
-  Json nodes = Json::array();
+  std::string body = "{\"nodes\":[";
   for (const auto& [id, n] : meta_.nodes()) {
     bool reachable = id == self_;
     if (!reachable) {
       auto st = transport_->peer_status(id);
       reachable = st && st->connected;
     }
-    nodes.push_back(
-        {{"id", id.value()}, {"peer", n.peer}, {"client", n.client}, {"reachable", reachable}});
+    if (body.back() != '[') body += ',';
+    body += node_json(n, reachable);
   }
-  ex.respond(200, Json{{"nodes", nodes}}.dump(), "application/json");
+  body += "]}";
+  ex.respond(200, body, "application/json");
 }
 
 std::string NodeImpl::group_status_json(GroupId g) const {

@@ -17,6 +17,9 @@ bool is_forward(const http::Exchange& ex) {
   return ex.request().target.rfind(kForwardPath, 0) == 0;
 }
 
+// A joining node's question (node_cluster.cc): answered from its headers; it has no body.
+bool is_join(const http::Exchange& ex) { return ex.request().target == kJoinPath; }
+
 }  // namespace
 
 // Snapshot streams and the transport's message streams are both http::Handlers; forwarded
@@ -30,22 +33,25 @@ http::Handler& PeerRouter::handler_of(const http::Exchange& ex) {
 }
 
 void PeerRouter::on_headers(http::Exchange& ex) {
+  if (is_join(ex)) return n_.join_request(ex);
   if (is_forward(ex)) return n_.forward_headers(ex);
   handler_of(ex).on_headers(ex);
 }
 http::Flow PeerRouter::on_body(http::Exchange& ex, std::string_view chunk) {
+  if (is_join(ex)) return http::Flow::kContinue;
   if (is_forward(ex)) return n_.forward_body(ex, chunk);
   return handler_of(ex).on_body(ex, chunk);
 }
 void PeerRouter::on_end(http::Exchange& ex) {
+  if (is_join(ex)) return;
   if (is_forward(ex)) return n_.forward_end(ex);
   handler_of(ex).on_end(ex);
 }
 void PeerRouter::on_drained(http::Exchange& ex) {
-  if (!is_forward(ex)) handler_of(ex).on_drained(ex);
+  if (!is_forward(ex) && !is_join(ex)) handler_of(ex).on_drained(ex);
 }
 void PeerRouter::on_aborted(http::Exchange& ex) {
-  if (!is_forward(ex)) handler_of(ex).on_aborted(ex);
+  if (!is_forward(ex) && !is_join(ex)) handler_of(ex).on_aborted(ex);
 }
 
 Result<transport::Peer> peer_of(const NodeInfo& n) {
@@ -71,7 +77,7 @@ Status NodeImpl::open_network() {
   cb.on_messages = [this](std::span<raft::Message> ms) {
     for (const raft::Message& m : ms) host_->step(m);
   };
-  cb.known_peer = [this](NodeId id) { return meta_.node(id) != nullptr; };
+  cb.known_peer = [this](NodeId id) { return known_node(id); };
   cb.hosts_group = [this](GroupId g) { return host_->hosts(g); };
   cb.on_peer_state = [this](NodeId peer, bool reachable) {
     if (reachable) cluster_check_.heard_from_cluster();
@@ -110,8 +116,7 @@ Status NodeImpl::open_network() {
   if (!a) return a.status();
   app_ = std::move(*a);
 
-  http::ClientOptions co;
-  http_ = std::make_unique<http::Client>(*reactor_, co);
+  if (!http_) http_ = std::make_unique<http::Client>(*reactor_, http::ClientOptions{});
 
   peer_router_ = std::make_unique<PeerRouter>(*this);
   http::ServerOptions po;
@@ -121,7 +126,18 @@ Status NodeImpl::open_network() {
   auto ps = http::Server::start(*reactor_, *peer_router_, po);
   if (!ps) return ps.status();
   peer_server_ = std::move(*ps);
+  if (!client_server_) {
+    if (Status s = open_client_server(); !s.is_ok()) return s;
+  }
 
+  ticker_ = std::make_unique<io::RepeatingTimer>(
+      *reactor_, std::chrono::milliseconds(cfg_.raft.tick_ms), [this] { on_tick(); });
+  ticker_->start();
+  return Status::ok();
+}
+
+// A joining node opens it first, to answer /healthz and /readyz while it waits.
+Status NodeImpl::open_client_server() {
   http::ServerOptions cs;
   cs.host = cfg_.listen.client.host;
   cs.port = cfg_.listen.client.port;
@@ -135,16 +151,19 @@ Status NodeImpl::open_network() {
   auto c = http::Server::start(*reactor_, *this, cs);
   if (!c) return c.status();
   client_server_ = std::move(*c);
-
-  ticker_ = std::make_unique<io::RepeatingTimer>(
-      *reactor_, std::chrono::milliseconds(cfg_.raft.tick_ms), [this] { on_tick(); });
-  ticker_->start();
   return Status::ok();
 }
 
 void NodeImpl::update_peers() {
   std::vector<transport::Peer> peers;
-  for (const auto& [id, n] : meta_.nodes()) {
+  std::vector<const NodeInfo*> nodes;
+  for (const auto& [id, n] : meta_.nodes()) nodes.push_back(&n);
+  for (const NodeInfo& n : cluster_.contacts) {
+    if (known_node(n.id) && meta_.node(n.id) == nullptr) nodes.push_back(&n);
+  }
+  for (const NodeInfo* np : nodes) {
+    const NodeInfo& n = *np;
+    const NodeId id = n.id;
     if (id == self_) continue;
     auto p = peer_of(n);
     if (p) {
@@ -233,6 +252,7 @@ void NodeImpl::on_tick() {
   host_->tick();
   sweep_timeouts();
   reconcile_all_hosts();
+  reconcile_meta_members();
   relocate_meta_log(*wal_, cfg_.wal.batch_bytes_max, meta_relocation_);
   compact_pinning();
 }
@@ -240,6 +260,9 @@ void NodeImpl::on_tick() {
 // ---- run and shutdown ----------------------------------------------------------------------
 
 Status NodeImpl::run() {
+  if (joining_) {
+    if (Status s = run_joining(); !s.is_ok() || joining_) return s;  // stopped while waiting
+  }
   while (true) {
     if (stop_requested_.load() && !stopping_) begin_shutdown();
     if (wal_->failed()) return Status(Code::kAborted, "the WAL stopped after a write error");
@@ -400,6 +423,10 @@ void NodeImpl::apply_meta(const raft::Entry& e) {
     case MetaOutcome::kNodeInUse:
       return fail_waiter(env->request_id, 409, "conflict", meta_outcome_name(o));
     case MetaOutcome::kUnknownNode:
+      if (std::holds_alternative<RemoveNode>(*cmd)) {
+        return fail_waiter(env->request_id, 404, "not_found", "no such node");
+      }
+      [[fallthrough]];
     case MetaOutcome::kReservedGroup:
       return fail_waiter(env->request_id, 400, "bad_request", meta_outcome_name(o));
   }
@@ -414,6 +441,11 @@ void NodeImpl::apply_meta(const raft::Entry& e) {
     body = group_status_json(c->id);
   } else if (const auto* d = std::get_if<DeleteGroup>(&*cmd)) {
     body = fmt::format("{{\"id\":{},\"deleted\":true}}", d->id.value());
+  } else if (const auto* a = std::get_if<AddNode>(&*cmd)) {
+    status = 201;
+    body = node_json(a->node, false);
+  } else if (const auto* r = std::get_if<RemoveNode>(&*cmd)) {
+    body = fmt::format("{{\"id\":{},\"removed\":true}}", r->id.value());
   }
   finish_waiter(env->request_id, status, std::move(body), "application/json", e.index);
 }
@@ -434,6 +466,11 @@ void NodeImpl::after_meta(const MetaCommand& c, MetaOutcome o) {
       stop_group(ug->group);
     }
   } else {
+    if (const auto* rn = std::get_if<RemoveNode>(&c); rn != nullptr && rn->id == self_) {
+      log::warn(
+          "meta: this node was removed from the cluster; it hosts no group and can be "
+          "stopped (its id is never used again)");
+    }
     update_peers();
   }
 }

@@ -46,12 +46,19 @@ inline constexpr uint32_t kForwardTimeoutMs = 3'000;
 inline constexpr size_t kWaitersMax = 65'536;
 // Paths on the peer listener.
 inline constexpr const char* kForwardPath = "/raft/v1/forward/";
+inline constexpr const char* kJoinPath = "/raft/v1/join";
 inline constexpr const char* kHeaderRequest = "Raftd-Request";
 
 class NodeImpl;
 
 // A node's peer address as the transport's Peer. kInvalidArgument for a malformed one.
 Result<transport::Peer> peer_of(const NodeInfo& n);
+
+// A decimal id: digits only, no sign, no overflow.
+bool parse_id(std::string_view s, uint64_t* out);
+
+// A node's entry in GET /v1/cluster: {"id", "peer", "client", "reachable"}.
+std::string node_json(const NodeInfo& n, bool reachable);
 
 // An API error answer: {"error": code, "message": message}, with Retry-After on a 503.
 void respond_error(http::Exchange& ex, int status, std::string_view code, std::string_view message);
@@ -109,6 +116,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void forward_headers(http::Exchange& ex);
   http::Flow forward_body(http::Exchange& ex, std::string_view chunk);
   void forward_end(http::Exchange& ex);
+  void join_request(http::Exchange& ex);  // GET /raft/v1/join (node_cluster.cc)
   transport::Transport& transport() { return *transport_; }
   SnapshotReceiver& snapshot_receiver() { return *receiver_; }
 
@@ -137,6 +145,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   Status load_or_bootstrap_cluster();
   Status open_wal();
   Status open_network();
+  Status open_client_server();
   void on_turn_end();
   void on_tick();
   void begin_shutdown();
@@ -171,6 +180,18 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void finish_missing_installs();
   SnapshotMetrics snapshot_metrics() const;
 
+  // node_cluster.cc: nodes joining and leaving the cluster (doc/node.md "Joining a running
+  // cluster")
+  Status start_joining();
+  Status run_joining();
+  Status stop_joining(Status why);
+  void poll_join();
+  void on_join_answer(NodeId contact, Result<http::Response> r);
+  Status finish_join();
+  bool known_node(NodeId id) const;
+  void api_cluster_nodes(http::Exchange& ex, const std::vector<std::string>& parts,
+                         std::string body);
+
   // node_api.cc
   void dispatch(http::Exchange& ex);
   void api_groups(http::Exchange& ex, const std::vector<std::string>& parts);
@@ -190,6 +211,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void on_conf_applied(GroupId g, const raft::Entry& e);
   bool reconcile_hosts(GroupId g);
   void reconcile_all_hosts();
+  void reconcile_meta_members();
   void propose_meta(const MetaCommand& cmd);
   void api_cluster(http::Exchange& ex);
   void propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std::string payload,
@@ -210,6 +232,18 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   ClusterFile cluster_;
   bool bootstrapped_ = false;
   ClusterCheck cluster_check_;  // peers of another cluster at start-up (cluster_file.h)
+  // A joining node (empty data_dir, not in [cluster].initial) until a contact said it was added:
+  // the next contact to ask, whether an ask is under way, the answer (taken by run_joining) or
+  // why joining cannot succeed, and when the wait was last logged.
+  bool joining_ = false;
+  std::unique_ptr<io::RepeatingTimer> join_timer_;
+  size_t join_next_ = 0;
+  bool join_asking_ = false;
+  std::optional<JoinAnswer> join_answer_;
+  Status join_error_;
+  io::TimePoint join_logged_;
+  // When this meta leader last proposed a change of the meta group's own membership.
+  io::TimePoint meta_conf_sent_;
 
   std::unique_ptr<io::Reactor> reactor_;
   std::unique_ptr<wal::ReactorExecutor> executor_;

@@ -78,13 +78,14 @@ void NodeImpl::api_members(http::Exchange& ex, GroupId g, const std::vector<std:
   if (meta_.node(node) == nullptr) {
     return respond_error(ex, 400, "bad_request", fmt::format("unknown node {}", node.value()));
   }
-  // A node that left the group dropped its log of it; it could only come back through a
-  // snapshot, which this release does not stream.
+  // A replica that left its group is not taken back (as etcd and dragonboat refuse a removed
+  // member's id): the node kept the removed replica's compacted log and its votes, which a new
+  // replica must not inherit. doc/node.md "Membership changes" has the way around it.
   if (const GroupInfo* info = meta_.group(g);
       add && info != nullptr && std::binary_search(info->left.begin(), info->left.end(), node)) {
     return respond_error(ex, 409, "conflict",
-                         fmt::format("node {} left this group; adding it again needs snapshot "
-                                     "streaming, which this release lacks",
+                         fmt::format("node {} left this group, and a node that left a group "
+                                     "cannot rejoin it; add another node",
                                      node.value()));
   }
   const raft::ConfState& conf = grp->conf_state();
@@ -254,6 +255,63 @@ bool NodeImpl::reconcile_hosts(GroupId g) {
     }
   }
   return settled;
+}
+
+// On the meta group's leader, with its whole log applied: the meta group's own membership
+// follows the cluster's nodes (doc/node.md "Joining a running cluster"). Every node of the
+// cluster is a member (an added one joins as a learner, so that it receives the meta log); the
+// voters stay as many as the initial members were, a learner that caught up taking the place of
+// a removed voter; a removed node leaves. One change at a time, the most urgent first.
+void NodeImpl::reconcile_meta_members() {
+  raft::Group* meta = host_->group(GroupId(0));
+  if (meta == nullptr || meta->role() != raft::Role::kLeader ||
+      meta->applied_index() != meta->last_index()) {
+    return;
+  }
+  const io::TimePoint now = io::Reactor::now();
+  if (now - meta_conf_sent_ < kHostingRetry) return;
+  const raft::ConfState& conf = meta->conf_state();
+  if (conf.joint()) return;  // the core leaves it by itself
+  std::optional<raft::ConfChangeItem> change;
+  for (const auto& [id, n] : meta_.nodes()) {
+    if (!contains(conf.voters, id) && !contains(conf.learners, id)) {
+      change = raft::ConfChangeItem{raft::ConfChangeType::kAddLearner, id};
+      break;
+    }
+  }
+  const size_t live_voters = static_cast<size_t>(std::count_if(
+      conf.voters.begin(), conf.voters.end(), [&](NodeId v) { return meta_.node(v) != nullptr; }));
+  if (!change && live_voters < cluster_.members.size()) {
+    for (NodeId l : conf.learners) {
+      const auto p = meta->progress(l);
+      if (meta_.node(l) != nullptr && p && p->match >= meta->commit_index()) {
+        change = raft::ConfChangeItem{raft::ConfChangeType::kAddVoter, l};
+        break;
+      }
+    }
+  }
+  if (!change) {
+    for (NodeId n : members_of(conf)) {
+      if (meta_.node(n) == nullptr && !(contains(conf.voters, n) && conf.voters.size() == 1)) {
+        change = raft::ConfChangeItem{raft::ConfChangeType::kRemove, n};
+        break;
+      }
+    }
+  }
+  if (!change) return;
+  meta_conf_sent_ = now;
+  raft::ConfChange cc;
+  cc.changes.push_back(*change);
+  const char* what = change->type == raft::ConfChangeType::kAddLearner ? "adds node {} as a learner"
+                     : change->type == raft::ConfChangeType::kAddVoter ? "promotes node {} to voter"
+                                                                       : "removes node {}";
+  if (auto r = meta->propose_conf_change(cc); r) {
+    host_->mark_dirty(GroupId(0));
+    log::info("meta: the meta group {} (entry {})",
+              fmt::format(fmt::runtime(what), change->node.value()), r->value());
+  } else {
+    log::debug("meta: membership change not proposed: {}", r.status().to_string());
+  }
 }
 
 // A meta command raftd proposes on its own (no client waits for it).

@@ -16,6 +16,7 @@ import http.server
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -858,7 +859,7 @@ def test_idempotency_key(c):
 @test
 def test_sigterm_and_refusals(c):
     """SIGTERM exits 0 soon; a second raftd on a data_dir in use is refused; a node with an empty
-    data_dir that is not in [cluster].initial is refused."""
+    data_dir and an empty [cluster].initial is refused."""
     c.start()
     n1, n2, n3 = c.nodes
     # A second raftd with n1's config: the data_dir lock refuses it before it binds anything.
@@ -869,7 +870,8 @@ def test_sigterm_and_refusals(c):
     assert "in use" in err and n1.data_dir in err, f"no clear message for a locked data_dir: {err}"
     expect_status(n1.call("GET", "/healthz"), 200, what="the first raftd after the refusal")
 
-    # A node 4 with an empty data_dir, not in initial: refused (joining is not in this release).
+    # A node 4 with an empty data_dir, not in initial, and no one to contact: refused (a node
+    # not in initial joins through the members it lists; join_test.py has joining).
     n4_dir = os.path.join(c.tmp, "n4")
     os.makedirs(n4_dir)
     ports = free_ports(2)
@@ -882,12 +884,13 @@ def test_sigterm_and_refusals(c):
                         f'client = "127.0.0.1:{ports[0]}"\n', 1)
     text = text.replace(f'peer = "127.0.0.1:{n1.peer_port}"\n', f'peer = "127.0.0.1:{ports[1]}"\n',
                         1)
+    text = re.sub(r"initial = \[.*?\n\]", "initial = []", text, count=1, flags=re.S)
     with open(cfg4, "w") as f:
         f.write(text)
     p = subprocess.run([RAFTD, "serve", "--config", cfg4], capture_output=True, timeout=60)
     err = p.stderr.decode(errors="replace")
-    assert p.returncode != 0, f"node 4, not in initial, started: {err}"
-    assert "not in [cluster].initial" in err, f"no clear message for a node not in initial: {err}"
+    assert p.returncode == 2, f"node 4, with nothing to bootstrap with or join, ran: {err}"
+    assert "[cluster].initial is empty" in err, f"no clear message for an empty initial: {err}"
 
     c.create_group(n2, 7)
     c.put(n3, 7, "k", "v")
@@ -991,9 +994,8 @@ def test_bad_input(c):
     r = n1.call("POST", "/v1/groups/7/read", "not a query")
     expect_status(r, 400, what="read with a bad query")
     assert r.json() == {"error": "bad_query", "ok": False}, f"the app's answer: {r}"
-    # What this release does not implement says so.
-    expect_status(n1.call("POST", "/v1/cluster/nodes", "{}"), 501, "not_implemented",
-                  "POST /v1/cluster/nodes")
+    expect_status(n1.call("POST", "/v1/cluster/nodes", "{}"), 400, "bad_request",
+                  "POST /v1/cluster/nodes without a node")
     # Still serving, on every node.
     for n in c.nodes:
         expect_status(n.call("GET", "/healthz"), 200, what=f"healthz on {n.id} after bad input")

@@ -1,7 +1,9 @@
 #include "node/cluster_file.h"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -53,6 +55,72 @@ TEST_CASE("node::ClusterFile: any damage is refused") {
   REQUIRE_FALSE(d.is_ok());
   CHECK(d.status().code() == Code::kCorruption);
   CHECK(d.status().message().find("cluster_id") != std::string::npos);
+}
+
+TEST_CASE("node::ClusterFile: a joined node's contacts round trip and are checked like members") {
+  ClusterFile f = sample();
+  f.contacts = {f.members[0], f.members[1], {NodeId(4), "127.0.0.1:7331", "127.0.0.1:7330"}};
+  const std::string text = encode_cluster_file(f);
+  auto d = decode_cluster_file(text, "x");
+  REQUIRE_MESSAGE(d.is_ok(), d.status().to_string());
+  CHECK(d.value() == f);
+  for (size_t i = 0; i < text.size(); ++i) {
+    std::string bad = text;
+    bad[i] = static_cast<char>(bad[i] ^ 0x01);
+    CHECK_FALSE(decode_cluster_file(bad, "x").is_ok());
+  }
+  // Sealed, but out of order: contacts unsorted, or a member line after a contact line.
+  ClusterFile unsorted = f;
+  std::swap(unsorted.contacts[0], unsorted.contacts[2]);
+  CHECK_FALSE(decode_cluster_file(encode_cluster_file(unsorted), "x").is_ok());
+  std::string moved = encode_cluster_file(sample());
+  moved.insert(moved.find("member 1"), "contact 9 127.0.0.1:1 127.0.0.1:2\n");
+  moved.erase(moved.rfind("checksum"));
+  moved += fmt::format("checksum {:016x}\n", XXH3_64bits(moved.data(), moved.size()));
+  auto m = decode_cluster_file(moved, "x");
+  REQUIRE_FALSE(m.is_ok());
+  CHECK(m.status().message().find("after a contact") != std::string::npos);
+}
+
+TEST_CASE("node::JoinAnswer: round trip; anything malformed or inconsistent is refused") {
+  const ClusterFile f = sample();
+  JoinAnswer a{f.cluster_id,
+               f.members,
+               {f.members[0], f.members[1], {NodeId(4), "127.0.0.1:7331", "127.0.0.1:7330"}}};
+  auto d = decode_join_answer(encode_join_answer(a));
+  REQUIRE_MESSAGE(d.is_ok(), d.status().to_string());
+  CHECK(d.value() == a);
+
+  JoinAnswer wrong_id = a;
+  wrong_id.cluster_id ^= 1;
+  CHECK_FALSE(decode_join_answer(encode_join_answer(wrong_id)).is_ok());
+  JoinAnswer unsorted = a;
+  std::swap(unsorted.nodes[0], unsorted.nodes[2]);
+  CHECK_FALSE(decode_join_answer(encode_join_answer(unsorted)).is_ok());
+  JoinAnswer no_nodes = a;
+  no_nodes.nodes.clear();
+  CHECK_FALSE(decode_join_answer(encode_join_answer(no_nodes)).is_ok());
+  JoinAnswer spaced = a;
+  spaced.nodes[2].peer = "127.0.0.1:7331 member";  // would inject a line into the cluster file
+  CHECK_FALSE(decode_join_answer(encode_join_answer(spaced)).is_ok());
+  JoinAnswer zero = a;
+  zero.nodes[0].id = NodeId(0);
+  CHECK_FALSE(decode_join_answer(encode_join_answer(zero)).is_ok());
+  for (const char* bad : {"", "{}", "[]", "null", "{\"cluster_id\": 1}",
+                          "{\"cluster_id\": -1, \"initial\": [], \"nodes\": []}"}) {
+    CHECK_FALSE(decode_join_answer(bad).is_ok());
+  }
+  // An extra key, and a node with an extra field.
+  std::string extra = encode_join_answer(a);
+  CHECK_FALSE(decode_join_answer(extra.substr(0, extra.size() - 1) + ",\"x\":1}").is_ok());
+  std::string field = encode_join_answer(a);
+  field.insert(field.find("\"id\":4") + 7, ",\"x\":1");
+  CHECK_FALSE(decode_join_answer(field).is_ok());
+  // Every cut of a valid answer is refused.
+  const std::string good = encode_join_answer(a);
+  for (size_t n = 0; n < good.size(); ++n) {
+    CHECK_FALSE(decode_join_answer(good.substr(0, n)).is_ok());
+  }
 }
 
 TEST_CASE("node::ClusterFile: written durably, read back; a missing file is kNotFound") {

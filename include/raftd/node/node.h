@@ -6,9 +6,11 @@
 //   1. Lock data_dir (data_dir/LOCK, flock): a second raftd on the same directory is refused.
 //   2. data_dir/cluster (doc/node.md "Cluster file") records the cluster's identity and its
 //      initial members. Absent: the node bootstraps, if its id is in [cluster].initial, by
-//      writing it (fsync'd, then the directory); a node not in initial would be joining a
-//      running cluster, which this release refuses (README "Status"). Present: [cluster].initial
-//      is ignored and the node recovers.
+//      writing it (fsync'd, then the directory); a node not in initial is joining a running
+//      cluster: it serves /healthz (and /readyz 503) and asks the members listed in initial,
+//      until one says it was added (POST /v1/cluster/nodes), then writes the file from that
+//      answer and goes on with step 3 (doc/node.md "Joining a running cluster"). Present:
+//      [cluster].initial is ignored and the node recovers.
 //   3. The WAL (data_dir/wal) is recovered; group 0 (the meta group, voters = the initial
 //      members) starts from it, and replaying its committed entries rebuilds the meta state,
 //      which starts every group this node is a member of (after asking the application its
@@ -36,15 +38,18 @@ class NodeImpl;
 
 class Node {
  public:
-  // Steps 1-4 above. Errors: kAlreadyExists (data_dir locked), kInvalidArgument (a joining node,
-  // a cluster file that disagrees with the config's node id), kCorruption (WAL or cluster file),
-  // I/O errors (listeners, files), kUnsupported (io_uring).
+  // Steps 1-4 above (a joining node: 1, 2 and its client listener; run() waits for the rest).
+  // Errors: kAlreadyExists (data_dir locked), kInvalidArgument (a cluster file that disagrees
+  // with the config's node id, an empty data_dir and an empty [cluster].initial), kCorruption (WAL
+  // or cluster file), I/O errors (listeners, files), kUnsupported (io_uring).
   static Result<std::unique_ptr<Node>> start(const config::Config& config);
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Runs until request_stop() and the clean shutdown after it. OK, or the reason it stopped.
+  // Runs until request_stop() and the clean shutdown after it. OK, or the reason it stopped
+  // (kInvalidArgument for a joining node whose id was removed from the cluster, or whose
+  // addresses are not those the cluster recorded for it).
   Status run();
   void request_stop();
 
