@@ -17,6 +17,10 @@
 #         etcd            bench/etcd/run.sh --smoke: 3 raftd nodes + 3 raftd-kv and, when etcd is
 #                         installed, a 3-member etcd; one 1 s round of 16 B puts at 16
 #                         connections on each; the result lines must parse and count requests
+#         scale           bench/scale/run.sh --smoke: 3 raftd nodes + 3 raftd-kv, 50 idle groups
+#                         (CPU, RSS, messages/s with quiescing on and off), one restart of node 1,
+#                         one 1 s round of 1 group against 10; every RESULT line must parse and
+#                         count what it measured
 # Exit status: 0 when the benchmark ran and printed what it must, 1 otherwise, 77 (skipped) when
 # a kernel feature or a peer tool it needs is missing.
 set -euo pipefail
@@ -128,6 +132,41 @@ PY
       expect "$tmp/run.txt" '^\| put 16 B, 16 conns \| [0-9.]+ \|' "raftd/etcd ratio"
     fi
     grep -E '^(round|smoke)' "$tmp/run.txt"
+    ;;
+  scale)
+    build=$1
+    need jq
+    rc=0
+    "$root/bench/scale/run.sh" --smoke "$build" > "$tmp/run.txt" 2> "$tmp/run.err" || rc=$?
+    [ "$rc" -eq 0 ] || { cat "$tmp/run.txt" "$tmp/run.err" >&2; fail "bench/scale/run.sh exited $rc"; }
+    cat "$tmp/run.err" >&2
+    python3 - "$tmp/run.txt" <<'PY'
+import json, sys
+rows = [json.loads(l[7:]) for l in open(sys.argv[1]) if l.startswith("RESULT ")]
+kinds = {}
+for r in rows:
+    kinds.setdefault(r["kind"], []).append(r)
+def check(ok, what):
+    if not ok:
+        sys.exit(f"bench smoke: {what}: {json.dumps(kinds)}")
+check(sorted(kinds) == ["active", "create", "idle", "restart", "rss"], "result kinds")
+check(kinds["create"][0]["created"] == 50, "50 groups created")
+phases = {r["phase"]: r for r in kinds["idle"]}
+check(sorted(phases) == ["empty", "groups", "groups_noquiesce"], "idle phases")
+for r in kinds["idle"]:
+    check(all(len(r[k]) == 3 and min(r[k]) >= 0 for k in
+              ("raftd_cpu_pct", "kv_cpu_pct", "msgs_sent_per_s")), "an idle line per node")
+# Without quiescing, every node's groups heartbeat: messages are sent.
+check(min(phases["groups_noquiesce"]["msgs_sent_per_s"]) > 0, "heartbeats counted")
+check(all(len(r["raftd_kb"]) == 3 and min(r["raftd_kb"]) > 0 for r in kinds["rss"]), "RSS")
+rs = kinds["restart"][0]
+check(rs["groups"] == 50 and 0 < rs["recovered_s"] <= rs["ready_s"] and rs["wal_bytes"] > 0,
+      "restart times")
+a = kinds["active"][0]
+check(a["one_ok"] > 0 and a["many_ok"] > 0 and a["ratio"] > 0, "writes counted")
+print(f"{len(rows)} result lines; {a['one_ok']} + {a['many_ok']} writes")
+PY
+    grep -E '^(smoke|\|)' "$tmp/run.txt"
     ;;
   *)
     fail "unknown kind $kind"
