@@ -178,6 +178,7 @@ const char* meta_outcome_name(MetaOutcome o) {
     case MetaOutcome::kGroupExists: return "group_exists";
     case MetaOutcome::kUnknownGroup: return "unknown_group";
     case MetaOutcome::kReservedGroup: return "reserved_group";
+    case MetaOutcome::kAddressInUse: return "address_in_use";
   }
   return "unknown";
 }
@@ -203,6 +204,11 @@ MetaOutcome MetaState::apply(const MetaCommand& c) {
 
 MetaOutcome MetaState::add_node(const AddNode& c) {
   if (used_nodes_.contains(c.node.id)) return MetaOutcome::kNodeExists;
+  for (const auto& [id, n] : nodes_) {
+    for (const std::string* a : {&n.peer, &n.client}) {
+      if (*a == c.node.peer || *a == c.node.client) return MetaOutcome::kAddressInUse;
+    }
+  }
   used_nodes_.insert(c.node.id);
   nodes_.emplace(c.node.id, c.node);
   return MetaOutcome::kOk;

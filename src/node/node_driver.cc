@@ -428,6 +428,7 @@ void NodeImpl::apply_meta(const raft::Entry& e) {
       }
       [[fallthrough]];
     case MetaOutcome::kReservedGroup:
+    case MetaOutcome::kAddressInUse:
       return fail_waiter(env->request_id, 400, "bad_request", meta_outcome_name(o));
   }
   std::string body = "{}";

@@ -100,6 +100,20 @@ TEST_CASE("node::MetaState: a node in a group cannot be removed; a removed id is
         MetaOutcome::kNodeExists);
 }
 
+TEST_CASE("node::MetaState: a new node's addresses may not be a current node's") {
+  MetaState s = three_nodes();
+  const NodeInfo& n1 = *s.node(NodeId(1));
+  CHECK(s.apply(AddNode{{NodeId(4), n1.peer, "127.0.0.1:7330"}}) == MetaOutcome::kAddressInUse);
+  CHECK(s.apply(AddNode{{NodeId(4), "127.0.0.1:7331", n1.peer}}) == MetaOutcome::kAddressInUse);
+  CHECK(s.apply(AddNode{{NodeId(4), "127.0.0.1:7331", n1.client}}) == MetaOutcome::kAddressInUse);
+  CHECK(s.node(NodeId(4)) == nullptr);
+  CHECK_FALSE(s.node_id_used(NodeId(4)));  // refused: the id stays free
+  CHECK(s.apply(AddNode{{NodeId(4), "127.0.0.1:7331", "127.0.0.1:7330"}}) == MetaOutcome::kOk);
+  // A removed node's addresses are free again (its id is not).
+  CHECK(s.apply(RemoveNode{NodeId(4)}) == MetaOutcome::kOk);
+  CHECK(s.apply(AddNode{{NodeId(5), "127.0.0.1:7331", "127.0.0.1:7330"}}) == MetaOutcome::kOk);
+}
+
 TEST_CASE("node::MetaState: replicas applying the same commands agree, refusals included") {
   std::vector<MetaCommand> log = {
       CreateGroup{GroupId(1), {NodeId(1), NodeId(2)}},

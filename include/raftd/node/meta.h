@@ -93,6 +93,7 @@ enum class MetaOutcome : uint8_t {
   kGroupExists,    // the group id exists or was used before (409 group_exists)
   kUnknownGroup,   // no such live group (404 unknown_group)
   kReservedGroup,  // group 0 cannot be created or deleted (400)
+  kAddressInUse,   // a new node's peer or client address is a current node's (400)
 };
 const char* meta_outcome_name(MetaOutcome o);
 
