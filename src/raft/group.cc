@@ -19,6 +19,17 @@ LogIndex boot_commit(const BootState& boot) {
   return std::max(boot.hard_state.commit, boot.snapshot.index);
 }
 
+// A wake epoch to boot with, drawn from the seed (which the driver picks anew per boot) without
+// touching the election-timeout generator: a restarted replica must not reuse the epochs of its
+// previous life, which notices still in flight may echo. 32 bits keep the varint short on every
+// kAppendResp; a clash needs a late notice to echo one of the few epochs of this boot.
+uint64_t initial_wake_epoch(uint64_t seed) {
+  uint64_t z = seed ^ 0xD1B54A32D192ED03ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return (z ^ (z >> 31)) >> 32;
+}
+
 }  // namespace
 
 GroupImpl::GroupImpl(const Config& config, const LogStorage& storage, const BootState& boot)
@@ -35,6 +46,7 @@ GroupImpl::GroupImpl(const Config& config, const LogStorage& storage, const Boot
   RAFTD_ASSERT(boot.snapshot.index <= boot.applied && boot.applied <= boot_commit(boot),
                "raft::Group: applied index outside [snapshot index, commit]");
   rng_state_ = cfg_.random_seed ^ (cfg_.id.value() * 0x9E3779B97F4A7C15ull);
+  wake_epoch_ = initial_wake_epoch(rng_state_);
   term_ = boot.hard_state.term;
   vote_ = boot.hard_state.vote;
   if (log_.last_term() > term_) {
@@ -235,7 +247,6 @@ void GroupImpl::tick() {
 }
 
 void GroupImpl::tick_election() {
-  if (quiesce_holdoff_ > 0) --quiesce_holdoff_;
   if (quiesced_) return;  // the leader said the group is idle (see raft.h, quiescing)
   ++election_elapsed_;
   if (promotable() && election_elapsed_ >= randomized_timeout_) {
@@ -323,6 +334,7 @@ void GroupImpl::maybe_quiesce() {
     m.index = log_.last_index();
     m.log_term = log_.last_term();
     m.commit = log_.committed();
+    m.context = pr.wake_epoch;
     send(std::move(m));
   }
   quiesced_ = true;
@@ -339,7 +351,9 @@ void GroupImpl::unquiesce(bool lease_expired) {
 }
 
 void GroupImpl::wake() {
-  if (role_ != Role::kLeader) quiesce_holdoff_ = cfg_.election_tick;
+  // A new epoch: no notice sent before this call echoes it (the leader can only have learned it
+  // from a message we send from now on).
+  if (role_ != Role::kLeader) ++wake_epoch_;
   unquiesce(role_ != Role::kLeader);
 }
 

@@ -166,9 +166,11 @@ class GroupImpl {
   bool quiesced_ = false;
   uint32_t idle_ticks_ = 0;
   uint64_t refused_ = 0;  // messages step() dropped because no honest replica sends them
-  // Follower ticks left during which a kQuiesce is refused because the driver called wake()
-  // (a notice sent before the leader's node failed may still be in flight).
-  uint32_t quiesce_holdoff_ = 0;
+  // Changes at every wake() of a non-leader; starts at a value drawn per boot (random_seed).
+  // The leader echoes the last value it heard from us (kAppendResp, a refused kQuiesce) in its
+  // kQuiesce, and we obey only a notice that echoes the current one: a notice sent before a
+  // wake(), however late it arrives, carries an older value (doc/raft.md, "Quiescing").
+  uint64_t wake_epoch_ = 0;
 
   // ReadIndex (thesis §6.4): requests wait for a heartbeat round numbered >= their round.
   std::vector<std::pair<uint64_t, NodeId>> reads_before_commit_;

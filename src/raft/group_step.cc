@@ -39,7 +39,10 @@ void GroupImpl::send(Message m) {
   switch (m.type) {
     case MessageType::kVote: after_persist = true; break;
     case MessageType::kVoteResp: after_persist = !RAFTD_BUG(kVoteBeforePersist); break;
-    case MessageType::kAppendResp: after_persist = !RAFTD_BUG(kAckBeforePersist); break;
+    case MessageType::kAppendResp:
+      after_persist = !RAFTD_BUG(kAckBeforePersist);
+      m.context = wake_epoch_;  // the leader echoes it in its next kQuiesce
+      break;
     default: break;
   }
   (after_persist ? msgs_after_persist_ : msgs_).push_back(std::move(m));
@@ -63,12 +66,13 @@ void GroupImpl::step(const Message& m) {
   if (m.type == MessageType::kVoteResp || m.type == MessageType::kPreVoteResp) {
     learn_commit(m);  // whatever its term: a commit index stays true forever
   }
-  // Only a follower that heard from this very leader within an election timeout, and was not
-  // woken by the driver within the last election timeout, may go to sleep: a notice delayed past
-  // a wake() (the driver saw the leader's node fail) or past our own election timeout must not
-  // silence us, or no election ever follows.
+  // Only a follower that heard from this very leader within an election timeout, by a notice
+  // that echoes its current wake epoch, may go to sleep: a notice sent before a wake() (the
+  // driver saw the leader's node fail), or delayed past our own election timeout, must not
+  // silence us, or no election ever follows. A late heartbeat may renew the lease; it cannot
+  // make an old notice echo an epoch that did not exist when the notice was sent.
   bool quiesce_lease = role_ == Role::kFollower && m.term == term_ && lead_ == m.from &&
-                       election_elapsed_ < cfg_.election_tick && quiesce_holdoff_ == 0;
+                       election_elapsed_ < cfg_.election_tick && m.context == wake_epoch_;
   if (!step_term_check(m)) return;
   if (m.type == MessageType::kQuiesce) {
     if (role_ != Role::kFollower) become_follower(m.term, m.from);
@@ -104,8 +108,9 @@ bool GroupImpl::acceptable(const Message& m) const {
       // Counted, such an acknowledgement would commit past the last index.
       return m.index <= log_.last_index() && m.reject_hint <= log_.last_index();
     case MessageType::kHeartbeatResp:
-      // The context echoes a read round we sent; a later one would confirm reads early.
-      return m.context <= read_round_sent_;
+      // The context echoes a read round we sent; a later one would confirm reads early. A refused
+      // kQuiesce (reject) carries the follower's wake epoch there instead, which confirms nothing.
+      return m.reject || m.context <= read_round_sent_;
     default: return true;
   }
 }
@@ -314,12 +319,13 @@ void GroupImpl::handle_quiesce(const Message& m, bool lease) {
     }
   }
   // Not caught up (or no lease): answer with reject = true, which wakes the leader (if it is
-  // alive) so it resumes replicating and heartbeating.
+  // alive) so it resumes replicating and heartbeating, with our wake epoch for its next notice.
   Message r;
   r.type = MessageType::kHeartbeatResp;
   r.to = m.from;
   r.term = term_;
   r.reject = true;
+  r.context = wake_epoch_;
   send(std::move(r));
 }
 
@@ -372,6 +378,7 @@ void GroupImpl::handle_append_resp(const Message& m) {
   // acceptable() refused responses that name an index beyond our log.
   Progress& pr = progress_.at(m.from);
   pr.recent_active = true;
+  pr.wake_epoch = m.context;
   if (m.reject) {
     LogIndex hint = m.reject_hint;
     if (m.log_term > Term(0)) hint = log_.find_conflict_by_term(m.reject_hint, m.log_term);
@@ -431,7 +438,9 @@ void GroupImpl::handle_heartbeat_resp(const Message& m) {
   } else if (pr.match < log_.last_index()) {
     maybe_send_append(m.from, true);
   }
-  if (m.context > pr.read_ack) {
+  if (m.reject) {
+    pr.wake_epoch = m.context;  // a refused kQuiesce: the epoch our next notice must echo
+  } else if (m.context > pr.read_ack) {
     pr.read_ack = m.context;
     release_confirmed_reads();
   }

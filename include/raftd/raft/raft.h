@@ -59,8 +59,9 @@
 // time out, the DRIVER must call wake() on a quiesced follower when it learns that the leader's
 // node is unreachable or restarted (transport failure, node liveness); otherwise a crashed
 // quiesced leader is never replaced. A follower obeys kQuiesce only while it has heard from that
-// leader within an election timeout and not within an election timeout after a wake(), so a
-// notice still in flight when the leader died cannot put woken followers back to sleep.
+// leader within an election timeout, and only a notice that echoes its current wake epoch: each
+// wake() starts a new epoch, which the leader learns from the follower's later messages, so a
+// notice sent before a wake() never puts the follower back to sleep, however late it arrives.
 #pragma once
 
 #include <cstdint>
@@ -101,7 +102,9 @@ struct Config {
   uint64_t max_uncommitted_bytes = kDefaultMaxUncommittedBytes;  // 0 = no limit
   uint64_t max_committed_bytes_per_ready = kDefaultMaxCommittedBytesPerReady;
   uint32_t quiesce_after_ticks = 0;  // 0 = never quiesce
-  uint64_t random_seed = 1;          // seeds the election-timeout generator (per replica!)
+  // Seeds the election-timeout generator and the first wake epoch (quiescing): pick it per
+  // replica, and anew at every boot.
+  uint64_t random_seed = 1;
 
   Status validate() const;
 };
@@ -224,8 +227,8 @@ class Group {
   void report_snapshot(NodeId to, bool ok);
   // The transport could not reach `to`: stop pipelining to it (back to probing).
   void report_unreachable(NodeId to);
-  // Leaves the quiesced state (see the quiescing rule above); on a follower, also refuses
-  // kQuiesce for the next election timeout. Cheap otherwise.
+  // Leaves the quiesced state (see the quiescing rule above); on a follower, also starts a new
+  // wake epoch, so it refuses every kQuiesce sent before this call. Cheap otherwise.
   void wake();
   // The driver compacted its log storage up to `index` (<= applied, and <= the commit index of
   // the last DURABLE hard state: a snapshot is applied state, see "Hard state" above). Returns

@@ -125,16 +125,19 @@ enum class MessageType : uint8_t {
   kPreVote,         // like kVote, term = the term the candidate would use; changes no state
   kPreVoteResp,     // term = the request's term when granted; commit/log_term as kVoteResp
   kAppend,          // index/log_term = previous entry; entries; commit
-  kAppendResp,      // index = last index known to match; on reject see reject_hint/log_term
+  kAppendResp,      // index = last index known to match; on reject see reject_hint/log_term;
+                    // context = the follower's wake epoch (doc/raft.md, "Quiescing")
   kHeartbeat,       // commit = min(follower's match, leader commit); context = read round
-  kHeartbeatResp,   // context echoes the read round; reject = "not caught up" (wakes a quiesced
-                    // leader)
+  kHeartbeatResp,   // context echoes the read round; reject = a refused kQuiesce (wakes a
+                    // quiesced leader), and then context = the follower's wake epoch
   kSnapshot,        // snapshot = the snapshot to install (leader -> follower)
   kTimeoutNow,      // leader -> transfer target: campaign now, bypassing PreVote and the lease
   kReadIndex,       // follower -> leader: context = the follower's request id
   kReadIndexResp,   // leader -> follower: index = read index; context = request id; reject
   kTransferLeader,  // any node -> leader: transfer leadership to transfer_target
-  kQuiesce,         // leader -> follower: the group is idle; stop counting election ticks
+  kQuiesce,         // leader -> follower: the group is idle; stop counting election ticks;
+                    // index/log_term = last entry; commit; context = the follower's wake
+                    // epoch as the leader last heard it
 };
 
 const char* message_type_name(MessageType t);
@@ -158,7 +161,8 @@ struct Message {
   bool reject = false;
   LogIndex reject_hint;  // rejected kAppendResp: follower's guess of the last matching index
 
-  uint64_t context = 0;   // kHeartbeat(Resp): read round; kReadIndex(Resp): request id
+  uint64_t context = 0;   // kHeartbeat(Resp): read round; kReadIndex(Resp): request id;
+                          // kAppendResp, kQuiesce, rejected kHeartbeatResp: wake epoch
   bool transfer = false;  // kVote / kPreVote sent because of a leader transfer (bypass lease)
   NodeId transfer_target = kNoNode;  // kTransferLeader: who should lead
 
