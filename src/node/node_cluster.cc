@@ -182,10 +182,11 @@ Status NodeImpl::finish_join() {
   return Status::ok();
 }
 
-// A node this one talks to: one the meta state lists, or, while this node's meta replica has
-// not yet replayed its own addition, one its contact listed when it joined.
+// A node this one talks to: one the meta state lists, one removed from the cluster that the
+// meta group's configuration still has (departing_), or, while this node's meta replica has not
+// yet replayed its own addition, one its contact listed when it joined.
 bool NodeImpl::known_node(NodeId id) const {
-  if (meta_.node(id) != nullptr) return true;
+  if (meta_.node(id) != nullptr || departing_.contains(id)) return true;
   if (meta_.node_id_used(self_) || meta_.node_id_used(id)) return false;
   return std::any_of(cluster_.contacts.begin(), cluster_.contacts.end(),
                      [&](const NodeInfo& n) { return n.id == id; });

@@ -158,8 +158,11 @@ void NodeImpl::update_peers() {
   std::vector<transport::Peer> peers;
   std::vector<const NodeInfo*> nodes;
   for (const auto& [id, n] : meta_.nodes()) nodes.push_back(&n);
+  for (const auto& [id, n] : departing_) nodes.push_back(&n);
   for (const NodeInfo& n : cluster_.contacts) {
-    if (known_node(n.id) && meta_.node(n.id) == nullptr) nodes.push_back(&n);
+    if (known_node(n.id) && meta_.node(n.id) == nullptr && !departing_.contains(n.id)) {
+      nodes.push_back(&n);
+    }
   }
   for (const NodeInfo* np : nodes) {
     const NodeInfo& n = *np;
@@ -326,7 +329,10 @@ void NodeImpl::on_snapshot_refused(GroupId g, const raft::SnapshotMeta& meta) {
 
 void NodeImpl::apply(GroupId g, std::vector<raft::Entry>&& committed) {
   if (g == GroupId(0)) {
-    for (const raft::Entry& e : committed) apply_meta(e);
+    for (const raft::Entry& e : committed) {
+      apply_meta(e);
+      if (e.type == raft::EntryType::kConfChange && !departing_.empty()) prune_departing();
+    }
     return;
   }
   std::vector<app::AppEntry>& backlog = app_backlog_[g];
@@ -409,7 +415,15 @@ void NodeImpl::apply_meta(const raft::Entry& e) {
     if (env->origin == self_) fail_waiter(env->request_id, 400, "bad_request", "bad meta command");
     return;
   }
+  std::optional<NodeInfo> removed;
+  if (const auto* rn = std::get_if<RemoveNode>(&*cmd)) {
+    if (const NodeInfo* n = meta_.node(rn->id)) removed = *n;
+  }
   MetaOutcome o = meta_.apply(*cmd);
+  if (removed && o == MetaOutcome::kOk) {
+    departing_[removed->id] = *removed;
+    prune_departing();
+  }
   applied_[GroupId(0)] = e.index;
   after_meta(*cmd, o);
   if (env->origin != self_ || !waiters_.contains(env->request_id)) return;

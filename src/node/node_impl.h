@@ -212,6 +212,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   bool reconcile_hosts(GroupId g);
   void reconcile_all_hosts();
   void reconcile_meta_members();
+  void prune_departing();
   void propose_meta(const MetaCommand& cmd);
   void api_cluster(http::Exchange& ex);
   void propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std::string payload,
@@ -244,6 +245,9 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   io::TimePoint join_logged_;
   // When this meta leader last proposed a change of the meta group's own membership.
   io::TimePoint meta_conf_sent_;
+  // Nodes removed from the cluster that are still members of the meta group: peers until the
+  // meta group's configuration drops them, so that a removed meta leader hands over cleanly.
+  std::map<NodeId, NodeInfo> departing_;
 
   std::unique_ptr<io::Reactor> reactor_;
   std::unique_ptr<wal::ReactorExecutor> executor_;

@@ -314,6 +314,17 @@ void NodeImpl::reconcile_meta_members() {
   }
 }
 
+// A removed node stays a peer while the meta group's configuration has it (its leader, say,
+// goes on until its own removal commits and then hands over); no longer once it is out.
+void NodeImpl::prune_departing() {
+  const raft::Group* meta = host_->group(GroupId(0));
+  const std::vector<NodeId> members =
+      meta != nullptr ? members_of(meta->conf_state()) : std::vector<NodeId>{};
+  const size_t before = departing_.size();
+  std::erase_if(departing_, [&](const auto& d) { return !contains(members, d.first); });
+  if (departing_.size() != before && transport_) update_peers();
+}
+
 // A meta command raftd proposes on its own (no client waits for it).
 void NodeImpl::propose_meta(const MetaCommand& cmd) {
   const raft::Group* meta = host_->group(GroupId(0));

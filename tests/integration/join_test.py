@@ -213,7 +213,8 @@ def test_join_and_replace_dead_node(c):
 def test_join_refusals(c):
     """A joining node whose id was removed exits 2 naming it; one started with other [listen]
     addresses than it was added with exits 2; one stopped while waiting exits 0 and leaves
-    nothing that keeps it from joining later."""
+    nothing that keeps it from joining later. The meta group's leader removed from the cluster
+    through itself hands over to the others (node 5 promoted in its place)."""
     ops.ops(c)
     n1, n2, n3, n4, n5 = c.nodes
     start_initial(c)
@@ -238,14 +239,44 @@ def test_join_refusals(c):
     add_node_ok([n2], n5)
     c.wait_ready([n5])
 
+    # The meta group's leader itself leaves the cluster: node 5 (caught up) is promoted in its
+    # place, the leader removes itself and steps down, and the rest elect a new meta leader.
+    leader = meta_leader(c, [n1, n2, n3])
+    wait_for(lambda: (lambda r: r is not None and r.status == 200)(
+        leader.call("DELETE", f"/v1/cluster/nodes/{leader.id}")),
+        f"DELETE /v1/cluster/nodes/{leader.id} through itself")
+    rest = [n for n in (n1, n2, n3) if n is not leader]
+    wait_for(lambda: re.search(rf"meta: the meta group removes node {leader.id}",
+                               log_text(leader)), "the meta leader removes itself")
+    wait_for(lambda: "this node was removed from the cluster" in log_text(leader),
+             "the removed node says so")
+    c.create_group(rest[0], 9, [rest[0].id, rest[1].id, 5])
+    wait_for(lambda: cluster_ids(n5) == sorted([rest[0].id, rest[1].id, 4, 5]),
+             "node 5 sees the removal")
+    rest[1].kill9()  # the meta group's voters are rest[0], rest[1] and 5: still a majority
+    rest[1].proc = None
+    c.create_group(n5, 10, [rest[0].id, 5])
+
     # Node 4's id is removed (it is in no group); a new process with that id is told so.
     wait_for(lambda: (lambda r: r is not None and r.status == 200)(
-        n1.call("DELETE", "/v1/cluster/nodes/4")), "DELETE /v1/cluster/nodes/4")
-    wait_for(lambda: cluster_ids(n3) == [1, 2, 3, 5], "node 3 drops node 4")
+        rest[0].call("DELETE", "/v1/cluster/nodes/4")), "DELETE /v1/cluster/nodes/4")
+    wait_for(lambda: cluster_ids(n5) == sorted([rest[0].id, rest[1].id, 5]),
+             "node 5 drops node 4")
     n4.start()  # empty data_dir (it never wrote its cluster file)
     assert wait_exit(n4, "a removed id") == 2, "exit status"
     assert "was removed from the cluster" in log_text(n4), "node 4's log names the removal"
     c.stop_all()
+
+
+def meta_leader(c, nodes):
+    """The node that logged last that it leads the meta group, once all of `nodes` agree."""
+    def leader():
+        seen = set()
+        for n in nodes:
+            found = re.findall(r"meta: leader is node (\d+)", log_text(n))
+            seen.add(int(found[-1]) if found else 0)
+        return seen.pop() if len(seen) == 1 and 0 not in seen else None
+    return c.node(wait_for(leader, "a meta leader all agree on"))
 
 
 for fn in TESTS:
