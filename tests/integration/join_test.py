@@ -8,12 +8,14 @@ kill -9; a dead node of a 3-node cluster is replaced (its groups handed to the n
 DELETE /v1/cluster/nodes), after which the meta group keeps its quorum when another initial
 node dies; ids are never reused, and every refusal has its status.
 
-Usage: join_test.py RAFTD RAFTD_KV [-k SUBSTRING]
+Usage: join_test.py --sqlite-app examples/python-sqlite/app.py RAFTD RAFTD_KV [-k SUBSTRING]
+(RAFTD_JOIN_SQLITE_MB sets the size of the SQLite group, 24 by default.)
 
 Like cluster_test.py: raftd nodes beside raftd-kv apps on 127.0.0.1 in a fresh temp dir per
 test, every process killed when its test ends; exits 0 when every test passed, 1 otherwise.
 """
 
+import argparse
 import json
 import os
 import re
@@ -268,6 +270,53 @@ def test_join_refusals(c):
     c.stop_all()
 
 
+SQLITE_MB = int(os.environ.get("RAFTD_JOIN_SQLITE_MB", "24"))
+
+
+@test
+def test_sqlite_group_of_tens_of_mb_to_a_new_node(c):
+    """examples/python-sqlite beside every node (doc/sqlite-recipe.md): a group holding tens of
+    MB (values of 60,000 B) is compacted on its three members; a fourth node joins the cluster
+    and the group, receives the database as a snapshot (PrepareSnapshot, SaveSnapshot streamed
+    through both raftd, RecoverFromSnapshot), and its database then holds exactly the rows of
+    the others'."""
+    ops.ops(c, {"snapshot": ["entries = 100", "tail = 10"]}, app="sqlite")
+    n1, n2, n3, n4, _ = c.nodes
+    start_initial(c)
+    g = 7
+    c.create_group(n1, g, [1, 2, 3])
+    value_bytes = 60000
+    count = SQLITE_MB * 1000 * 1000 // value_bytes
+    t0 = time.time()
+    data = put_many(c, [n1, n2, n3], g, "big", count, value_bytes=value_bytes)
+    c.wait_converged(g, [n1, n2, n3])
+    for n in (n1, n2, n3):
+        ct.expect_status(n.call("POST", f"/v1/groups/{g}/snapshot"), 200, what="compact")
+    t_written = time.time() - t0
+    start_joining(c, n4)
+    add_node_ok([n3], n4)
+    c.wait_ready([n4])
+    t1 = time.time()
+    change_members(c, [n1, n2, n3], g, "POST", f"/v1/groups/{g}/members",
+                   json.dumps({"node": 4, "role": "learner"}),
+                   lambda s: (4, "learner") in members_of(s))
+    m = wait_for(lambda: re.search(rf"group {g}: snapshot at index \d+ installed", log_text(n4)),
+                 "node 4 installed the group's snapshot", deadline_s=120)
+    c.wait_converged(g, [n1, n2, n3, n4])
+    t_joined = time.time() - t1
+    want = sorted((k.encode(), v.encode()) for k, v in data.items())
+    for n in (n1, n4):
+        rows = [(bytes(k), bytes(v)) for k, v in ops.sqlite_rows(n, g)]
+        assert len(rows) == len(want) and rows == want, \
+            f"node {n.id}'s database: {len(rows)} rows, want {len(want)}"
+    size = os.path.getsize(n4.db_path())
+    assert size >= count * value_bytes, f"node 4's database is only {size} bytes"
+    print(f"    {count} values ({count * value_bytes / 1e6:.0f} MB) written in {t_written:.1f} s; "
+          f"node 4 joined and caught up by snapshot in {t_joined:.1f} s ({m.group(0)}); "
+          f"its database is {size / 1e6:.0f} MB")
+    c.stop_all()
+
+
 def meta_leader(c, nodes):
     """The node that logged last that it leads the meta group, once all of `nodes` agree."""
     def leader():
@@ -284,7 +333,12 @@ for fn in TESTS:
 
 
 def main():
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--sqlite-app", required=True)
+    args, rest = ap.parse_known_args()
+    ops.SQLITE_APP = os.path.abspath(args.sqlite_app)
     ct.TESTS[:] = TESTS
+    sys.argv[1:] = rest
     return ct.main()
 
 
