@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Process-level tests of raftd's client subcommands: a one-node cluster ([cluster].initial lists
 only this node, with a client token) beside a raftd-kv, on 127.0.0.1 with free ports and a fresh
-temp directory, driven by running `raftd status|group|propose|read` and checking their output and
+temp directory, driven by running `raftd status|cluster|group|propose|read` and checking their output and
 exit codes (0 success, 1 server error or failed request, 2 usage error).
 
 Usage: cli_test.py RAFTD RAFTD_KV
@@ -158,7 +158,8 @@ def check_usage(cli):
         r = cli.run(*args)
         expect_rc(r, 2, what)
     for cmd in (["status"], ["group", "create"], ["group", "delete"], ["group", "list"],
-                ["group", "show"], ["propose"], ["read"]):
+                ["group", "show"], ["propose"], ["read"], ["cluster", "add-node"],
+                ["cluster", "remove-node"]):
         r = cli.run(*cmd, "--help")
         expect_rc(r, 0, " ".join(cmd) + " --help")
         expect("--endpoint" in r.out and "--token" in r.out and "--timeout-ms" in r.out,
@@ -291,6 +292,39 @@ def check_delete(cli):
     expect("404 unknown_group" in r.err, "delete: error code shown", r)
 
 
+def check_cluster_nodes(cli):
+    """cluster add-node prints the new node's entry; the same id again, and an address in use,
+    are errors; remove-node takes it out, and again is a 404. (join_test.py starts such a node.)"""
+    peer, client = free_ports(2)
+    r = cli.run("cluster", "add-node", "5", "--peer", f"127.0.0.1:{peer}", "--client",
+                f"127.0.0.1:{client}")
+    expect_rc(r, 0, "cluster add-node")
+    expect(json.loads(r.out) == {"id": 5, "peer": f"127.0.0.1:{peer}",
+                                 "client": f"127.0.0.1:{client}", "reachable": False},
+           "cluster add-node prints the node's entry", r)
+    r = cli.run("cluster", "add-node", "5", "--peer", "127.0.0.1:1", "--client", "127.0.0.1:2")
+    expect_rc(r, 1, "cluster add-node of an existing id")
+    expect(r.err.startswith("raftd cluster add-node: 409 conflict: "), "409 conflict shown", r)
+    r = cli.run("cluster", "add-node", "6", "--peer", f"127.0.0.1:{peer}", "--client",
+                "127.0.0.1:2")
+    expect_rc(r, 1, "cluster add-node with node 5's peer address")
+    expect("400 bad_request" in r.err, "400 for an address in use", r)
+    r = cli.run("cluster", "add-node", "6", "--peer", "localhost:1", "--client", "127.0.0.1:2")
+    expect_rc(r, 1, "cluster add-node with a host name")
+    r = cli.run("cluster", "add-node", "6", "--client", "127.0.0.1:2")
+    expect_rc(r, 2, "cluster add-node without --peer")
+    r = cli.run("cluster", "remove-node", "5")
+    expect_rc(r, 0, "cluster remove-node")
+    expect(json.loads(r.out) == {"id": 5, "removed": True}, "remove-node prints the removal", r)
+    r = cli.run("cluster", "remove-node", "5")
+    expect_rc(r, 1, "cluster remove-node of a removed node")
+    expect("404 not_found" in r.err, "404 not_found shown", r)
+    r = cli.run("cluster", "add-node", "5", "--peer", f"127.0.0.1:{peer}", "--client",
+                f"127.0.0.1:{client}")
+    expect_rc(r, 1, "cluster add-node of a removed id")
+    expect("409 conflict" in r.err, "a removed id is never reused", r)
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -309,7 +343,7 @@ def main():
         for check in (lambda: check_usage(cli), lambda: check_groups(cli),
                       lambda: check_propose_read(cli), lambda: check_status(cli, client_port),
                       lambda: check_auth_and_endpoints(cli, client_port),
-                      lambda: check_delete(cli)):
+                      lambda: check_delete(cli), lambda: check_cluster_nodes(cli)):
             check()
         ok = True
         print("cli tests passed")
