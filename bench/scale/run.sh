@@ -180,7 +180,7 @@ start_kv() {
   "$RAFTD_KV" --listen 127.0.0.1:0 --data-dir "$tmp/n$i/kv" >"$tmp/kv$i.log" 2>&1 &
   kv_pid[i]=$!
   while :; do
-    line=$(grep -m1 '^listening on ' "$tmp/kv$i.log" || true)
+    line=$(grep -m1 '^listening on ' "$tmp/kv$i.log" 2>/dev/null || true)
     [ -n "$line" ] && break
     check_alive
     [ $SECONDS -lt "$deadline" ] || fail "raftd-kv $i did not print its address"
