@@ -233,7 +233,9 @@ Status validate(const AppOptions& o) {
       (o.url.base_path.front() != '/' || o.url.base_path.back() == '/')) {
     return bad("url.base_path must be empty or start with / and not end with /");
   }
-  if (o.call_timeout_ms == 0 || o.connect_timeout_ms == 0) return bad("timeouts must be > 0");
+  if (o.call_timeout_ms == 0 || o.connect_timeout_ms == 0 || o.recover_timeout_ms == 0) {
+    return bad("timeouts must be > 0");
+  }
   if (o.retry_backoff_min_ms == 0 || o.retry_backoff_min_ms > o.retry_backoff_max_ms) {
     return bad("retry backoff must be 0 < min <= max");
   }
@@ -492,6 +494,7 @@ void AppClient::send(Group& g) {
         return file->read(out, max_bytes, done);
       };
       req.source_bytes = b.size;
+      req.answer_timeout_ms = options_.recover_timeout_ms;
       reply_max = kRecoverReplyBytesMax;
       ++stats_.recover_calls;
       break;

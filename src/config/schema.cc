@@ -32,7 +32,7 @@ using K = KeyType;
 using P = Presence;
 
 // clang-format off
-const std::array<KeySpec, 40> kSchema = {{
+const std::array<KeySpec, 41> kSchema = {{
   {"node", "id", K::kInteger, P::kRequired, "", 1, kIdMax, "",
    "this node's id: unique in the cluster forever, never reused",
    [](Config& c) -> FieldRef { return &c.node.id; }},
@@ -63,6 +63,9 @@ const std::array<KeySpec, 40> kSchema = {{
   {"app", "timeout_ms", K::kInteger, P::kDefault, "ms", 1, kHourMs, "",
    "an app call without a complete answer by then fails and is retried",
    [](Config& c) -> FieldRef { return &c.app.timeout_ms; }},
+  {"app", "recover_timeout_ms", K::kInteger, P::kDefault, "ms", 1, kHourMs, "",
+   "RecoverFromSnapshot: how long the app may take to answer after the snapshot's last byte",
+   [](Config& c) -> FieldRef { return &c.app.recover_timeout_ms; }},
   {"app", "retry_min_ms", K::kInteger, P::kDefault, "ms", 1, kHourMs, "",
    "first wait before retrying a failed app call; doubles on each failure",
    [](Config& c) -> FieldRef { return &c.app.retry_min_ms; }},

@@ -432,9 +432,13 @@ void ClientConnection::sweep(TimePoint now) {
   // A consumer holding the response, or a source with nothing to send, is our delay, not the
   // peer's.
   if (body_paused_ || source_waiting_) return;
-  if (now - last_progress_ > std::chrono::milliseconds(o.response_timeout_ms)) {
+  std::uint32_t limit = o.response_timeout_ms;
+  const bool awaiting_answer =
+      body_done_ && out_.empty() && !send_.active() && !got_response_bytes_;
+  if (awaiting_answer) limit = std::max(limit, current_.request.answer_timeout_ms);
+  if (now - last_progress_ > std::chrono::milliseconds(limit)) {
     fail(Status(Code::kTimeout, "no response progress from " + pool_.key + " for " +
-                                    std::to_string(o.response_timeout_ms) + " ms"));
+                                    std::to_string(limit) + " ms"));
   }
 }
 

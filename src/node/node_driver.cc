@@ -104,6 +104,7 @@ Status NodeImpl::open_network() {
   ao.sync = cfg_.app.sync;
   ao.token = cfg_.app.token.value_or("");
   ao.call_timeout_ms = cfg_.app.timeout_ms;
+  ao.recover_timeout_ms = cfg_.app.recover_timeout_ms;
   ao.retry_backoff_min_ms = cfg_.app.retry_min_ms;
   ao.retry_backoff_max_ms = cfg_.app.retry_max_ms;
   ao.batch_bytes_max = cfg_.app.batch_bytes_max;

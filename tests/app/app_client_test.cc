@@ -1373,6 +1373,42 @@ TEST_CASE("app::AppClient: RecoverFromSnapshot sends the file in the FIFO and is
   CHECK((*prepared)->index == LogIndex(102));
 }
 
+TEST_CASE("app::AppClient: the app may take recover_timeout_ms to answer RecoverFromSnapshot") {
+  TempDir dir;
+  const std::string bytes = snapshot_bytes(1024 * 1024);
+  const std::string path = dir.file("snap", bytes);
+  for (const std::uint32_t recover_timeout_ms : {5000u, 400u}) {
+    INFO("recover_timeout_ms " << recover_timeout_ms);
+    AppOptions o = fast_options();  // call_timeout_ms 300
+    o.recover_timeout_ms = recover_timeout_ms;
+    Fixture f(Encoding::kBinary, o);
+    f.app.hold = true;  // the app answers only when released: it is "applying" the snapshot
+    std::optional<Status> recovered;
+    f.client->recover_from_snapshot(GroupId(1), LogIndex(50), path,
+                                    [&](Status st) { recovered = std::move(st); });
+    REQUIRE(run_until(*f.reactor, [&] { return f.app.held.size() == 1; }));
+    run_for(*f.reactor, 1000ms);  // over three call timeouts
+    const size_t calls = f.app.calls_to("/RecoverFromSnapshot").size();
+    if (recover_timeout_ms > 1000) {
+      // Still the one call: the whole body arrived, and the app is allowed its time.
+      CHECK(calls == 1);
+      CHECK_FALSE(recovered.has_value());
+      CHECK(f.client->stats().recover_from_snapshot.errors == 0);
+    } else {
+      // Shorter than the wait: timed out and sent again, the whole snapshot each time.
+      CHECK(calls >= 2);
+      CHECK(f.client->stats().recover_from_snapshot.errors >= 1);
+    }
+    f.app.hold = false;
+    REQUIRE(run_until(*f.reactor, [&] {
+      f.app.release();
+      return recovered.has_value();
+    }));
+    CHECK(recovered->is_ok());
+    CHECK(f.app.recovered[1] == bytes);
+  }
+}
+
 TEST_CASE("app::AppClient: a RecoverFromSnapshot whose file is missing or changed fails") {
   TempDir dir;
   Fixture f;

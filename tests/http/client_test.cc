@@ -344,6 +344,46 @@ TEST_SUITE("http") {
     REQUIRE(testing::run_until(*f.reactor, [&] { return f.server->connection_count() == 0; }));
   }
 
+  TEST_CASE("http::Client: a request's answer timeout lets the server work after the body") {
+    ClientOptions co;
+    co.response_timeout_ms = 200;
+    Fixture f(co);
+    ClientRequest req = make("POST", "/hang", "snapshot bytes");
+    req.answer_timeout_ms = 5000;
+    std::optional<Result<Response>> out;
+    f.client->fetch("127.0.0.1", f.server->port(), std::move(req),
+                    [&](Result<Response> r) { out.emplace(std::move(r)); });
+    testing::run_for(*f.reactor, 700ms);  // over three response timeouts without an answer
+    REQUIRE_FALSE(out.has_value());
+    REQUIRE(f.handler.held.size() == 1);
+    f.handler.held[0]->respond(200, "installed");
+    REQUIRE(testing::run_until(*f.reactor, [&] { return out.has_value(); }));
+    REQUIRE(out->is_ok());
+    CHECK(out->value().body == "installed");
+
+    // It bounds the wait too.
+    ClientRequest again = make("POST", "/hang", "x");
+    again.answer_timeout_ms = 600;
+    const auto started = io::Reactor::now();
+    auto r = f.fetch(std::move(again));
+    CHECK(r.status().code() == Code::kTimeout);
+    CHECK(io::Reactor::now() - started >= 600ms);
+  }
+
+  TEST_CASE("http::Client: the answer timeout does not cover a body the server stops reading") {
+    ClientOptions co;
+    co.response_timeout_ms = 300;
+    Fixture f(co);
+    // The server pauses this body: once the socket buffers are full nothing moves, and the usual
+    // timeout ends the request long before the answer timeout would.
+    ClientRequest req = make("POST", "/pause", std::string(32 << 20, 'x'));
+    req.answer_timeout_ms = 20'000;
+    const auto started = io::Reactor::now();
+    auto r = f.fetch(std::move(req));
+    CHECK(r.status().code() == Code::kTimeout);
+    CHECK(io::Reactor::now() - started < 10s);
+  }
+
   TEST_CASE("http::Client: an error answer to a bad request is delivered") {
     ServerOptions so;
     so.body_bytes_max = 10;

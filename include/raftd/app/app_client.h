@@ -74,6 +74,10 @@ namespace raftd::app {
 // batch on a slow disk answers well within it, and a retry repeats the work under load, so a busy
 // app must not be mistaken for a dead one; a hung app is still noticed within seconds.
 inline constexpr std::uint32_t kCallTimeoutMsDefault = 10'000;
+// How long an app may take to answer RecoverFromSnapshot after its last byte: writing and
+// syncing a state of several GiB can take minutes on a slow disk, and a timeout sends the whole
+// snapshot again.
+inline constexpr std::uint32_t kRecoverTimeoutMsDefault = 600'000;
 // TCP connect to the app: it runs beside raftd, so a connect that takes a second is not coming.
 inline constexpr std::uint32_t kConnectTimeoutMsDefault = 1'000;
 // First retry delay, doubled per consecutive failure up to the max. 50 ms rides out an app
@@ -149,6 +153,9 @@ struct AppOptions {
   bool sync = false;  // app.sync: durability comes from POST /Sync, not from each UpdateEntries
   std::string token;  // non-empty: "Authorization: Bearer <token>" on every call
   std::uint32_t call_timeout_ms = kCallTimeoutMsDefault;
+  // RecoverFromSnapshot: once the whole snapshot is sent, the app may take this long to answer
+  // (replacing its state durably can take a while after the last byte).
+  std::uint32_t recover_timeout_ms = kRecoverTimeoutMsDefault;
   std::uint32_t connect_timeout_ms = kConnectTimeoutMsDefault;
   std::uint32_t retry_backoff_min_ms = kRetryBackoffMinMsDefault;
   std::uint32_t retry_backoff_max_ms = kRetryBackoffMaxMsDefault;

@@ -61,6 +61,9 @@ inline constexpr uint32_t kTickMsDefault = 100;
 // at most one call per 10 s against an app that stays down.
 inline constexpr uint32_t kAppRetryMinMsDefault = 100;
 inline constexpr uint32_t kAppRetryMaxMsDefault = 10'000;
+// The app's answer to RecoverFromSnapshot may take 10 minutes after the last byte (the app
+// client's kRecoverTimeoutMsDefault and its reason: a state of several GiB written and synced).
+inline constexpr uint32_t kAppRecoverTimeoutMsDefault = 600'000;
 // One UpdateEntries call carries at most what one Ready hands out for a group, so one Ready is
 // one call; 1024 entries bounds the per-entry result bookkeeping of a call.
 inline constexpr uint64_t kAppBatchBytesMaxDefault = raft::kDefaultMaxCommittedBytesPerReady;
@@ -157,6 +160,7 @@ struct AppSection {
   AppEncoding encoding = AppEncoding::kBinary;
   std::optional<std::string> token;  // Authorization: Bearer <token> on every app call
   uint32_t timeout_ms = http::kResponseTimeoutMsDefault;
+  uint32_t recover_timeout_ms = kAppRecoverTimeoutMsDefault;  // RecoverFromSnapshot's answer
   uint32_t retry_min_ms = kAppRetryMinMsDefault;
   uint32_t retry_max_ms = kAppRetryMaxMsDefault;  // >= retry_min_ms
   uint64_t batch_bytes_max = kAppBatchBytesMaxDefault;

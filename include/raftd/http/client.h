@@ -5,7 +5,9 @@
 // buffer in) whatever the body sizes, provided the callbacks consume what they are given.
 //
 // Timeouts: connect_timeout_ms bounds the TCP connect; response_timeout_ms bounds every wait
-// without progress once the request is being sent (no byte sent or received for that long).
+// without progress once the request is being sent (no byte sent or received for that long),
+// except that a request may allow a longer wait for the answer's first byte once it has been
+// sent whole (ClientRequest::answer_timeout_ms).
 // Errors arrive as a Status in on_done: kTimeout, kIoError (connect refused, reset, closed
 // early), kCorruption (malformed response), kUnavailable (queue full), kCancelled (close()).
 //
@@ -75,6 +77,10 @@ struct ClientRequest {
   // fails the request with kTooLarge at once and closes the connection: a response that never
   // ends is not read forever.
   std::uint64_t response_body_bytes_max = UINT64_MAX;
+  // Above ClientOptions::response_timeout_ms: once the whole request (body included) is sent,
+  // the wait for the answer's first byte may last this long (a server that works on the body
+  // before it answers, like an application applying a snapshot). 0 or less: the usual timeout.
+  std::uint32_t answer_timeout_ms = 0;
 };
 
 // Identifies a request for Client::resume, resume_source and cancel.
