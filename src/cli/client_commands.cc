@@ -506,60 +506,43 @@ int ClientCommands::group_show() {
   return kExitOk;
 }
 
-int ClientCommands::group_transfer_leader() {
+// One request whose JSON answer is printed indented: the shape of most admin commands.
+int ClientCommands::call_and_print(const char* name, std::string_view method,
+                                   const std::string& target, std::string body) {
   Target t;
-  if (auto rc =
-          open_session("group transfer-leader", conn_.endpoint, conn_.token, conn_.timeout_ms, t)) {
-    return *rc;
-  }
+  if (auto rc = open_session(name, conn_.endpoint, conn_.token, conn_.timeout_ms, t)) return *rc;
   json out;
-  if (auto rc = call_json(t, "POST", fmt::format("/v1/groups/{}/transfer-leader", group_), out,
-                          json{{"node", node_}}.dump())) {
-    return *rc;
-  }
+  if (auto rc = call_json(t, method, target, out, std::move(body))) return *rc;
   print_json(out);
   return kExitOk;
+}
+
+int ClientCommands::group_transfer_leader() {
+  return call_and_print("group transfer-leader", "POST",
+                        fmt::format("/v1/groups/{}/transfer-leader", group_),
+                        json{{"node", node_}}.dump());
 }
 
 int ClientCommands::group_snapshot() {
-  Target t;
-  if (auto rc = open_session("group snapshot", conn_.endpoint, conn_.token, conn_.timeout_ms, t)) {
-    return *rc;
-  }
-  json out;
-  if (auto rc = call_json(t, "POST", fmt::format("/v1/groups/{}/snapshot", group_), out, "")) {
-    return *rc;
-  }
-  print_json(out);
-  return kExitOk;
+  return call_and_print("group snapshot", "POST", fmt::format("/v1/groups/{}/snapshot", group_));
 }
 
 int ClientCommands::group_member(bool add) {
-  Target t;
-  const char* name = add ? "group add-member" : "group remove-member";
-  if (auto rc = open_session(name, conn_.endpoint, conn_.token, conn_.timeout_ms, t)) return *rc;
-  json out;
-  std::optional<int> rc =
-      add ? call_json(t, "POST", fmt::format("/v1/groups/{}/members", group_), out,
-                      json{{"node", node_}, {"role", learner_ ? "learner" : "voter"}}.dump())
-          : call_json(t, "DELETE", fmt::format("/v1/groups/{}/members/{}", group_, node_), out);
-  if (rc) return *rc;
-  print_json(out);
-  return kExitOk;
+  if (!add) {
+    return call_and_print("group remove-member", "DELETE",
+                          fmt::format("/v1/groups/{}/members/{}", group_, node_));
+  }
+  return call_and_print("group add-member", "POST", fmt::format("/v1/groups/{}/members", group_),
+                        json{{"node", node_}, {"role", learner_ ? "learner" : "voter"}}.dump());
 }
 
 int ClientCommands::cluster_node(bool add) {
-  Target t;
-  const char* name = add ? "cluster add-node" : "cluster remove-node";
-  if (auto rc = open_session(name, conn_.endpoint, conn_.token, conn_.timeout_ms, t)) return *rc;
-  json out;
-  std::optional<int> rc =
-      add ? call_json(t, "POST", "/v1/cluster/nodes", out,
-                      json{{"id", node_}, {"peer", peer_}, {"client", client_}}.dump())
-          : call_json(t, "DELETE", fmt::format("/v1/cluster/nodes/{}", node_), out);
-  if (rc) return *rc;
-  print_json(out);
-  return kExitOk;
+  if (!add) {
+    return call_and_print("cluster remove-node", "DELETE",
+                          fmt::format("/v1/cluster/nodes/{}", node_));
+  }
+  return call_and_print("cluster add-node", "POST", "/v1/cluster/nodes",
+                        json{{"id", node_}, {"peer", peer_}, {"client", client_}}.dump());
 }
 
 int ClientCommands::propose() {

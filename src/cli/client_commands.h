@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace raftd::cli {
@@ -42,6 +43,8 @@ class ClientCommands {
   int group_snapshot();
   int group_member(bool add);
   int cluster_node(bool add);
+  int call_and_print(const char* name, std::string_view method, const std::string& target,
+                     std::string body = {});
   int propose();
   int read();
 
