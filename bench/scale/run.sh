@@ -43,7 +43,7 @@ if [ "${1:-}" = --smoke ]; then
   smoke=1
   shift
 fi
-[ $# -eq 1 ] || { sed -n '20,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 1 ] || { sed -n '20,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 build=$1
 case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
