@@ -117,7 +117,8 @@ cleanup() {
   set +e
   # shellcheck disable=SC2046
   stop_pids $(all_pids)
-  if [ "$KEEP" = 1 ] || [ $failed = 1 ] || [ $rc != 0 ]; then echo "run.sh: logs and data kept in $tmp" >&2; else rm -rf "$tmp"; fi
+  # A failure (exit 1, also from a fail in a subshell) keeps the logs; Ctrl-C or SIGTERM does not.
+  if [ "$KEEP" = 1 ] || [ $failed = 1 ] || [ $rc = 1 ]; then echo "run.sh: logs and data kept in $tmp" >&2; else rm -rf "$tmp"; fi
   exit $rc
 }
 trap cleanup EXIT
