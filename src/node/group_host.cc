@@ -74,6 +74,8 @@ struct GroupHost::Hosted {
   std::optional<raft::Group> group;
   std::deque<Pending> pending;
   bool dirty = false;
+  bool awake = false;   // listed in awake_: ticked until seen quiesced with nothing to do
+  uint64_t ticked = 0;  // the last GroupHost tick that ticked it
   // Commit index of the last durable hard state (compaction stays at or below it).
   LogIndex durable_commit;
   // A Ready carrying a snapshot, held while the driver installs it; install_result is set by
@@ -95,6 +97,7 @@ Status GroupHost::add_group(GroupId g, const raft::ConfState& initial, LogIndex 
   if (Status s = start_replica(g, *h, app_applied); !s.is_ok()) return s;
   h->dirty = true;
   dirty_.push_back(g);
+  wake_up(g, *h);
   groups_.emplace(g, std::move(h));
   return Status::ok();
 }
@@ -160,7 +163,9 @@ const raft::Group* GroupHost::group(GroupId g) const {
 
 void GroupHost::mark_dirty(GroupId g) {
   auto it = groups_.find(g);
-  if (it == groups_.end() || it->second->dirty) return;
+  if (it == groups_.end()) return;
+  wake_up(g, *it->second);
+  if (it->second->dirty) return;
   it->second->dirty = true;
   dirty_.push_back(g);
 }
@@ -214,13 +219,45 @@ void GroupHost::finish_install(GroupId g, const Status& status) {
   mark_dirty(g);
 }
 
+void GroupHost::wake_up(GroupId g, Hosted& h) {
+  if (h.awake) return;
+  h.awake = true;
+  awake_.push_back(g);
+}
+
 void GroupHost::tick() {
-  for (auto& [g, h] : groups_) {
-    h->group->tick();
-    if (!h->dirty && h->group->has_ready()) {
-      h->dirty = true;
+  ++ticks_;
+  size_t keep = 0;
+  for (size_t i = 0; i < awake_.size(); ++i) {
+    const GroupId g = awake_[i];
+    auto it = groups_.find(g);
+    if (it == groups_.end()) continue;  // removed
+    Hosted& h = *it->second;
+    if (h.ticked == ticks_) continue;  // listed twice
+    h.ticked = ticks_;
+    h.group->tick();
+    ++stats_.groups_ticked;
+    if (!h.dirty && h.group->has_ready()) {
+      h.dirty = true;
       dirty_.push_back(g);
     }
+    if (h.group->quiesced() && !h.dirty) {
+      h.awake = false;  // asleep until an input wakes it (mark_dirty, step)
+      continue;
+    }
+    awake_[keep++] = g;
+  }
+  awake_.resize(keep);
+  if (ticks_ % kSleeperSweepTicks == 0) sweep_sleepers();
+}
+
+void GroupHost::sweep_sleepers() {
+  for (auto& [g, h] : groups_) {
+    if (h->awake) continue;
+    const bool ready = h->group->has_ready();
+    if (!ready && h->group->quiesced()) continue;
+    ++stats_.sleepers_woken;
+    mark_dirty(g);
   }
 }
 

@@ -48,6 +48,7 @@ struct TestNode final : GroupHost::Driver {
   std::map<GroupId, std::vector<std::string>> state;
   bool snapshots = true;
   bool fail_installs = false;
+  uint32_t quiesce_after_ticks = 0;  // raft::Config::quiesce_after_ticks of its groups
   std::vector<std::pair<GroupId, raft::SnapshotMeta>> installs;  // asked, not yet finished
   std::vector<std::pair<GroupId, NodeId>> requests;              // as a leader
   std::vector<GroupId> install_failed;
@@ -101,6 +102,7 @@ struct TestNode final : GroupHost::Driver {
     raft::Config c;
     c.id = id;
     c.random_seed = 7;
+    c.quiesce_after_ticks = quiesce_after_ticks;
     host = std::make_unique<GroupHost>(*wal, c, *this);
     if (marks_dir.empty()) {
       marks_dir = (std::filesystem::temp_directory_path() / "raftd-gh-XXXXXX").string();
@@ -185,8 +187,11 @@ struct Cluster {
     }
   }
 
-  explicit Cluster(size_t group_count) {
-    for (uint64_t i = 1; i <= 3; ++i) nodes.push_back(std::make_unique<TestNode>(NodeId(i)));
+  explicit Cluster(size_t group_count, uint32_t quiesce_after_ticks = 0) {
+    for (uint64_t i = 1; i <= 3; ++i) {
+      nodes.push_back(std::make_unique<TestNode>(NodeId(i)));
+      nodes.back()->quiesce_after_ticks = quiesce_after_ticks;
+    }
     for (uint64_t g = 1; g <= group_count; ++g) groups.push_back(GroupId(g));
     conf.voters = {NodeId(1), NodeId(2), NodeId(3)};
     for (auto& n : nodes) n->start(groups, conf);
@@ -569,6 +574,44 @@ TEST_CASE("node::GroupHost: a failed install drops the replica; taken up again i
   l = c.await_leader(g);
   CHECK(fol.state[g] == c.node(l).state[g]);
   CHECK(fol.state[g].size() == 12);
+}
+
+TEST_CASE("node::GroupHost: quiesced groups are not ticked until an input wakes them") {
+  Cluster c(20, /*quiesce_after_ticks=*/5);
+  for (GroupId g : c.groups) c.await_leader(g);
+  c.settle(400);  // 80 ticks: every group idle long enough to quiesce
+  for (auto& n : c.nodes) {
+    for (GroupId g : c.groups) REQUIRE(n->host->group(g)->quiesced());
+  }
+  // Asleep: more ticks visit no group (and the once-a-second sweep finds nothing to do).
+  std::vector<uint64_t> ticked;
+  for (auto& n : c.nodes) ticked.push_back(n->host->stats().groups_ticked);
+  c.settle(200);  // 40 ticks
+  for (size_t i = 0; i < c.nodes.size(); ++i) {
+    CHECK(c.nodes[i]->host->stats().groups_ticked == ticked[i]);
+  }
+  // A proposal wakes its group on every node (through the messages, which mark it dirty); it
+  // commits, is applied everywhere, and the group goes back to sleep. The others never woke.
+  const GroupId g(7);
+  const NodeId l = c.await_leader(g);
+  REQUIRE(c.node(l).host->propose(g, "wake").is_ok());
+  c.settle(100);
+  for (auto& n : c.nodes) {
+    REQUIRE_FALSE(n->applied[g].empty());
+    CHECK(n->applied[g].back().data == "wake");
+    CHECK(n->host->stats().groups_ticked > ticked[n->id.value() - 1]);
+  }
+  c.settle(400);
+  for (auto& n : c.nodes) {
+    for (GroupId x : c.groups) CHECK(n->host->group(x)->quiesced());
+    CHECK(n->host->stats().sleepers_woken == 0);  // every input came with mark_dirty
+  }
+  // A replica woken behind the host's back (no mark_dirty) is found by the sweep within
+  // kSleeperSweepTicks ticks, and counted.
+  TestNode& f = c.node(l == NodeId(1) ? NodeId(2) : NodeId(1));
+  f.host->group(g)->wake();
+  c.settle(static_cast<int>(5 * kSleeperSweepTicks + 5));
+  CHECK(f.host->stats().sleepers_woken == 1);
 }
 
 TEST_CASE("node::GroupHost: a replica that cannot install snapshots stops, as before") {
