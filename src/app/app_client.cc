@@ -12,6 +12,7 @@
 #include <limits>
 #include <utility>
 
+#include "raftd/base/lazy_deque.h"
 #include "raftd/io/socket.h"
 
 namespace raftd::app {
@@ -125,9 +126,9 @@ struct AppClient::Call {
 
 struct AppClient::Group {
   GroupId id;
-  std::uint64_t epoch = 0;  // distinguishes a group taken up again after drop_group
-  std::deque<AppEntry> queue;
-  std::deque<Barrier> barriers;
+  std::uint64_t epoch = 0;    // distinguishes a group taken up again after drop_group
+  LazyDeque<AppEntry> queue;  // nothing allocated while empty (most groups, most of the time)
+  LazyDeque<Barrier> barriers;
   std::size_t queued_bytes = 0;  // queue plus the call's entries
   LogIndex last_enqueued;        // 0: nothing enqueued yet
   LogIndex durable;              // last index acknowledged (or reported by LastLogIndex)

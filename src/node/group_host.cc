@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "raftd/base/assert.h"
+#include "raftd/base/lazy_deque.h"
 #include "raftd/base/log.h"
 #include "raftd/wal/format.h"
 
@@ -72,7 +73,7 @@ struct GroupHost::Hosted {
   WalStorage storage;
   raft::ConfState initial;
   std::optional<raft::Group> group;
-  std::deque<Pending> pending;
+  LazyDeque<Pending> pending;  // nothing allocated while empty, as it nearly always is
   bool dirty = false;
   bool awake = false;   // listed in awake_: ticked until seen quiesced with nothing to do
   uint64_t ticked = 0;  // the last GroupHost tick that ticked it
