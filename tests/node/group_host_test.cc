@@ -583,7 +583,7 @@ TEST_CASE("node::GroupHost: quiesced groups are not ticked until an input wakes 
   for (auto& n : c.nodes) {
     for (GroupId g : c.groups) REQUIRE(n->host->group(g)->quiesced());
   }
-  // Asleep: more ticks visit no group (and the once-a-second sweep finds nothing to do).
+  // Asleep: more ticks visit no group (and the sweep of sleepers finds nothing to do).
   std::vector<uint64_t> ticked;
   for (auto& n : c.nodes) ticked.push_back(n->host->stats().groups_ticked);
   c.settle(200);  // 40 ticks
