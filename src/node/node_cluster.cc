@@ -202,6 +202,12 @@ void NodeImpl::join_request(http::Exchange& ex) {
     return respond_error(ex, 400, "bad_request", "Raftd-From must be the joining node's id");
   }
   if (stopping_) return respond_error(ex, 503, "unavailable", "the node is shutting down");
+  // A node removed from the cluster no longer follows the meta log: what it knows is stale
+  // (a node removed after it would look present). The joining node asks another member.
+  if (meta_.node_id_used(self_) && meta_.node(self_) == nullptr) {
+    return respond_error(ex, 503, "unavailable",
+                         "this node was removed from the cluster; ask another member");
+  }
   if (!meta_.node_id_used(NodeId(id))) {
     return respond_error(ex, 404, "not_found",
                          fmt::format("node {} has not been added (yet) as this node knows", id));

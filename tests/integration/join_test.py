@@ -264,6 +264,9 @@ def test_join_refusals(c):
         rest[0].call("DELETE", "/v1/cluster/nodes/4")), "DELETE /v1/cluster/nodes/4")
     wait_for(lambda: cluster_ids(n5) == sorted([rest[0].id, rest[1].id, 5]),
              "node 5 drops node 4")
+    # Its first contact is the removed meta leader, whose meta state stopped before node 4's
+    # removal: it must not answer for the cluster (503), so node 4 hears of it from another.
+    n4.write_config([leader] + rest)
     n4.start()  # empty data_dir (it never wrote its cluster file)
     assert wait_exit(n4, "a removed id") == 2, "exit status"
     assert "was removed from the cluster" in log_text(n4), "node 4's log names the removal"
