@@ -40,18 +40,9 @@ if [ "${1:-}" = --smoke ]; then
   shift
 fi
 [ $# -eq 1 ] || { sed -n '12,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-build=$1
-case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
-RAFTD=$build/src/cli/raftd
-RAFTD_KV=$build/examples/kv/raftd-kv
-LOAD=$build/bench/load/raftd-load
-for b in "$RAFTD" "$RAFTD_KV" "$LOAD"; do
-  [ -x "$b" ] || { echo "run.sh: $b is not built (ninja -C $build src/cli/raftd" \
-    "examples/kv/raftd-kv bench/load/raftd-load; benchmarks need -Dbenchmarks=enabled)" >&2; exit 1; }
-done
-for tool in python3 curl jq; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing" >&2; exit 1; }
-done
+# shellcheck source=../lib.sh
+source "$(dirname "$0")/../lib.sh"
+bench_binaries "$1"
 
 if [ "$smoke" = 1 ]; then
   ROUNDS=1 DURATION=1 WARMUP=0 CASES=w16c16 RAFTD_GROUPS=${RAFTD_GROUPS:-4} STOP_WAIT_S=2
