@@ -132,7 +132,9 @@ struct AppClient::Group {
   std::size_t queued_bytes = 0;  // queue plus the call's entries
   LogIndex last_enqueued;        // 0: nothing enqueued yet
   LogIndex durable;              // last index acknowledged (or reported by LastLogIndex)
-  std::optional<Call> call;
+  // The call in flight or waiting for its retry; on the heap, as the app calls' other buffers
+  // are, so that thousands of idle groups do not each carry an empty one inline.
+  std::unique_ptr<Call> call;
   bool in_flight = false;      // call is at the app
   bool retry_pending = false;  // call waits for its retry deadline
   GroupHealth health;
@@ -393,7 +395,7 @@ void AppClient::pump(Group& g) {
     Call call;
     call.kind = g.barriers.front().kind;
     if (call.kind == CallKind::kRecover) call.last_index = g.barriers.front().index;
-    g.call = std::move(call);
+    g.call = std::make_unique<Call>(std::move(call));
     send(g);
     return;
   }
@@ -430,7 +432,7 @@ bool AppClient::start_batch(Group& g) {
   if (batch.last_index.value() == 0) return false;
   call.last_index = batch.last_index;
   call.body = encode_entries(options_.encoding, batch);
-  g.call = std::move(call);
+  g.call = std::make_unique<Call>(std::move(call));
   return true;
 }
 

@@ -195,7 +195,7 @@ std::vector<Entry> RaftLog::take_entries_to_persist() {
 std::optional<Snapshot> RaftLog::take_snapshot_to_install() {
   if (!has_snapshot_to_install()) return std::nullopt;
   snapshot_handed_out_ = true;
-  return snapshot_;
+  return *snapshot_;
 }
 
 bool RaftLog::snapshot_installed(const SnapshotMeta& meta) {
@@ -231,7 +231,7 @@ void RaftLog::applied_to(LogIndex index) { applied_ = std::max(applied_, index);
 
 void RaftLog::restore(Snapshot snapshot) {
   LogIndex index = snapshot.meta.index;
-  snapshot_ = std::move(snapshot);
+  snapshot_ = std::make_unique<Snapshot>(std::move(snapshot));
   snapshot_handed_out_ = false;
   unstable_.clear();
   unstable_.shrink_to_fit();

@@ -10,6 +10,7 @@
 // once entries are durable, and down when a conflicting suffix is replaced.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -58,8 +59,7 @@ class RaftLog {
   std::vector<Entry> take_entries_to_persist();
   bool has_snapshot_to_install() const { return snapshot_ && !snapshot_handed_out_; }
   std::optional<Snapshot> take_snapshot_to_install();
-  bool snapshot_pending() const { return snapshot_.has_value(); }
-  const std::optional<Snapshot>& pending_snapshot() const { return snapshot_; }
+  bool snapshot_pending() const { return snapshot_ != nullptr; }
   bool snapshot_installed(const SnapshotMeta& meta);
   // Committed, durable, not yet handed out; bounded by max_bytes (at least one entry).
   bool has_committed_to_apply() const;
@@ -82,7 +82,8 @@ class RaftLog {
 
   const LogStorage* storage_;
   SnapshotMeta base_;  // latest snapshot known to be durable locally (compaction point)
-  std::optional<Snapshot> snapshot_;  // received, not yet installed
+  // Received, not yet installed. On the heap: rare, and 160 bytes inline in every replica.
+  std::unique_ptr<Snapshot> snapshot_;
   bool snapshot_handed_out_ = false;
   std::vector<Entry> unstable_;
   LogIndex offset_;       // index of unstable_[0]

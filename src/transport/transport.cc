@@ -39,6 +39,27 @@ uint64_t random_u64() {
 
 // ---- per-peer outbound state ----
 
+namespace {
+
+// Capacity a peer's queue and encoded bytes keep once drained. A burst (thousands of groups
+// electing at once after their creation or a restart) can grow them to tens of MB, which would
+// otherwise stay resident for the process's life: beyond these, a drained buffer is released.
+// A busy turn's worth stays, so steady traffic does not reallocate.
+constexpr size_t kQueueCapacityKept = 1024;       // messages (sizeof(raft::Message) each)
+constexpr size_t kOutCapacityKept = 1024 * 1024;  // bytes
+
+void clear_and_shrink(std::vector<raft::Message>& queue) {
+  queue.clear();
+  if (queue.capacity() > kQueueCapacityKept) std::vector<raft::Message>().swap(queue);
+}
+
+void clear_and_shrink(std::string& out) {
+  out.clear();
+  if (out.capacity() > kOutCapacityKept) std::string().swap(out);
+}
+
+}  // namespace
+
 struct Transport::OutPeer {
   enum class State { kIdle, kConnecting, kStreaming };
 
@@ -180,9 +201,9 @@ void Transport::end_stream(OutPeer& p) {
 
 void Transport::drop_queue(OutPeer& p) {
   stats_.drops_stream_failed += p.queue.size() + p.out_messages;
-  p.queue.clear();
+  clear_and_shrink(p.queue);
   p.queue_bytes = 0;
-  p.out.clear();
+  clear_and_shrink(p.out);
   p.out_pos = 0;
   p.out_messages = 0;
 }
@@ -250,7 +271,7 @@ void Transport::encode_queue(OutPeer& p) {
     p.out_messages += st.messages;
     start = i;
   }
-  p.queue.clear();
+  clear_and_shrink(p.queue);
   p.queue_bytes = 0;
 }
 
@@ -267,7 +288,7 @@ Status Transport::pull(const std::shared_ptr<OutPeer>& p, uint64_t gen, std::str
   out.append(p->out, p->out_pos, n);
   p->out_pos += n;
   if (p->out_pos == p->out.size()) {
-    p->out.clear();
+    clear_and_shrink(p->out);
     p->out_pos = 0;
     p->out_messages = 0;
   }

@@ -4,11 +4,10 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <string>
 
 #include "raftd/base/ids.h"
-#include "raftd/wal/node_pool.h"
+#include "raftd/base/ring.h"
 #include "raftd/wal/records.h"
 
 namespace raftd::wal {
@@ -34,8 +33,9 @@ struct GroupLog {
   SnapshotMark mark;    // compaction point: entries <= mark.index are gone
   LogIndex base_index;  // index of the entry just before locs.front() (== mark.index normally)
   Term base_term;
-  // Live entries base_index+1 .. last_index(); nodes from NodePool (node_pool.h).
-  std::deque<EntryLoc, NodeAllocator<EntryLoc>> locs;
+  // Live entries base_index+1 .. last_index(). A Ring (base/ring.h): an idle group's one or two
+  // entries cost two slots, not a deque's 576 bytes.
+  Ring<EntryLoc> locs;
 
   LogIndex last_index() const { return base_index + locs.size(); }
   Term last_term() const { return locs.empty() ? base_term : locs.back().term; }
