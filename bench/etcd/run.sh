@@ -58,6 +58,7 @@ TARGETS=${TARGETS:-all}
 THREADS=${THREADS:-1}
 KEEP=${KEEP:-0}
 RESULTS=${RESULTS:-}
+RAFTD_TOML=${RAFTD_TOML:-}   # TOML appended to every raftd.toml (printf %b: \n for newlines)
 READY_WAIT_S=60   # a cluster's start on a loaded machine: WAL recovery, elections
 STOP_WAIT_S=${STOP_WAIT_S:-15}  # SIGTERM to exit, then SIGKILL (the smoke: 2 s; its data is thrown away)
 for c in $CASES; do
@@ -195,6 +196,7 @@ start_raftd() {
           "$j" "${raftd_peer[$j]}" "${raftd_client[$j]}"
       done
       printf ']\n\n[app]\nurl = "http://127.0.0.1:%s"\n\n[log]\nlevel = "warn"\n' "${kv_port[$i]}"
+      [ -z "$RAFTD_TOML" ] || printf '\n%b\n' "$RAFTD_TOML"
     } >"$tmp/raftd$i/raftd.toml"
     "$RAFTD" serve --config "$tmp/raftd$i/raftd.toml" >"$tmp/raftd$i.log" 2>&1 &
     raftd_pids+=($!) pids+=($!)

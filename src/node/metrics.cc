@@ -250,6 +250,12 @@ void render_wal(MetricsText& m, const wal::WalStats& w) {
   m.sample("raftd_wal_segments_deleted_total", {}, w.segments_deleted);
   m.family("raftd_wal_cache_bytes", T::kGauge, "Bytes of recent entries the WAL keeps in memory.");
   m.sample("raftd_wal_cache_bytes", {}, w.cache_bytes);
+  m.family("raftd_wal_cache_hits_total", T::kCounter,
+           "Entry reads (replication, delivery to the app) answered from the WAL's cache.");
+  m.sample("raftd_wal_cache_hits_total", {}, w.cache_hits);
+  m.family("raftd_wal_file_reads_total", T::kCounter,
+           "Entry reads that missed the cache and read a segment file.");
+  m.sample("raftd_wal_file_reads_total", {}, w.file_reads);
 }
 
 void render_app(MetricsText& m, const app::AppStats& a) {

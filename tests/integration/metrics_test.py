@@ -119,6 +119,7 @@ REQUIRED = {
     "raftd_reads_total": "counter", "raftd_read_duration_seconds": "histogram",
     "raftd_wal_bytes_written_total": "counter", "raftd_wal_fsyncs_total": "counter",
     "raftd_wal_fsync_duration_seconds": "histogram", "raftd_wal_batch_bytes": "histogram",
+    "raftd_wal_cache_hits_total": "counter", "raftd_wal_file_reads_total": "counter",
     "raftd_app_call_duration_seconds": "histogram", "raftd_app_call_errors_total": "counter",
     "raftd_peer_connected": "gauge", "raftd_transport_messages_sent_total": "counter",
     "raftd_transport_messages_dropped_total": "counter",

@@ -113,6 +113,8 @@ TEST_SUITE("node") {
     w.sync_seconds.observe(0.002);
     w.sync_seconds.observe(0.3);
     w.batch_bytes.observe(4096);
+    w.cache_hits = 40;
+    w.file_reads = 3;
     app::AppStats ap;
     ap.get_entry.errors = 1;
     ap.get_entry.seconds.observe(0.5);
@@ -124,6 +126,8 @@ TEST_SUITE("node") {
     for (const char* line : {
              "raftd_wal_bytes_written_total 8192\n",
              "raftd_wal_fsyncs_total 2\n",
+             "raftd_wal_cache_hits_total 40\n",
+             "raftd_wal_file_reads_total 3\n",
              "raftd_wal_fsync_duration_seconds_bucket{le=\"0.001\"} 0\n",
              "raftd_wal_fsync_duration_seconds_bucket{le=\"0.0025\"} 1\n",
              "raftd_wal_fsync_duration_seconds_bucket{le=\"0.5\"} 2\n",
