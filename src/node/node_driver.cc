@@ -1,6 +1,7 @@
 // NodeImpl, continued: the network, the reactor turn, the Ready driver, the meta group and the
 // application's results.
 #include <fmt/format.h>
+#include <malloc.h>
 
 #include <algorithm>
 
@@ -259,6 +260,26 @@ void NodeImpl::on_tick() {
   reconcile_meta_members();
   relocate_meta_log(*wal_, cfg_.wal.batch_bytes_max, meta_relocation_);
   compact_pinning();
+  trim_heap_when_quiet();
+}
+
+// glibc gives freed memory back to the system only from the top of the heap. A burst (10,000
+// groups created through this node in seconds, an election storm after a restart) leaves
+// megabytes of freed chunks between live ones, resident for good: 3.2 MB on the node that took
+// the creations in bench/scale, 8 % of its memory for those groups. Once the node has written
+// nothing for kHeapTrimQuietTicks, malloc_trim returns their pages, once per quiet spell; a busy
+// node is never trimmed, so it does not fault pages back in that it is about to reuse.
+void NodeImpl::trim_heap_when_quiet() {
+  const uint64_t batches = wal_->stats().batches;
+  if (batches != trim_batches_seen_) {
+    trim_batches_seen_ = batches;
+    trim_quiet_ticks_ = 0;
+    trimmed_ = false;
+    return;
+  }
+  if (trimmed_ || ++trim_quiet_ticks_ < kHeapTrimQuietTicks) return;
+  trimmed_ = true;
+  malloc_trim(0);
 }
 
 // ---- run and shutdown ----------------------------------------------------------------------

@@ -45,6 +45,9 @@ inline constexpr uint32_t kForwardTimeoutMs = 3'000;
 // group must not grow the node's memory without bound.
 inline constexpr size_t kWaitersMax = 65'536;
 // Paths on the peer listener.
+// Ticks (100 ms each by default) without a WAL batch after which the node hands the heap pages
+// it freed back to the system, once per quiet spell (NodeImpl::trim_heap_when_quiet).
+inline constexpr uint32_t kHeapTrimQuietTicks = 50;
 inline constexpr const char* kForwardPath = "/raft/v1/forward/";
 inline constexpr const char* kJoinPath = "/raft/v1/join";
 inline constexpr const char* kHeaderRequest = "Raftd-Request";
@@ -168,6 +171,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void with_durable(GroupId g, std::function<void(LogIndex)> then);
   void maybe_compact(GroupId g);
   void compact_pinning();
+  void trim_heap_when_quiet();
   bool compact_to(GroupId g, LogIndex index, std::string_view why);
   void api_snapshot(http::Exchange& ex, GroupId g);
   void forget_snapshots(GroupId g);
@@ -314,6 +318,11 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   size_t relays_waiting_ = 0;  // waiters with conf_applied set (scanned only when nonzero)
   std::set<GroupId> hosting_check_;
   MetaRelocation meta_relocation_;  // groups whose hosting records may lag their configuration
+  // trim_heap_when_quiet(): the WAL's batch count last seen, ticks since it last moved, and
+  // whether this quiet spell was trimmed already.
+  uint64_t trim_batches_seen_ = 0;
+  uint32_t trim_quiet_ticks_ = 0;
+  bool trimmed_ = false;
   // Creations taken by this node for a group it is a member of: answered once the group has
   // started here (after the app's LastLogIndex), so that its status is whole and a GET through
   // this node right after the 201 finds it.

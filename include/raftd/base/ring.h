@@ -4,10 +4,9 @@
 // of 1 or 2 values holds 2 slots, an empty one none.
 //
 // Why not std::deque: libstdc++'s deque allocates a 512-byte node and a map on construction and
-// keeps one node while empty. The WAL keeps one sequence per group (the locations of its live
+// keeps one node while empty. The WAL keeps one index per group (the locations of its live
 // entries, wal/group_log.h), and an idle group holds one or two entries: with 10,000 groups the
-// deques alone cost about 5.8 MB per node. A ring costs what it holds, and once a log's length is
-// steady (compaction keeps it bounded) it allocates nothing more.
+// deques alone cost about 5.8 MB per node. The WAL keeps short logs in a Ring.
 //
 // Growing copies every value once per doubling (amortized O(1) per push). References and
 // iterators are invalidated by any push or pop, as for std::vector.

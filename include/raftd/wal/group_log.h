@@ -3,11 +3,15 @@
 // (owned by the reactor thread, or by a recovery pass).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <string>
 
 #include "raftd/base/ids.h"
 #include "raftd/base/ring.h"
+#include "raftd/wal/node_pool.h"
 #include "raftd/wal/records.h"
 
 namespace raftd::wal {
@@ -28,14 +32,94 @@ struct EntryLoc {
   uint64_t cache_pos = 0;  // position of the bytes in the cache arena while cached
 };
 
+// The locations of a group's live entries, oldest first. An idle group holds one or a few
+// entries, and a node holds thousands of groups: up to kSmallMax entries live in a Ring
+// (base/ring.h) that costs what it holds (two slots for one entry). A longer log moves to a
+// deque whose nodes come from NodePool (node_pool.h), on huge pages: growing a log by
+// reallocating one array would fault in fresh 4 KiB pages and copy it at every doubling, which
+// cost the WAL's loop half again its CPU per batch while logs grew (bench/wal/README.md). The
+// deque is dropped when it empties, so a group back to a few entries costs little again once
+// compaction clears its log.
+class EntryIndex {
+ public:
+  static constexpr size_t kSmallMax = 8;
+
+  bool empty() const { return size() == 0; }
+  size_t size() const { return big_ ? big_->size() : small_.size(); }
+  EntryLoc& operator[](size_t i) { return big_ ? (*big_)[i] : small_[i]; }
+  const EntryLoc& operator[](size_t i) const { return big_ ? (*big_)[i] : small_[i]; }
+  EntryLoc& front() { return (*this)[0]; }
+  const EntryLoc& front() const { return (*this)[0]; }
+  EntryLoc& back() { return (*this)[size() - 1]; }
+  const EntryLoc& back() const { return (*this)[size() - 1]; }
+
+  void push_back(const EntryLoc& loc) {
+    if (!big_ && small_.size() == kSmallMax) {
+      big_ = std::make_unique<Deque>();
+      for (const EntryLoc& l : small_) big_->push_back(l);
+      small_.clear();
+    }
+    if (big_) {
+      big_->push_back(loc);
+    } else {
+      small_.push_back(loc);
+    }
+  }
+  void pop_front() {
+    if (!big_) {
+      small_.pop_front();
+      return;
+    }
+    big_->pop_front();
+    if (big_->empty()) big_.reset();
+  }
+  void pop_back() {
+    if (!big_) {
+      small_.pop_back();
+      return;
+    }
+    big_->pop_back();
+    if (big_->empty()) big_.reset();
+  }
+  void clear() {
+    small_.clear();
+    big_.reset();
+  }
+  bool spilled() const { return big_ != nullptr; }
+
+  template <typename I, typename V>
+  class Iter {
+   public:
+    Iter(I* index, size_t i) : index_(index), i_(i) {}
+    V& operator*() const { return (*index_)[i_]; }
+    Iter& operator++() {
+      ++i_;
+      return *this;
+    }
+    bool operator==(const Iter& o) const { return i_ == o.i_; }
+
+   private:
+    I* index_;
+    size_t i_;
+  };
+  Iter<EntryIndex, EntryLoc> begin() { return {this, 0}; }
+  Iter<EntryIndex, EntryLoc> end() { return {this, size()}; }
+  Iter<const EntryIndex, const EntryLoc> begin() const { return {this, 0}; }
+  Iter<const EntryIndex, const EntryLoc> end() const { return {this, size()}; }
+
+ private:
+  using Deque = std::deque<EntryLoc, NodeAllocator<EntryLoc>>;
+  Ring<EntryLoc> small_;
+  std::unique_ptr<Deque> big_;  // past kSmallMax entries
+};
+
 struct GroupLog {
   HardState hard;
   SnapshotMark mark;    // compaction point: entries <= mark.index are gone
   LogIndex base_index;  // index of the entry just before locs.front() (== mark.index normally)
   Term base_term;
-  // Live entries base_index+1 .. last_index(). A Ring (base/ring.h): an idle group's one or two
-  // entries cost two slots, not a deque's 576 bytes.
-  Ring<EntryLoc> locs;
+  // Live entries base_index+1 .. last_index().
+  EntryIndex locs;
 
   LogIndex last_index() const { return base_index + locs.size(); }
   Term last_term() const { return locs.empty() ? base_term : locs.back().term; }

@@ -1,6 +1,6 @@
-// NodePool and NodeAllocator: the memory behind the WAL's entry cache order, a std::deque that
-// allocates one node of about 512 bytes every 16 entries. (The per-group entry indexes, once
-// deques here too, are Rings now: group_log.h.) From the heap, each node cost a malloc that split fresh memory off the top of
+// NodePool and NodeAllocator: the memory behind the WAL's per-entry indexes (a group's entry
+// locations once its log is longer than a few entries, group_log.h, and the entry cache's
+// order), std::deques that allocate one node of about 512 bytes every 9 to 16 entries. From the heap, each node cost a malloc that split fresh memory off the top of
 // the heap and, every 8 nodes, a page fault on first touch: together a fifth of the WAL's CPU
 // per batch of 64 appends while logs grew (perf, bench/wal/README.md). Here a node is a block
 // from a 2 MiB region on transparent huge pages (one fault per region), and a freed node goes to
