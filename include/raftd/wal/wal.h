@@ -54,8 +54,13 @@ namespace raftd::wal {
 inline constexpr uint64_t kBatchBytesDefault = 1ULL << 20;
 // Recently appended entries kept in memory for replication and re-delivery. Their bytes live in
 // one ring (cache_arena.h) of cache_bytes_max + (queued_batches_max + 2) * batch_bytes_max plus
-// two entries' slack, reserved at open and faulted in as it fills: 64 + 10 + 2 MiB by default.
-inline constexpr uint64_t kCacheBytesDefault = 64ULL << 20;
+// two entries' slack, reserved at open and faulted in as it fills: 16 + 10 MiB by default, all
+// resident once the ring has wrapped. Reads only need what followers and the app have not taken
+// yet, a fraction of a second of writes when they keep up: 16 MiB is over 10 s of 100-byte
+// entries at 12,000/s (bench/etcd) and 1.4 s of 1 KiB ones at that rate; a reader further
+// behind reads the segment files (raftd_wal_file_reads_total). 64 MiB cost each node 48 MB more
+// for no measured gain (bench/etcd/README.md).
+inline constexpr uint64_t kCacheBytesDefault = 16ULL << 20;
 // Sealed batches waiting behind the one in flight; beyond this, appends get kUnavailable.
 inline constexpr uint32_t kQueuedBatchesDefault = 8;
 // Segments kept prepared ahead, so roll-over never waits for file creation.
