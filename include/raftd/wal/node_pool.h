@@ -1,10 +1,10 @@
 // NodePool and NodeAllocator: the memory behind the WAL's per-entry indexes (a group's entry
 // locations once its log is longer than a few entries, group_log.h, and the entry cache's
-// order), std::deques that allocate one node of about 512 bytes every 9 to 16 entries. From the heap, each node cost a malloc that split fresh memory off the top of
-// the heap and, every 8 nodes, a page fault on first touch: together a fifth of the WAL's CPU
-// per batch of 64 appends while logs grew (perf, bench/wal/README.md). Here a node is a block
-// from a 2 MiB region on transparent huge pages (one fault per region), and a freed node goes to
-// a free list for the next.
+// order), std::deques that allocate one node of about 512 bytes every 9 to 16 entries. From the
+// heap, each node cost a malloc that split fresh memory off the top of the heap and, every 8 nodes,
+// a page fault on first touch: together a fifth of the WAL's CPU per batch of 64 appends while logs
+// grew (perf, bench/wal/README.md). Here a node is a block from a 2 MiB region on transparent huge
+// pages (one fault per region), and a freed node goes to a free list for the next.
 //
 // Blocks are never returned to the system: the pool holds as many as the most index nodes that
 // were live at once (the heap would keep most of them too). Other allocations of a container
