@@ -58,6 +58,7 @@ TARGETS=${TARGETS:-all}
 THREADS=${THREADS:-1}
 KEEP=${KEEP:-0}
 RESULTS=${RESULTS:-}
+APP_SYNC=${APP_SYNC:-}       # 1: raftd-kv --sync-mode and [app] sync = true (app syncs on POST /Sync)
 RAFTD_TOML=${RAFTD_TOML:-}   # TOML appended to every raftd.toml (printf %b: \n for newlines)
 READY_WAIT_S=60   # a cluster's start on a loaded machine: WAL recovery, elections
 STOP_WAIT_S=${STOP_WAIT_S:-15}  # SIGTERM to exit, then SIGKILL (the smoke: 2 s; its data is thrown away)
@@ -167,7 +168,8 @@ start_raftd() {
   local i j line deadline t0=$SECONDS p=("${ports[@]:0:6}")
   for i in 1 2 3; do
     mkdir -p "$tmp/raftd$i"
-    "$RAFTD_KV" --listen 127.0.0.1:0 --data-dir "$tmp/raftd$i/kv" >"$tmp/kv$i.log" 2>&1 &
+    "$RAFTD_KV" --listen 127.0.0.1:0 --data-dir "$tmp/raftd$i/kv" ${APP_SYNC:+--sync-mode} \
+      >"$tmp/kv$i.log" 2>&1 &
     kv_pids+=($!) pids+=($!)
     echo "raftd-kv $i" >"$tmp/name.$!"
   done
@@ -195,7 +197,9 @@ start_raftd() {
         printf '  { id = %d, peer = "127.0.0.1:%s", client = "127.0.0.1:%s" },\n' \
           "$j" "${raftd_peer[$j]}" "${raftd_client[$j]}"
       done
-      printf ']\n\n[app]\nurl = "http://127.0.0.1:%s"\n\n[log]\nlevel = "warn"\n' "${kv_port[$i]}"
+      printf ']\n\n[app]\nurl = "http://127.0.0.1:%s"\n' "${kv_port[$i]}"
+      [ -z "$APP_SYNC" ] || printf 'sync = true\n'
+      printf '\n[log]\nlevel = "warn"\n'
       [ -z "$RAFTD_TOML" ] || printf '\n%b\n' "$RAFTD_TOML"
     } >"$tmp/raftd$i/raftd.toml"
     "$RAFTD" serve --config "$tmp/raftd$i/raftd.toml" >"$tmp/raftd$i.log" 2>&1 &
