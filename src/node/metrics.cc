@@ -186,6 +186,10 @@ void render_groups(MetricsText& m, const MetricsSources& s) {
             [](const Row& a, const Row& b) { return a.group->group() < b.group->group(); });
   m.family("raftd_groups", T::kGauge, "Groups this node hosts, the meta group (0) included.");
   m.sample("raftd_groups", {}, static_cast<std::uint64_t>(rows.size()));
+  m.family("raftd_group_sleepers_woken_total", T::kCounter,
+           "Sleeping groups the host's safety sweep found with work no input had announced "
+           "(0 unless an input skipped mark_dirty: a bug).");
+  m.sample("raftd_group_sleepers_woken_total", {}, s.host->stats().sleepers_woken);
   m.family("raftd_group_term", T::kGauge, "The group's current term on this node.");
   for (const Row& r : rows)
     m.sample("raftd_group_term", {{"group", r.id}}, r.group->term().value());

@@ -120,6 +120,7 @@ REQUIRED = {
     "raftd_wal_bytes_written_total": "counter", "raftd_wal_fsyncs_total": "counter",
     "raftd_wal_fsync_duration_seconds": "histogram", "raftd_wal_batch_bytes": "histogram",
     "raftd_wal_cache_hits_total": "counter", "raftd_wal_file_reads_total": "counter",
+    "raftd_group_sleepers_woken_total": "counter",
     "raftd_app_call_duration_seconds": "histogram", "raftd_app_call_errors_total": "counter",
     "raftd_peer_connected": "gauge", "raftd_transport_messages_sent_total": "counter",
     "raftd_transport_messages_dropped_total": "counter",
@@ -169,6 +170,10 @@ def test_metrics_move_with_writes(c):
     assert moved("raftd_app_call_duration_seconds_count", call="UpdateEntries") >= 1
     assert moved("raftd_app_call_duration_seconds_count", call="GetEntry") >= 1
     assert moved("raftd_transport_messages_sent_total") > 0
+    # Every input to a group announces itself (mark_dirty): the host's safety sweep finds none
+    # it was not told about.
+    assert value(after, "raftd_group_sleepers_woken_total") == 0, \
+        "a sleeping group had work no input announced"
     assert value(after, "raftd_peer_connected", peer="2") == 1
     leaders = sum(value(scrape(n)[1], "raftd_group_leader", group="5") for n in c.nodes)
     assert leaders == 1, f"group 5: {leaders} nodes export leader=1 (leader is {leader})"

@@ -25,6 +25,25 @@
 
 namespace raftd {
 
+// A forward iterator over any container with operator[] and size(), by position: for range-for
+// over Ring and containers built on it.
+template <typename C, typename V>
+class IndexIter {
+ public:
+  IndexIter(C* c, std::size_t i) : c_(c), i_(i) {}
+  V& operator*() const { return (*c_)[i_]; }
+  V* operator->() const { return &(*c_)[i_]; }
+  IndexIter& operator++() {
+    ++i_;
+    return *this;
+  }
+  bool operator==(const IndexIter& o) const { return i_ == o.i_; }
+
+ private:
+  C* c_;
+  std::size_t i_;
+};
+
 template <typename T>
 class Ring {
   static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>,
@@ -103,24 +122,8 @@ class Ring {
     cap_ = head_ = size_ = 0;
   }
 
-  template <typename R, typename V>
-  class Iter {
-   public:
-    Iter(R* ring, std::size_t i) : ring_(ring), i_(i) {}
-    V& operator*() const { return (*ring_)[i_]; }
-    V* operator->() const { return &(*ring_)[i_]; }
-    Iter& operator++() {
-      ++i_;
-      return *this;
-    }
-    bool operator==(const Iter& o) const { return i_ == o.i_; }
-
-   private:
-    R* ring_;
-    std::size_t i_;
-  };
-  using iterator = Iter<Ring, T>;
-  using const_iterator = Iter<const Ring, const T>;
+  using iterator = IndexIter<Ring, T>;
+  using const_iterator = IndexIter<const Ring, const T>;
   iterator begin() { return {this, 0}; }
   iterator end() { return {this, size_}; }
   const_iterator begin() const { return {this, 0}; }

@@ -87,25 +87,10 @@ class EntryIndex {
   }
   bool spilled() const { return big_ != nullptr; }
 
-  template <typename I, typename V>
-  class Iter {
-   public:
-    Iter(I* index, size_t i) : index_(index), i_(i) {}
-    V& operator*() const { return (*index_)[i_]; }
-    Iter& operator++() {
-      ++i_;
-      return *this;
-    }
-    bool operator==(const Iter& o) const { return i_ == o.i_; }
-
-   private:
-    I* index_;
-    size_t i_;
-  };
-  Iter<EntryIndex, EntryLoc> begin() { return {this, 0}; }
-  Iter<EntryIndex, EntryLoc> end() { return {this, size()}; }
-  Iter<const EntryIndex, const EntryLoc> begin() const { return {this, 0}; }
-  Iter<const EntryIndex, const EntryLoc> end() const { return {this, size()}; }
+  IndexIter<EntryIndex, EntryLoc> begin() { return {this, 0}; }
+  IndexIter<EntryIndex, EntryLoc> end() { return {this, size()}; }
+  IndexIter<const EntryIndex, const EntryLoc> begin() const { return {this, 0}; }
+  IndexIter<const EntryIndex, const EntryLoc> end() const { return {this, size()}; }
 
  private:
   using Deque = std::deque<EntryLoc, NodeAllocator<EntryLoc>>;
