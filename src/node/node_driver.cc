@@ -274,12 +274,9 @@ void NodeImpl::trim_heap_when_quiet() {
   if (batches != trim_batches_seen_) {
     trim_batches_seen_ = batches;
     trim_quiet_ticks_ = 0;
-    trimmed_ = false;
     return;
   }
-  if (trimmed_ || ++trim_quiet_ticks_ < kHeapTrimQuietTicks) return;
-  trimmed_ = true;
-  malloc_trim(0);
+  if (++trim_quiet_ticks_ == kHeapTrimQuietTicks) malloc_trim(0);
 }
 
 // ---- run and shutdown ----------------------------------------------------------------------

@@ -47,7 +47,7 @@ inline constexpr size_t kWaitersMax = 65'536;
 // Paths on the peer listener.
 // Ticks (100 ms each by default) without a WAL batch after which the node hands the heap pages
 // it freed back to the system, once per quiet spell (NodeImpl::trim_heap_when_quiet).
-inline constexpr uint32_t kHeapTrimQuietTicks = 50;
+inline constexpr uint64_t kHeapTrimQuietTicks = 50;
 inline constexpr const char* kForwardPath = "/raft/v1/forward/";
 inline constexpr const char* kJoinPath = "/raft/v1/join";
 inline constexpr const char* kHeaderRequest = "Raftd-Request";
@@ -318,11 +318,10 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   size_t relays_waiting_ = 0;  // waiters with conf_applied set (scanned only when nonzero)
   std::set<GroupId> hosting_check_;
   MetaRelocation meta_relocation_;  // groups whose hosting records may lag their configuration
-  // trim_heap_when_quiet(): the WAL's batch count last seen, ticks since it last moved, and
-  // whether this quiet spell was trimmed already.
+  // trim_heap_when_quiet(): the WAL's batch count last seen and the ticks since it last moved
+  // (the trim runs when they reach kHeapTrimQuietTicks, so once per quiet spell).
   uint64_t trim_batches_seen_ = 0;
-  uint32_t trim_quiet_ticks_ = 0;
-  bool trimmed_ = false;
+  uint64_t trim_quiet_ticks_ = 0;
   // Creations taken by this node for a group it is a member of: answered once the group has
   // started here (after the app's LastLogIndex), so that its status is whole and a GET through
   // this node right after the 201 finds it.
