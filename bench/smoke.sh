@@ -152,18 +152,28 @@ def check(ok, what):
 check(sorted(kinds) == ["active", "create", "idle", "restart", "rss"], "result kinds")
 check(kinds["create"][0]["created"] == 50, "50 groups created")
 phases = {r["phase"]: r for r in kinds["idle"]}
-check(sorted(phases) == ["empty", "groups", "groups_noquiesce"], "idle phases")
+check(set(phases) == {"empty", "groups", "groups_noquiesce", "groups_nocoalesce"}, "idle phases")
 for r in kinds["idle"]:
     check(all(len(r[k]) == 3 and min(r[k]) >= 0 for k in
               ("raftd_cpu_pct", "kv_cpu_pct", "msgs_sent_per_s")), "an idle line per node")
 # Without quiescing, every node's groups heartbeat: messages are sent.
 check(min(phases["groups_noquiesce"]["msgs_sent_per_s"]) > 0, "heartbeats counted")
+# Coalescing on: every heartbeat went into a kHeartbeats list; off: none did, and each cost more
+# bytes (a full message instead of a tuple).
+on, off = phases["groups_noquiesce"], phases["groups_nocoalesce"]
+check(min(on["heartbeats_sent_per_s"]) > 0 and min(off["heartbeats_sent_per_s"]) > 0,
+      "heartbeats counted in both modes")
+check(on["heartbeats_coalesced_per_s"] == on["heartbeats_sent_per_s"], "all coalesced when on")
+check(max(off["heartbeats_coalesced_per_s"]) == 0, "none coalesced when off")
+check(sum(off["bytes_sent_per_s"]) / sum(off["heartbeats_sent_per_s"]) >
+      sum(on["bytes_sent_per_s"]) / sum(on["heartbeats_sent_per_s"]), "bytes per heartbeat")
 check(all(len(r["raftd_kb"]) == 3 and min(r["raftd_kb"]) > 0 for r in kinds["rss"]), "RSS")
 rs = kinds["restart"][0]
 check(rs["groups"] == 50 and 0 < rs["recovered_s"] <= rs["ready_s"] and rs["wal_bytes"] > 0,
       "restart times")
 a = kinds["active"][0]
 check(a["one_ok"] > 0 and a["many_ok"] > 0 and a["ratio"] > 0, "writes counted")
+check(a["many"]["heartbeats_per_write"] <= a["many"]["msgs_per_write"], "heartbeats per write")
 print(f"{len(rows)} result lines; {a['one_ok']} + {a['many_ok']} writes")
 PY
     grep -E '^(smoke|\|)' "$tmp/run.txt"

@@ -31,7 +31,8 @@
 #   having a leader to the first idle window: elections end, groups quiesce), CONNS (256),
 #   VALUE_SIZE (16), QUIESCE_TICKS (20), CREATE_CONNS (32), PORT_BASE (18460: clients on
 #   PORT_BASE+1..3, peers on PORT_BASE+4..6; the smoke uses 18470), PHASES ("idle restart
-#   active noquiesce": the groups are always created, a subset skips the other steps),
+#   active noquiesce nocoalesce": the groups are always created, a subset skips the other
+#   steps),
 #   KEEP (0; 1 keeps the temp dir), RESULTS (a file to copy the RESULT lines into), PERF_DIR
 #   (unset; a directory: node 1's raftd is profiled with perf record -g during each load
 #   round, files one.R.data and many.R.data).
@@ -66,7 +67,7 @@ VALUE_SIZE=${VALUE_SIZE:-16}
 QUIESCE_TICKS=${QUIESCE_TICKS:-20}
 CREATE_CONNS=${CREATE_CONNS:-32}
 PORT_BASE=${PORT_BASE:-18460}
-PHASES=${PHASES:-"idle restart active noquiesce"}
+PHASES=${PHASES:-"idle restart active noquiesce nocoalesce"}
 KEEP=${KEEP:-0}
 RESULTS=${RESULTS:-}
 READY_WAIT_S=${READY_WAIT_S:-300}  # a start, or every group led, on a loaded machine
@@ -181,10 +182,11 @@ start_kv() {
   kv_port[i]=${line##*:}
 }
 
-# start_node I QUIESCE_TICKS: writes the node's config and starts it; START_AT[I] = exec time.
+# start_node I QUIESCE_TICKS [COALESCE]: writes the node's config (transport.coalesce_heartbeats
+# = COALESCE, default true) and starts it; START_AT[I] = exec time.
 declare -a start_at=()
 start_node() {
-  local i=$1 q=$2 j
+  local i=$1 q=$2 co=${3:-true} j
   {
     printf '[node]\nid = %d\ndata_dir = "%s"\n\n' "$i" "$tmp/n$i/data"
     printf '[listen]\nclient = "127.0.0.1:%s"\npeer = "127.0.0.1:%s"\n\n' "${client[$i]}" "${peer[$i]}"
@@ -194,9 +196,10 @@ start_node() {
         "$j" "${peer[$j]}" "${client[$j]}"
     done
     printf ']\n\n[app]\nurl = "http://127.0.0.1:%s"\n\n' "${kv_port[$i]}"
-    printf '[raft]\nquiesce_after_ticks = %d\n\n[log]\nlevel = "info"\n' "$q"
+    printf '[raft]\nquiesce_after_ticks = %d\n\n' "$q"
+    printf '[transport]\ncoalesce_heartbeats = %s\n\n[log]\nlevel = "info"\n' "$co"
   } >"$tmp/n$i/raftd.toml"
-  echo "--- start $(date -u +%FT%T.%3NZ) quiesce_after_ticks=$q" >>"$tmp/raftd$i.log"
+  echo "--- start $(date -u +%FT%T.%3NZ) quiesce_after_ticks=$q coalesce_heartbeats=$co" >>"$tmp/raftd$i.log"
   start_at[i]=$(now)
   "$RAFTD" serve --config "$tmp/n$i/raftd.toml" >>"$tmp/raftd$i.log" 2>&1 &
   raftd_pid[i]=$!
@@ -245,15 +248,21 @@ log_time() {
     { read -r t; [ -n "$t" ] && date -d "$t" +%s.%N; }
 }
 
-# idle_window PHASE GROUPS: one window of IDLE_S s; CPU of every process, messages sent per s
-# of every node.
+# idle_window PHASE GROUPS: one window of IDLE_S s; CPU of every process; messages,
+# heartbeats (all, and those coalesced into kHeartbeats tuples), frames and bytes sent per s of
+# every node.
 idle_window() {
-  local phase=$1 n=$2 i o m0=() m1=() b0=() b1=() c0=() c1=() k0=() k1=() t0 t1 ta tb
+  local phase=$1 n=$2 i o m0=() m1=() b0=() b1=() h0=() h1=() x0=() x1=() f0=() f1=()
+  local c0=() c1=() k0=() k1=() t0 t1 ta tb
+  local names="raftd_transport_messages_sent_total raftd_transport_bytes_sent_total
+    raftd_transport_heartbeats_sent_total raftd_transport_heartbeats_coalesced_total
+    raftd_transport_frames_sent_total"
   check_alive
   t0=$(now)
   for i in 1 2 3; do
-    o=$(metric "$i" raftd_transport_messages_sent_total raftd_transport_bytes_sent_total) || fail "node $i: /metrics"
-    read -r "m0[i]" "b0[i]" <<<"$o"
+    # shellcheck disable=SC2086
+    o=$(metric "$i" $names) || fail "node $i: /metrics"
+    read -r "m0[i]" "b0[i]" "h0[i]" "x0[i]" "f0[i]" <<<"$o"
   done
   ta=$(now)
   for i in 1 2 3; do c0[i]=$(cpu_ticks "${raftd_pid[$i]}"); k0[i]=$(cpu_ticks "${kv_pid[$i]}"); done
@@ -261,8 +270,9 @@ idle_window() {
   for i in 1 2 3; do c1[i]=$(cpu_ticks "${raftd_pid[$i]}"); k1[i]=$(cpu_ticks "${kv_pid[$i]}"); done
   tb=$(now)
   for i in 1 2 3; do
-    o=$(metric "$i" raftd_transport_messages_sent_total raftd_transport_bytes_sent_total) || fail "node $i: /metrics"
-    read -r "m1[i]" "b1[i]" <<<"$o"
+    # shellcheck disable=SC2086
+    o=$(metric "$i" $names) || fail "node $i: /metrics"
+    read -r "m1[i]" "b1[i]" "h1[i]" "x1[i]" "f1[i]" <<<"$o"
   done
   t1=$(now)
   check_alive
@@ -270,7 +280,9 @@ idle_window() {
   result "$(jq -cn --arg phase "$phase" --argjson n "$n" --argjson t0 "$t0" --argjson ta "$ta" \
     --argjson tb "$tb" --argjson t1 "$t1" --argjson hz "$hz" --arg load "$(loadavg)" \
     --argjson cpus "$(nproc)" --arg c0 "${c0[*]}" --arg c1 "${c1[*]}" --arg k0 "${k0[*]}" \
-    --arg k1 "${k1[*]}" --arg m0 "${m0[*]}" --arg m1 "${m1[*]}" --arg b0 "${b0[*]}" --arg b1 "${b1[*]}" '
+    --arg k1 "${k1[*]}" --arg m0 "${m0[*]}" --arg m1 "${m1[*]}" --arg b0 "${b0[*]}" --arg b1 "${b1[*]}" \
+    --arg h0 "${h0[*]}" --arg h1 "${h1[*]}" --arg x0 "${x0[*]}" --arg x1 "${x1[*]}" \
+    --arg f0 "${f0[*]}" --arg f1 "${f1[*]}" '
     def nums: split(" ") | map(tonumber);
     def r(d): . * d | round / d;
     def rate($a; $b; $w): [range(3) | ((($b | nums)[.] - ($a | nums)[.]) / $w)];
@@ -280,6 +292,9 @@ idle_window() {
      kv_cpu_pct: (rate($k0; $k1; $cw * $hz / 100) | map(r(10000))),
      msgs_sent_per_s: (rate($m0; $m1; $mw) | map(r(100))),
      bytes_sent_per_s: (rate($b0; $b1; $mw) | map(r(10))),
+     heartbeats_sent_per_s: (rate($h0; $h1; $mw) | map(r(100))),
+     heartbeats_coalesced_per_s: (rate($x0; $x1; $mw) | map(r(100))),
+     frames_sent_per_s: (rate($f0; $f1; $mw) | map(r(100))),
      loadavg: $load, cpus: $cpus}')"
 }
 
@@ -370,16 +385,17 @@ if phase restart; then
 fi
 
 # (a) writes/s: ACTIVE_GROUPS groups against one, alternating rounds.
-# counters: "FSYNCS APP_CALLS MSGS_SENT" summed over the 3 nodes' /metrics.
+# counters: "FSYNCS APP_CALLS MSGS_SENT HEARTBEATS_SENT" summed over the 3 nodes' /metrics.
 counters() {
-  local i o f=0 a=0 m=0 x y z
+  local i o f=0 a=0 m=0 h=0 x y z w
   for i in 1 2 3; do
     o=$(metric "$i" raftd_wal_fsyncs_total raftd_app_call_duration_seconds_count \
-      raftd_transport_messages_sent_total) || fail "node $i: /metrics"
-    read -r x y z <<<"$o"
-    f=$((f + x)) a=$((a + y)) m=$((m + z))
+      raftd_transport_messages_sent_total raftd_transport_heartbeats_sent_total) ||
+      fail "node $i: /metrics"
+    read -r x y z w <<<"$o"
+    f=$((f + x)) a=$((a + y)) m=$((m + z)) h=$((h + w))
   done
-  echo "$f $a $m"
+  echo "$f $a $m $h"
 }
 # load_round GROUPS SECONDS [PERF_NAME]: one raftd-load run of puts over groups 1..GROUPS; prints
 # one JSON object: raftd-load's counts and latencies, and per write the CPU of the 6 processes,
@@ -413,7 +429,8 @@ load_round() {
      cpu_us_per_write: ($cpu / $hz * 1e6 / .ok | round),
      fsyncs_per_kwrite: (($b[0] - $a[0]) * 1000 / .ok | round),
      app_calls_per_kwrite: (($b[1] - $a[1]) * 1000 / .ok | round),
-     msgs_per_write: (($b[2] - $a[2]) / .ok * 100 | round / 100)}' <<<"$json"
+     msgs_per_write: (($b[2] - $a[2]) / .ok * 100 | round / 100),
+     heartbeats_per_write: (($b[3] - $a[3]) / .ok * 100 | round / 100)}' <<<"$json"
 }
 if phase active; then
   if [ "$WARMUP" != 0 ]; then
@@ -448,6 +465,17 @@ if phase noquiesce; then
   sleep "$SETTLE_S"
   rss_line "all 3 nodes restarted, quiescing off" "$GROUPS_TOTAL" "${rb[*]}" "${kb[*]}"
   for r in $(seq 1 "$ROUNDS"); do idle_window groups_noquiesce "$GROUPS_TOTAL"; done
+fi
+
+# (d, quiescing and heartbeat coalescing off): the same once more with every heartbeat a full
+# message of its own (transport.coalesce_heartbeats = false).
+if phase nocoalesce; then
+  for i in 1 2 3; do stop_node "$i"; done
+  for i in 1 2 3; do start_node "$i" 0 false; done
+  for i in 1 2 3; do wait_ready "$i"; done
+  for i in 1 2 3; do wait_led "$i" "$GROUPS_TOTAL" >/dev/null; done
+  sleep "$SETTLE_S"
+  for r in $(seq 1 "$ROUNDS"); do idle_window groups_nocoalesce "$GROUPS_TOTAL"; done
 fi
 
 echo "load average after: $(loadavg)"

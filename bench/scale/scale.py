@@ -99,7 +99,7 @@ def report(path):
         row(f"create {r['groups']} groups via POST /v1/groups ({r['conns']} connections)", "",
             f"{r['seconds']:.1f} s, {r['groups_per_s']:,.0f} groups/s", "")
     idle = {q: [r for r in by.get("idle", []) if r["phase"] == q]
-            for q in ("empty", "groups", "groups_noquiesce")}
+            for q in ("empty", "groups", "groups_noquiesce", "groups_nocoalesce")}
     if idle["empty"] and idle["groups"]:
         n = idle["groups"][0]["groups"]
         cpu0 = [c for r in idle["empty"] for c in r["raftd_cpu_pct"]]
@@ -112,13 +112,25 @@ def report(path):
         msgs = [m for r in idle["groups"] for m in r["msgs_sent_per_s"]]
         row(f"messages sent per s per node, {n:,} idle groups, quiescing on", "",
             fmt(msgs, 1), "")
-    if idle["groups_noquiesce"]:
-        n = idle["groups_noquiesce"][0]["groups"]
-        cpu2 = [c for r in idle["groups_noquiesce"] for c in r["raftd_cpu_pct"]]
-        msgs2 = [m for r in idle["groups_noquiesce"] for m in r["msgs_sent_per_s"]]
-        row(f"raftd CPU per node, {n:,} idle groups, quiescing off", "", fmt(cpu2, 2, " %"), "")
-        row(f"messages sent per s per node, {n:,} idle groups, quiescing off", "",
-            fmt(msgs2, 0), "")
+    for phase, what in (("groups_noquiesce", "quiescing off"),
+                        ("groups_nocoalesce", "quiescing and heartbeat coalescing off")):
+        if not idle[phase]:
+            continue
+        n = idle[phase][0]["groups"]
+
+        def per_node(key, rs=idle[phase]):
+            return [x for r in rs for x in r.get(key, [])]
+        row(f"raftd CPU per node, {n:,} idle groups, {what}", "",
+            fmt(per_node("raftd_cpu_pct"), 2, " %"), "")
+        row(f"messages sent per s per node, {n:,} idle groups, {what}", "",
+            fmt(per_node("msgs_sent_per_s"), 0), "")
+        beats = per_node("heartbeats_sent_per_s")
+        if beats:
+            row("of those, heartbeats (and answers) per s; coalesced into lists", "",
+                fmt(beats, 0) + "; " + fmt(per_node("heartbeats_coalesced_per_s"), 0), "")
+            row(f"frames / bytes sent per s per node, {what}", "",
+                fmt(per_node("frames_sent_per_s"), 0) + " / "
+                + fmt(per_node("bytes_sent_per_s"), 0, " B"), "")
     for r in by.get("rss", []):
         per = r["raftd_bytes_per_group"]
         row(f"raftd RSS per group per node ({r['groups']:,} groups, {r['when']})", "<= 4 KiB",
@@ -156,10 +168,14 @@ def report(path):
         for key, what in (("cpu_us_per_write", "CPU us per write (6 processes)"),
                           ("fsyncs_per_kwrite", "raftd WAL fdatasyncs per 1,000 writes (3 nodes)"),
                           ("app_calls_per_kwrite", "app calls per 1,000 writes (3 nodes)"),
-                          ("msgs_per_write", "peer messages per write (3 nodes)")):
+                          ("msgs_per_write", "peer messages per write (3 nodes)"),
+                          ("heartbeats_per_write", "of those, heartbeats and their answers")):
+            if key not in act[0]["one"]:
+                continue  # results of a run before the field existed
+            digits = 2 if key.endswith("per_write") and key != "cpu_us_per_write" else 0
             row(f"{what}: 1 group / {n:,} groups", "",
-                fmt([r["one"][key] for r in act], 2 if key == "msgs_per_write" else 0) + " / "
-                + fmt([r["many"][key] for r in act], 2 if key == "msgs_per_write" else 0), "")
+                fmt([r["one"][key] for r in act], digits) + " / "
+                + fmt([r["many"][key] for r in act], digits), "")
     print("| Measurement | Target | Median [min..max] | |")
     print("| --- | --- | --- | --- |")
     print("\n".join(out))

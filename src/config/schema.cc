@@ -32,7 +32,7 @@ using K = KeyType;
 using P = Presence;
 
 // clang-format off
-const std::array<KeySpec, 41> kSchema = {{
+const std::array<KeySpec, 42> kSchema = {{
   {"node", "id", K::kInteger, P::kRequired, "", 1, kIdMax, "",
    "this node's id: unique in the cluster forever, never reused",
    [](Config& c) -> FieldRef { return &c.node.id; }},
@@ -125,6 +125,9 @@ const std::array<KeySpec, 41> kSchema = {{
   {"transport", "reconnect_max_ms", K::kInteger, P::kDefault, "ms", 1, kHourMs, "",
    "longest wait between reconnection attempts",
    [](Config& c) -> FieldRef { return &c.transport.reconnect_max_ms; }},
+  {"transport", "coalesce_heartbeats", K::kBoolean, P::kDefault, "", 0, 0, "true or false",
+   "heartbeats of all groups to a peer travel as one compact list per flush",
+   [](Config& c) -> FieldRef { return &c.transport.coalesce_heartbeats; }},
   {"limits", "client_body_bytes_max", K::kInteger, P::kDefault, "bytes", 1,
    wal::kSegmentBytesMax / 8, "",
    "largest client request body (propose, read); larger is answered 413",

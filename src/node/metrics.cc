@@ -294,6 +294,15 @@ void render_transport(MetricsText& m, const MetricsSources& s) {
   m.family("raftd_transport_messages_sent_total", T::kCounter,
            "Raft messages encoded into the streams to the peers.");
   m.sample("raftd_transport_messages_sent_total", {}, t.messages_sent);
+  m.family("raftd_transport_heartbeats_sent_total", T::kCounter,
+           "Of the Raft messages sent, heartbeats and their answers.");
+  m.sample("raftd_transport_heartbeats_sent_total", {}, t.heartbeats_sent);
+  m.family("raftd_transport_heartbeats_coalesced_total", T::kCounter,
+           "Of the heartbeats sent, those sent as tuples of one list per peer and flush.");
+  m.sample("raftd_transport_heartbeats_coalesced_total", {}, t.heartbeats_coalesced);
+  m.family("raftd_transport_frames_sent_total", T::kCounter,
+           "Frames sent on the peer streams (keep-alive pings included).");
+  m.sample("raftd_transport_frames_sent_total", {}, t.frames_sent);
   m.family("raftd_transport_messages_received_total", T::kCounter,
            "Raft messages received from the peers and delivered.");
   m.sample("raftd_transport_messages_received_total", {}, t.messages_received);

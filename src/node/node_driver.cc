@@ -74,6 +74,7 @@ Status NodeImpl::open_network() {
   to.queue_bytes_max = cfg_.transport.queue_bytes_max;
   to.backoff_min_ms = cfg_.transport.reconnect_min_ms;
   to.backoff_max_ms = cfg_.transport.reconnect_max_ms;
+  to.coalesce_heartbeats = cfg_.transport.coalesce_heartbeats;
   transport::TransportCallbacks cb;
   cb.on_messages = [this](std::span<raft::Message> ms) {
     for (const raft::Message& m : ms) host_->step(m);

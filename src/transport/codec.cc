@@ -399,13 +399,16 @@ uint64_t encoded_message_bytes(const Message& m) {
 }
 
 EncodeStats encode_batch(std::span<const Message> msgs, std::string& out,
-                         uint64_t frame_bytes_target) {
+                         uint64_t frame_bytes_target, bool coalesce_heartbeats) {
   EncodeStats stats;
   const uint64_t target = std::clamp<uint64_t>(frame_bytes_target, 64, kFrameBytesMax);
+  const auto coalesced = [&](const Message& m) {
+    return coalesce_heartbeats && heartbeat_compactable(m);
+  };
   {
     FrameBuilder frames(out, FrameType::kMessages, kMessagesPerFrameMax, target, stats);
     for (const Message& m : msgs) {
-      if (heartbeat_compactable(m)) continue;
+      if (coalesced(m)) continue;
       const uint64_t bytes = encoded_message_bytes(m);
       if (bytes + 4 > kFrameBytesMax || m.entries.size() > kEntriesPerMessageMax) {
         ++stats.too_large;
@@ -413,14 +416,18 @@ EncodeStats encode_batch(std::span<const Message> msgs, std::string& out,
       }
       put_message(frames.begin_item(bytes), m);
       ++stats.messages;
+      if (m.type == MessageType::kHeartbeat || m.type == MessageType::kHeartbeatResp) {
+        ++stats.heartbeats;
+      }
     }
   }
   FrameBuilder beats(out, FrameType::kHeartbeats, kHeartbeatsPerFrameMax, kFrameBytesMax, stats);
   for (const Message& m : msgs) {
-    if (!heartbeat_compactable(m)) continue;
+    if (!coalesced(m)) continue;
     put_heartbeat(beats.begin_item(heartbeat_bytes(m)), m);
     ++stats.messages;
     ++stats.heartbeats;
+    ++stats.coalesced;
   }
   return stats;
 }

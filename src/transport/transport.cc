@@ -264,9 +264,12 @@ void Transport::encode_queue(OutPeer& p) {
   size_t start = 0;
   for (size_t i = 1; i <= q.size(); ++i) {
     if (i < q.size() && q[i].type != raft::MessageType::kQuiesce) continue;
-    EncodeStats st = encode_batch(q.subspan(start, i - start), p.out, options_.frame_bytes_target);
+    EncodeStats st = encode_batch(q.subspan(start, i - start), p.out, options_.frame_bytes_target,
+                                  options_.coalesce_heartbeats);
     stats_.frames_sent += st.frames;
     stats_.messages_sent += st.messages;
+    stats_.heartbeats_sent += st.heartbeats;
+    stats_.heartbeats_coalesced += st.coalesced;
     stats_.drops_too_large += st.too_large;
     p.out_messages += st.messages;
     start = i;

@@ -466,6 +466,7 @@ cache_bytes = 0
 queue_bytes_max = 65536
 reconnect_min_ms = 5
 reconnect_max_ms = 5
+coalesce_heartbeats = false
 [limits]
 client_body_bytes_max = 16384
 header_bytes_max = 2048
@@ -479,6 +480,7 @@ level = "error"
   REQUIRE_MESSAGE(a.is_ok(), a.status().message() << "\n" << text);
   CHECK(a->cluster.initial.size() == 2);
   CHECK(a->app.token == std::optional<std::string>("t\"ok"));
+  CHECK_FALSE(a->transport.coalesce_heartbeats);
   std::string emitted = emit_config(*a);
   Result<Config> b = parse(emitted);
   REQUIRE_MESSAGE(b.is_ok(), b.status().message() << "\n" << emitted);

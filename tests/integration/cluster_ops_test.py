@@ -359,6 +359,65 @@ def wal_segments(node):
     return sorted(f for f in os.listdir(d) if re.fullmatch(r"[0-9a-f]{16}\.wal", f))
 
 
+def lead_on(c, g, node):
+    """Moves g's leadership to `node` (POST transfer-leader, retried until it leads)."""
+    deadline = time.time() + ct.OP_WAIT_S
+    while c.wait_leader(g) != node.id:
+        assert time.time() < deadline, f"group {g}: node {node.id} did not take the lead"
+        r = node.call("POST", f"/v1/groups/{g}/transfer-leader", json.dumps({"node": node.id}))
+        if r is None or r.status != 200:
+            time.sleep(0.2)
+
+
+@test
+def test_heartbeats_coalesced_or_not(c):
+    """transport.coalesce_heartbeats: node 2 sends each heartbeat as a full message, nodes 1 and
+    3 as tuples of one list per peer and flush (the default). The mixed cluster elects, takes
+    writes through every node and keeps its groups led; the counters show each node's form, and
+    an uncoalesced heartbeat costs node 2 more bytes per heartbeat than node 1's."""
+    ops(c)
+    c.nodes[1].extra_config = {"transport": ["coalesce_heartbeats = false"]}
+    c.start()
+    groups = [11, 12, 13]
+    for i, g in enumerate(groups):
+        c.create_group(c.nodes[i], g)
+        # Each node leads one group, so each sends heartbeats of its own.
+        lead_on(c, g, c.nodes[i])
+    for g in groups:
+        for n in c.nodes:
+            c.put([n], g, f"k{n.id}", f"v{n.id}")
+        c.wait_converged(g)
+
+    def sample(n):
+        """The counters from one scrape (separate scrapes would each see a later moment)."""
+        r = n.call("GET", "/metrics")
+        assert r is not None and r.status == 200, f"/metrics of node {n.id}: {r}"
+        out = {}
+        for line in r.body.decode().splitlines():
+            for name in ("heartbeats_sent", "heartbeats_coalesced", "bytes_sent"):
+                if line.startswith(f"raftd_transport_{name}_total "):
+                    out[name] = int(float(line.split()[-1]))
+        assert len(out) == 3, f"node {n.id}: transport counters missing: {out}"
+        return out
+
+    before = [sample(n) for n in c.nodes]
+    time.sleep(2)  # 40 ticks of 50 ms: every leader heartbeats every tick
+    after = [sample(n) for n in c.nodes]
+    delta = [{k: a[k] - b[k] for k in a} for a, b in zip(after, before)]
+    for n, d in zip(c.nodes, delta):
+        assert d["heartbeats_sent"] >= 40, f"node {n.id}: too few heartbeats: {d}"
+        want = 0 if n.id == 2 else d["heartbeats_sent"]
+        assert d["heartbeats_coalesced"] == want, f"node {n.id}: {d}"
+    # Idle groups: the streams carry (almost) only heartbeats, their answers and pings.
+    per_beat = [d["bytes_sent"] / d["heartbeats_sent"] for d in delta]
+    assert per_beat[1] > per_beat[0] and per_beat[1] > per_beat[2], \
+        f"bytes per heartbeat {per_beat}: node 2's full messages are not the larger"
+    for g in groups:
+        c.wait_leader(g)
+        for n in c.nodes:
+            c.put([n], g, f"after{n.id}", "x")
+
+
 @test
 def test_deleted_group_wal_released(c):
     """Small WAL segments; several segments of data in group 7, then DELETE of group 7: every

@@ -124,6 +124,9 @@ REQUIRED = {
     "raftd_app_call_duration_seconds": "histogram", "raftd_app_call_errors_total": "counter",
     "raftd_peer_connected": "gauge", "raftd_transport_messages_sent_total": "counter",
     "raftd_transport_messages_dropped_total": "counter",
+    "raftd_transport_heartbeats_sent_total": "counter",
+    "raftd_transport_heartbeats_coalesced_total": "counter",
+    "raftd_transport_frames_sent_total": "counter",
     "raftd_snapshots_sent_total": "counter", "raftd_snapshots_received_total": "counter",
     "raftd_snapshots_installed_total": "counter", "raftd_log_compactions_total": "counter",
 }

@@ -163,6 +163,7 @@ TEST_CASE("transport::codec: heartbeats of many groups coalesce into one small f
   EncodeStats st = encode_batch(msgs, wire);
   CHECK(st.frames == 1);
   CHECK(st.heartbeats == 1000);
+  CHECK(st.coalesced == 1000);
   CHECK(wire.size() < 1000 * 12);  // a tuple is a handful of bytes
   Decoder d(kPeer, kSelf);
   std::vector<Message> got;
@@ -170,6 +171,21 @@ TEST_CASE("transport::codec: heartbeats of many groups coalesce into one small f
   CHECK(d.stats().frames == 1);
   CHECK(d.stats().heartbeat_frames == 1);
   check_same(got, msgs);
+
+  // Not coalesced (transport.coalesce_heartbeats = false): the same messages as kMessages
+  // items, in their order, several times the bytes.
+  std::string plain;
+  EncodeStats ps = encode_batch(msgs, plain, 1ull << 20, false);
+  CHECK(ps.messages == 1000);
+  CHECK(ps.heartbeats == 1000);
+  CHECK(ps.coalesced == 0);
+  CHECK(plain.size() > 2 * wire.size());
+  Decoder pd(kPeer, kSelf);
+  std::vector<Message> plain_got;
+  REQUIRE(pd.feed(plain, plain_got).is_ok());
+  CHECK(pd.stats().heartbeat_frames == 0);
+  CHECK(pd.stats().message_frames == ps.frames);
+  check_same(plain_got, msgs);
 }
 
 TEST_CASE("transport::codec: a heartbeat with other fields set is not compacted") {
@@ -178,7 +194,8 @@ TEST_CASE("transport::codec: a heartbeat with other fields set is not compacted"
   CHECK_FALSE(heartbeat_compactable(m));
   std::string wire;
   EncodeStats st = encode_batch(std::span(&m, 1), wire);
-  CHECK(st.heartbeats == 0);
+  CHECK(st.heartbeats == 1);
+  CHECK(st.coalesced == 0);
   check_same(decode_all(wire), {m});
 }
 

@@ -192,6 +192,7 @@ struct TransportSection {
   uint64_t queue_bytes_max = kPeerQueueBytesMaxDefault;  // per peer, >= raft.max_msg_bytes
   uint32_t reconnect_min_ms = kReconnectMinMsDefault;
   uint32_t reconnect_max_ms = kReconnectMaxMsDefault;  // >= reconnect_min_ms
+  bool coalesce_heartbeats = true;  // transport::TransportOptions::coalesce_heartbeats
   bool operator==(const TransportSection&) const = default;
 };
 

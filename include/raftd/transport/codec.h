@@ -115,18 +115,20 @@ uint64_t encoded_message_bytes(const raft::Message& m);
 struct EncodeStats {
   uint64_t frames = 0;
   uint64_t messages = 0;
-  uint64_t heartbeats = 0;  // messages that went into kHeartbeats frames
+  uint64_t heartbeats = 0;  // kHeartbeat and kHeartbeatResp messages encoded, in either form
+  uint64_t coalesced = 0;   // of those, the ones that went into kHeartbeats frames as tuples
   uint64_t too_large = 0;   // messages not encoded: over kFrameBytesMax or kEntriesPerMessageMax
 };
 
 // Appends frames carrying `msgs` (all addressed to one peer, all from this node) to `out`:
-// compactable heartbeats of every group in kHeartbeats frames, everything else in kMessages
-// frames, in order. A frame is closed once adding the next message would take its body over
-// `frame_bytes_target` (a single bigger message still gets a frame of its own, up to
+// compactable heartbeats of every group in kHeartbeats frames (coalesced; with
+// `coalesce_heartbeats` false they stay kMessages items like any other), everything else in
+// kMessages frames, in order. A frame is closed once adding the next message would take its body
+// over `frame_bytes_target` (a single bigger message still gets a frame of its own, up to
 // kFrameBytesMax). A snapshot's data is never encoded (only its metadata). Messages over the hard
 // limits are skipped and counted in too_large.
 EncodeStats encode_batch(std::span<const raft::Message> msgs, std::string& out,
-                         uint64_t frame_bytes_target = 1ull << 20);
+                         uint64_t frame_bytes_target = 1ull << 20, bool coalesce_heartbeats = true);
 
 // Appends one kPing frame to `out`.
 void encode_ping(std::string& out);

@@ -114,6 +114,9 @@ struct TransportOptions {
   uint32_t backoff_max_ms = kBackoffMaxMsDefault;
   uint64_t frame_bytes_target = kFrameBytesTargetDefault;  // outbound frames
   uint64_t frame_bytes_max_inbound = kFrameBytesMax;       // inbound hard limit (<= kFrameBytesMax)
+  // Heartbeats of all groups to one peer in one flush travel as one kHeartbeats frame of small
+  // tuples (codec.h); false sends each as a full kMessages item (for comparison runs).
+  bool coalesce_heartbeats = true;
   uint32_t keepalive_ms = kKeepaliveMsDefault;
   uint32_t peer_timeout_ms = kPeerTimeoutMsDefault;  // no answer to pings: the stream is dead
   uint32_t handshake_timeout_ms = kHandshakeTimeoutMsDefault;
@@ -156,7 +159,9 @@ struct TransportCallbacks {
 struct TransportStats {
   uint64_t bytes_sent = 0;  // handed to the HTTP client for a stream
   uint64_t frames_sent = 0;
-  uint64_t messages_sent = 0;  // encoded into a stream
+  uint64_t messages_sent = 0;         // encoded into a stream
+  uint64_t heartbeats_sent = 0;       // of those, kHeartbeat and kHeartbeatResp
+  uint64_t heartbeats_coalesced = 0;  // of those, sent as kHeartbeats tuples
   uint64_t bytes_received = 0;
   uint64_t frames_received = 0;
   uint64_t messages_received = 0;    // delivered to on_messages
