@@ -274,12 +274,13 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   std::unordered_map<uint64_t, Waiter> waiters_;               // proposals by request id
   std::map<std::pair<GroupId, LogIndex>, uint64_t> by_index_;  // applied here, awaiting the app
   std::unordered_map<uint64_t, ReadWait> reads_;               // reads by request id
-  std::map<GroupId, LogIndex> applied_;  // what the app acknowledged, per group
+  // Looked up on every app call of every group: hashed, not ordered (thousands of groups).
+  std::unordered_map<GroupId, LogIndex> applied_;  // what the app acknowledged, per group
   // Compaction (node_snapshots.cc): what the app's Sync answers made durable (app.sync only),
   // entry bytes appended since the group's last compaction, groups with a Sync under way for a
   // compaction, and when pinning groups were last compacted.
   std::unique_ptr<ConfMarks> conf_marks_;
-  std::map<GroupId, LogIndex> synced_;
+  std::unordered_map<GroupId, LogIndex> synced_;
   std::unordered_map<GroupId, uint64_t> log_bytes_;
   std::set<GroupId> compacting_;
   io::TimePoint pins_checked_;
@@ -303,7 +304,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   size_t sends_active_ = 0;
   std::vector<std::pair<GroupId, raft::SnapshotMeta>> installs_missing_;
   uint64_t snapshots_sent_ = 0, snapshots_send_failed_ = 0;
-  std::map<GroupId, std::vector<app::AppEntry>> app_backlog_;  // refused by enqueue, in order
+  std::unordered_map<GroupId, std::vector<app::AppEntry>> app_backlog_;  // refused by enqueue
   // Idempotency-Key (idempotency.h): the keys of this node's logs, their results, the journal
   // that carries them across restarts and its watermark per group; and retries waiting for the
   // entry that carries their key to be applied here: (group, index) -> (request id, key).

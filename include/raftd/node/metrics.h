@@ -18,6 +18,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "raftd/base/histogram.h"
@@ -119,7 +120,7 @@ struct MetricsSources {
   NodeId self;
   const GroupHost* host = nullptr;
   // What the app acknowledged, per group (the applied_index of GET /v1/groups/{id}).
-  const std::map<GroupId, LogIndex>* applied = nullptr;
+  const std::unordered_map<GroupId, LogIndex>* applied = nullptr;
   const MetaState* meta = nullptr;  // the peers: every node of the cluster but self
   const wal::Wal* wal = nullptr;
   const transport::Transport* transport = nullptr;
