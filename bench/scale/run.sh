@@ -35,7 +35,7 @@
 #   steps),
 #   KEEP (0; 1 keeps the temp dir), RESULTS (a file to copy the RESULT lines into), PERF_DIR
 #   (unset; a directory: node 1's raftd is profiled with perf record -g during each load
-#   round, files one.R.data and many.R.data).
+#   round, files one.R.data and many.R.data; with PERF_ALL=1 the whole machine, perf record -a).
 # Needs python3, curl, jq. Stops only the processes it started (on exit, Ctrl-C or SIGTERM).
 set -euo pipefail
 
@@ -408,7 +408,9 @@ load_round() {
   # shellcheck disable=SC2046
   c0=$(cpu_ticks_sum $(all_pids))
   if [ -n "${PERF_DIR:-}" ] && [ -n "${3:-}" ]; then
-    perf record -q -F 499 -g -p "${raftd_pid[1]}" -o "$PERF_DIR/$3.data" -- sleep "$2" \
+    local target=(-p "${raftd_pid[1]}")
+    [ "${PERF_ALL:-0}" = 0 ] || target=(-a)
+    perf record -q -F 499 -g "${target[@]}" -o "$PERF_DIR/$3.data" -- sleep "$2" \
       >/dev/null 2>&1 &
     perf_pid=$!
   fi

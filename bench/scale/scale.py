@@ -181,7 +181,7 @@ def report(path):
     print("\n".join(out))
     if loads:
         print(f"\nload average (1 min) at the measurements: {loads[0]:.2f}..{loads[-1]:.2f} "
-              f"on {rows[0].get('cpus', '?')} CPUs")
+              f"on {next((r['cpus'] for r in rows if 'cpus' in r), '?')} CPUs")
 
 
 def main():
