@@ -589,6 +589,7 @@ std::optional<PeerStatus> Transport::peer_status(NodeId peer) const {
   s.queued_bytes = p.pending_bytes();
   s.queued_messages = p.queue.size() + p.out_messages;
   s.backoff_ms = p.backoff_ms;
+  s.reserved_bytes = p.queue.capacity() * sizeof(raft::Message) + p.out.capacity();
   return s;
 }
 

@@ -194,6 +194,8 @@ TEST_CASE("transport::Transport: the heartbeats of one turn to one peer go in on
   }
   a.transport->flush();
   CHECK(a.transport->stats().frames_sent == frames_before + 1);
+  CHECK(a.transport->stats().heartbeats_sent == 500);
+  CHECK(a.transport->stats().heartbeats_coalesced == 500);
   REQUIRE(run_until(rs, [&] { return b.got.size() == 500; }));
   CHECK(b.transport->stats().frames_received == received_before + 1);
   for (uint64_t g = 1; g <= 500; ++g) {
@@ -205,6 +207,57 @@ TEST_CASE("transport::Transport: the heartbeats of one turn to one peer go in on
     CHECK(m.from == a.id);
     CHECK(m.to == b.id);
   }
+}
+
+TEST_CASE("transport::Transport: with coalesce_heartbeats off, heartbeats go as full messages") {
+  TransportOptions plain;
+  plain.coalesce_heartbeats = false;
+  Node a(NodeId(1), kCluster, plain), b(NodeId(2));
+  auto rs = reactors({&a, &b});
+  connect_all({&a, &b});
+  REQUIRE(run_until(rs, [&] { return a.state_is(b.id, true) && b.state_is(a.id, true); }));
+  const uint64_t bytes_before = a.transport->stats().bytes_sent;
+  for (uint64_t g = 1; g <= 500; ++g) {
+    Message hb = msg(MessageType::kHeartbeat, a.id, b.id, g);
+    hb.commit = LogIndex(g);
+    hb.context = g * 7;
+    a.transport->send(std::move(hb));
+    b.transport->send(msg(MessageType::kHeartbeatResp, b.id, a.id, g));
+  }
+  REQUIRE(run_until(rs, [&] { return b.got.size() == 500 && a.got.size() == 500; }));
+  CHECK(a.transport->stats().heartbeats_sent == 500);
+  CHECK(a.transport->stats().heartbeats_coalesced == 0);
+  CHECK(b.transport->stats().heartbeats_coalesced == 500);  // b keeps the default
+  // A full message is several times a tuple: 500 of them take far more than 500 tuples would.
+  CHECK(a.transport->stats().bytes_sent - bytes_before > 500 * 10);
+  for (uint64_t g = 1; g <= 500; ++g) {
+    CHECK(b.got[g - 1].group == GroupId(g));
+    CHECK(b.got[g - 1].context == g * 7);
+    CHECK(a.got[g - 1].type == MessageType::kHeartbeatResp);
+  }
+}
+
+TEST_CASE("transport::Transport: a peer's buffers are released once a burst has drained") {
+  Node a(NodeId(1)), b(NodeId(2));
+  auto rs = reactors({&a, &b});
+  connect_all({&a, &b});
+  REQUIRE(run_until(rs, [&] { return a.state_is(b.id, true); }));
+  // A burst such as thousands of groups electing at once: 5,000 messages in one turn, 2.5 MB
+  // once encoded.
+  constexpr uint64_t kBurst = 5000;
+  for (uint64_t g = 1; g <= kBurst; ++g) a.transport->send(append(a.id, b.id, g, 1, 500));
+  const uint64_t peak = a.transport->peer_status(b.id)->reserved_bytes;
+  CHECK(peak >= kBurst * sizeof(Message));
+  REQUIRE(run_until(rs, [&] { return b.got.size() == kBurst; }));
+  REQUIRE(run_until(rs, [&] { return a.transport->peer_status(b.id)->queued_bytes == 0; }));
+  // Drained: what is kept is at most a busy turn's worth, far below the burst.
+  const uint64_t kept = a.transport->peer_status(b.id)->reserved_bytes;
+  CHECK(kept <= 1024 * sizeof(Message) + 1024 * 1024);
+  CHECK(kept < peak / 2);
+  // A small turn afterwards keeps what it uses (no release and regrowth per turn).
+  for (uint64_t g = 1; g <= 10; ++g) a.transport->send(append(a.id, b.id, g, 2, 10));
+  REQUIRE(run_until(rs, [&] { return b.got.size() == kBurst + 10; }));
+  CHECK(a.transport->peer_status(b.id)->reserved_bytes >= 10 * sizeof(Message));
 }
 
 TEST_CASE("transport::Transport: a kQuiesce does not overtake a heartbeat queued before it") {

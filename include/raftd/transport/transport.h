@@ -184,6 +184,9 @@ struct PeerStatus {
   uint64_t queued_bytes = 0;  // queued and encoded, not yet handed to the HTTP client
   uint64_t queued_messages = 0;
   uint32_t backoff_ms = 0;  // the current reconnect delay
+  // Memory the queue and the encoded bytes hold, used or not: their capacity. Released down to
+  // a turn's worth once a burst has drained (transport.cc, kQueueCapacityKept).
+  uint64_t reserved_bytes = 0;
 };
 
 class Transport {
