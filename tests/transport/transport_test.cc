@@ -179,6 +179,14 @@ TEST_CASE("transport::Transport: messages of many groups flow between three node
   CHECK(b.transport->peer_status(a.id)->inbound);
 }
 
+// A heartbeat of group g from `from` to `to`, with commit g and context 7g.
+Message heartbeat(NodeId from, NodeId to, uint64_t g) {
+  Message hb = msg(MessageType::kHeartbeat, from, to, g);
+  hb.commit = LogIndex(g);
+  hb.context = g * 7;
+  return hb;
+}
+
 TEST_CASE("transport::Transport: the heartbeats of one turn to one peer go in one frame") {
   Node a(NodeId(1)), b(NodeId(2));
   auto rs = reactors({&a, &b});
@@ -186,12 +194,7 @@ TEST_CASE("transport::Transport: the heartbeats of one turn to one peer go in on
   REQUIRE(run_until(rs, [&] { return a.state_is(b.id, true); }));
   const uint64_t frames_before = a.transport->stats().frames_sent;
   const uint64_t received_before = b.transport->stats().frames_received;
-  for (uint64_t g = 1; g <= 500; ++g) {
-    Message hb = msg(MessageType::kHeartbeat, a.id, b.id, g);
-    hb.commit = LogIndex(g);
-    hb.context = g * 7;
-    a.transport->send(std::move(hb));
-  }
+  for (uint64_t g = 1; g <= 500; ++g) a.transport->send(heartbeat(a.id, b.id, g));
   a.transport->flush();
   CHECK(a.transport->stats().frames_sent == frames_before + 1);
   CHECK(a.transport->stats().heartbeats_sent == 500);
@@ -218,10 +221,7 @@ TEST_CASE("transport::Transport: with coalesce_heartbeats off, heartbeats go as 
   REQUIRE(run_until(rs, [&] { return a.state_is(b.id, true) && b.state_is(a.id, true); }));
   const uint64_t bytes_before = a.transport->stats().bytes_sent;
   for (uint64_t g = 1; g <= 500; ++g) {
-    Message hb = msg(MessageType::kHeartbeat, a.id, b.id, g);
-    hb.commit = LogIndex(g);
-    hb.context = g * 7;
-    a.transport->send(std::move(hb));
+    a.transport->send(heartbeat(a.id, b.id, g));
     b.transport->send(msg(MessageType::kHeartbeatResp, b.id, a.id, g));
   }
   REQUIRE(run_until(rs, [&] { return b.got.size() == 500 && a.got.size() == 500; }));
