@@ -296,7 +296,7 @@ void GroupImpl::tick_heartbeat() {
   }
   if (heartbeat_elapsed_ >= cfg_.heartbeat_tick) {
     heartbeat_elapsed_ = 0;
-    bcast_heartbeat();
+    bcast_heartbeat(true);
   }
   maybe_quiesce();
 }

@@ -132,7 +132,12 @@ class GroupImpl {
   // An empty append at the end of `to`'s full inflight window (lost appends show as a reject).
   void send_window_probe(NodeId to);
   void send_heartbeat(NodeId to, uint64_t round);
-  void bcast_heartbeat();
+  // A heartbeat to every follower. With `fold` (the tick's round), none to a follower for which
+  // heartbeat_folded() holds.
+  void bcast_heartbeat(bool fold);
+  // An append already did this interval what the tick's heartbeat would do (raft.h, "Heartbeats
+  // folded into appends").
+  bool heartbeat_folded(const Progress& pr) const;
   void send_timeout_now(NodeId to);
   bool maybe_commit();
   void after_commit_advanced();

@@ -22,7 +22,7 @@ Ready GroupImpl::ready() {
   if (read_round_needed_ && role_ == Role::kLeader) {
     // One heartbeat round confirms every read queued since the last Ready (batching, §6.4).
     ++read_round_sent_;
-    bcast_heartbeat();
+    bcast_heartbeat(false);
     read_round_needed_ = false;
   }
   if (bcast_pending_ && role_ == Role::kLeader) bcast_append();

@@ -503,6 +503,7 @@ Message GroupImpl::make_append(NodeId to, LogIndex prev, Term prev_term,
   m.entries = std::move(entries);
   Progress& pr = progress_.at(to);
   pr.sent_commit = std::max(pr.sent_commit, std::min(m.commit, prev + m.entries.size()));
+  pr.append_since_beat = true;
   return m;
 }
 
@@ -525,10 +526,25 @@ void GroupImpl::send_heartbeat(NodeId to, uint64_t round) {
   send(std::move(m));
 }
 
-void GroupImpl::bcast_heartbeat() {
-  for (const auto& [id, pr] : progress_) {
-    if (id != cfg_.id) send_heartbeat(id, read_round_sent_);
+void GroupImpl::bcast_heartbeat(bool fold) {
+  for (auto& [id, pr] : progress_) {
+    if (id == cfg_.id) continue;
+    const bool folded = fold && heartbeat_folded(pr);
+    pr.append_since_beat = false;
+    if (!folded) send_heartbeat(id, read_round_sent_);
   }
+}
+
+bool GroupImpl::heartbeat_folded(const Progress& pr) const {
+  // The append reset the follower's election timer and its answer renews pr.recent_active
+  // (CheckQuorum), as the heartbeat's would. The heartbeat still goes when it carries more: to a
+  // follower that has not acknowledged the whole log (an append or its answer may be lost, and
+  // the heartbeat's answer is what makes the leader send again), a commit index the follower
+  // was not sent, or a read round it has not answered (the round's own heartbeat may have been
+  // lost).
+  return pr.append_since_beat && pr.state == ProgressState::kReplicate &&
+         pr.match == log_.last_index() && pr.read_ack >= read_round_sent_ &&
+         pr.sent_commit >= std::min(pr.match, log_.committed());
 }
 
 void GroupImpl::send_timeout_now(NodeId to) {

@@ -44,9 +44,10 @@ struct Progress {
   LogIndex pending_snapshot;   // kSnapshot: index of the snapshot sent (0 = still requested)
   bool recent_active = false;  // heard from within the current CheckQuorum period
   bool learner = false;
-  uint64_t read_ack = 0;    // highest read round the follower answered
-  LogIndex sent_commit;     // highest commit index sent to it (to bump it promptly)
-  uint64_t wake_epoch = 0;  // the follower's wake epoch as last heard; echoed in kQuiesce
+  uint64_t read_ack = 0;           // highest read round the follower answered
+  LogIndex sent_commit;            // highest commit index sent to it (to bump it promptly)
+  uint64_t wake_epoch = 0;         // the follower's wake epoch as last heard; echoed in kQuiesce
+  bool append_since_beat = false;  // an append went to it since the last heartbeat round
   Inflights inflights;
 
   void become_probe();

@@ -62,6 +62,14 @@
 // leader within an election timeout, and only a notice that echoes its current wake epoch: each
 // wake() starts a new epoch, which the leader learns from the follower's later messages, so a
 // notice sent before a wake() never puts the follower back to sleep, however late it arrives.
+//
+// Heartbeats folded into appends: at a heartbeat tick the leader sends no heartbeat to a
+// follower it sent an append since the last heartbeat round, when that append already did the
+// heartbeat's work: the follower is replicating and has acknowledged the whole log, has
+// answered the current read round, and was sent the commit index the heartbeat would carry. The
+// append reset its election timer, and its answer counts for CheckQuorum. A busy group so sends
+// about one message per follower per write instead of that plus a heartbeat and its answer every
+// tick. Read rounds (ReadIndex) always send their heartbeats.
 #pragma once
 
 #include <cstdint>
