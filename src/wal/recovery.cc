@@ -4,7 +4,6 @@
 #include "raftd/wal/recovery.h"
 
 #include <fmt/format.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <array>
@@ -12,24 +11,7 @@
 #include <memory>
 
 #include "raftd/base/log.h"
-
-// Under AddressSanitizer the segment buffer's bytes not read yet are poisoned, so a scan that
-// looks past what it read is caught (the buffer is mmapped memory, which ASan does not guard).
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RAFTD_RECOVERY_ASAN 1
-#endif
-#elif defined(__SANITIZE_ADDRESS__)
-#define RAFTD_RECOVERY_ASAN 1
-#endif
-#ifdef RAFTD_RECOVERY_ASAN
-#include <sanitizer/asan_interface.h>
-#define RAFTD_RECOVERY_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define RAFTD_RECOVERY_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define RAFTD_RECOVERY_POISON(p, n) ((void)(p), (void)(n))
-#define RAFTD_RECOVERY_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
+#include "raftd/base/memory.h"
 
 namespace raftd::wal {
 
@@ -109,16 +91,11 @@ class SegmentBuffer {
   void resize(uint64_t n) {
     if (n > capacity_) {
       unmap();
-      const uint64_t mapped = (n + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-      void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      RAFTD_ASSERT(p != MAP_FAILED, "wal recovery: out of address space for a segment");
-      (void)madvise(p, mapped, MADV_HUGEPAGE);  // advice only: 4 KiB pages work too
-      bytes_ = static_cast<std::byte*>(p);
-      capacity_ = mapped;
+      bytes_ = map_huge(n, "wal recovery: out of address space for a segment");
+      capacity_ = huge_rounded(n);
     }
     size_ = n;
-    RAFTD_RECOVERY_POISON(bytes_, capacity_);  // nothing of this segment is read yet
+    asan_poison(bytes_, capacity_);  // nothing of this segment is read yet: reads are caught
   }
   // Makes bytes [0, min(end, size())) readable, reading at least min_read bytes when it reads
   // at all (kReadChunkBytes while scanning frames, exact for probes). *read_bytes grows by what
@@ -127,7 +104,7 @@ class SegmentBuffer {
     end = std::min(end, size_);
     if (end <= filled_) return Status::ok();
     uint64_t to = std::min(size_, std::max(end, filled_ + min_read));
-    RAFTD_RECOVERY_UNPOISON(bytes_ + filled_, to - filled_);
+    asan_unpoison(bytes_ + filled_, to - filled_);
     if (Status s = read_exact(*file_, {bytes_ + filled_, to - filled_}, filled_); !s) {
       return s;
     }
@@ -144,11 +121,9 @@ class SegmentBuffer {
   }
 
  private:
-  static constexpr uint64_t kHugePageBytes = 2ULL << 20;
-
   void unmap() {
-    RAFTD_RECOVERY_UNPOISON(bytes_, capacity_);
-    if (bytes_ != nullptr) munmap(bytes_, capacity_);
+    asan_unpoison(bytes_, capacity_);
+    unmap_huge(bytes_, capacity_);
     bytes_ = nullptr;
     capacity_ = 0;
   }

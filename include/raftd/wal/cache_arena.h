@@ -11,14 +11,13 @@
 // at creation: pages are faulted in as the ring fills. Not thread-safe (reactor thread).
 #pragma once
 
-#include <sys/mman.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
 
 #include "raftd/base/assert.h"
+#include "raftd/base/memory.h"
 
 namespace raftd::wal {
 
@@ -29,14 +28,9 @@ class CacheArena {
     // where the kernel allows them: a first touch of a 4 KiB page costs a fault (several
     // microseconds in a VM), so filling the ring with 4 KiB pages cost about 16 faults per
     // 64 KiB batch, more than the batch's own CPU work.
-    mapped_ = (capacity + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-    void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    RAFTD_ASSERT(p != MAP_FAILED, "cache arena: out of address space");
-    (void)madvise(p, mapped_, MADV_HUGEPAGE);  // advice only: 4 KiB pages work too
-    ring_ = static_cast<std::byte*>(p);
+    ring_ = map_huge(capacity, "cache arena: out of address space");
   }
-  ~CacheArena() { munmap(ring_, mapped_); }
+  ~CacheArena() { unmap_huge(ring_, capacity_); }
   CacheArena(const CacheArena&) = delete;
   CacheArena& operator=(const CacheArena&) = delete;
 
@@ -68,9 +62,7 @@ class CacheArena {
   }
 
  private:
-  static constexpr uint64_t kHugePageBytes = 2ULL << 20;
   uint64_t capacity_;
-  uint64_t mapped_ = 0;
   std::byte* ring_ = nullptr;
   uint64_t head_ = 0;
   uint64_t tail_ = 0;

@@ -12,31 +12,15 @@
 // passes may run on different threads of one process.
 #pragma once
 
-#include <sys/mman.h>
-
 #include <cstddef>
 #include <memory>
 #include <mutex>
 
 #include "raftd/base/assert.h"
+#include "raftd/base/memory.h"
 
 // Under AddressSanitizer a free block is poisoned, so a use after free of an index node is still
 // caught although the block is not returned to the heap.
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RAFTD_NODE_POOL_ASAN 1
-#endif
-#elif defined(__SANITIZE_ADDRESS__)
-#define RAFTD_NODE_POOL_ASAN 1
-#endif
-#ifdef RAFTD_NODE_POOL_ASAN
-#include <sanitizer/asan_interface.h>
-#define RAFTD_NODE_POOL_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define RAFTD_NODE_POOL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define RAFTD_NODE_POOL_POISON(p, n) ((void)(p), (void)(n))
-#define RAFTD_NODE_POOL_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 namespace raftd::wal {
 
@@ -45,7 +29,7 @@ class NodePool {
   // libstdc++'s deque node: 512 bytes, or one element when larger.
   static constexpr size_t kBlockBytes = 512;
   // One transparent huge page.
-  static constexpr size_t kRegionBytes = 2ULL << 20;
+  static constexpr size_t kRegionBytes = kHugePageBytes;
 
   // The process's pool; never destroyed (containers may free nodes during exit).
   static NodePool& instance() {
@@ -61,16 +45,12 @@ class NodePool {
     std::lock_guard lock(mu_);
     if (free_ != nullptr) {
       FreeBlock* b = free_;
-      RAFTD_NODE_POOL_UNPOISON(b, kBlockBytes);
+      asan_unpoison(b, kBlockBytes);
       free_ = b->next;
       return b;
     }
     if (region_used_ == kRegionBytes) {
-      void* p = mmap(nullptr, kRegionBytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      RAFTD_ASSERT(p != MAP_FAILED, "wal node pool: out of memory");
-      (void)madvise(p, kRegionBytes, MADV_HUGEPAGE);  // advice only: 4 KiB pages work too
-      region_ = static_cast<std::byte*>(p);
+      region_ = map_huge(kRegionBytes, "wal node pool: out of memory");
       region_used_ = 0;
     }
     void* b = region_ + region_used_;
@@ -80,7 +60,7 @@ class NodePool {
   void put(void* p) {
     std::lock_guard lock(mu_);
     free_ = new (p) FreeBlock{free_};
-    RAFTD_NODE_POOL_POISON(p, kBlockBytes);
+    asan_poison(p, kBlockBytes);
   }
 
  private:
