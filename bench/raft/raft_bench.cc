@@ -1,9 +1,12 @@
 // Raft core micro benchmarks:
 //  - BM_Replication: proposals replicated and committed by a 3-node in-memory cluster (all three
 //    cores in this thread, messages handed over in memory, storage = MemoryLogStorage), with N
-//    proposals batched per Ready cycle. Items = committed entries.
+//    proposals batched per Ready cycle. Items = committed entries. Counter allocs_per_entry:
+//    operator new calls per committed entry (all three replicas).
 //  - BM_IdleGroupMemory: heap bytes per idle group (followers and leaders), counted by replacing
 //    the global operator new/delete in this binary.
+//  Both take reuse_ready: 0 drains with Group::ready() (a new Ready each time), 1 with
+//  Group::ready(Ready*) into one Ready kept by the driver, as the daemon does.
 //  - BM_TickIdleGroups: one tick of 10,000 idle leader groups, quiescing off vs on.
 #include <benchmark/benchmark.h>
 
@@ -20,6 +23,7 @@
 // --- allocation counting (this binary only) --------------------------------------------------
 namespace {
 std::atomic<int64_t> g_live_bytes{0};
+std::atomic<int64_t> g_allocs{0};
 constexpr size_t kHeader = 16;  // keeps the returned pointer 16-byte aligned
 }  // namespace
 
@@ -33,6 +37,7 @@ void* operator new(size_t n) {
   if (p == nullptr) throw std::bad_alloc();
   *static_cast<size_t*>(p) = n;
   g_live_bytes.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
   return static_cast<char*>(p) + kHeader;
 }
 void operator delete(void* p) noexcept {
@@ -67,7 +72,7 @@ Config bench_config(uint64_t id, uint32_t quiesce_after_ticks) {
 // A 3-node cluster driven synchronously: every Ready is persisted at once.
 class MiniCluster {
  public:
-  MiniCluster() {
+  explicit MiniCluster(bool reuse_ready) : reuse_ready_(reuse_ready) {
     for (uint64_t id = 1; id <= 3; ++id) {
       SnapshotMeta boot{LogIndex(0), Term(0), three_voters()};
       storages_.push_back(std::make_unique<MemoryLogStorage>(boot));
@@ -89,7 +94,9 @@ class MiniCluster {
         Group& g = *groups_[i];
         while (g.has_ready()) {
           moved = true;
-          Ready rd = g.ready();
+          Ready fresh;
+          Ready& rd = reuse_ready_ ? kept_ : fresh;
+          g.ready(&rd);
           storages_[i]->append(rd.entries);
           for (Message& m : rd.messages) queue_.push_back(std::move(m));
           for (Message& m : rd.messages_after_persist) queue_.push_back(std::move(m));
@@ -116,6 +123,8 @@ class MiniCluster {
   }
 
  private:
+  bool reuse_ready_;
+  Ready kept_;
   std::vector<std::unique_ptr<MemoryLogStorage>> storages_;
   std::vector<std::unique_ptr<Group>> groups_;
   std::deque<Message> queue_;
@@ -124,8 +133,9 @@ class MiniCluster {
 void BM_Replication(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const std::string payload(static_cast<size_t>(state.range(1)), 'p');
-  MiniCluster c;
+  MiniCluster c(state.range(2) != 0);
   int64_t committed = 0;
+  const int64_t allocs_before = g_allocs.load();
   for (auto _ : state) {
     for (int i = 0; i < batch; ++i) {
       Result<LogIndex> r = c.leader().propose(payload);
@@ -137,23 +147,29 @@ void BM_Replication(benchmark::State& state) {
   }
   state.SetItemsProcessed(committed);
   state.SetBytesProcessed(committed * static_cast<int64_t>(payload.size()));
+  state.counters["allocs_per_entry"] =
+      static_cast<double>(g_allocs.load() - allocs_before) / static_cast<double>(committed);
 }
 BENCHMARK(BM_Replication)
-    ->ArgNames({"batch", "payload_bytes"})
-    ->Args({1, 128})
-    ->Args({16, 128})
-    ->Args({128, 128})
-    ->Args({128, 1024});
+    ->ArgNames({"batch", "payload_bytes", "reuse_ready"})
+    ->Args({1, 128, 0})
+    ->Args({1, 128, 1})
+    ->Args({16, 128, 0})
+    ->Args({16, 128, 1})
+    ->Args({128, 128, 1})
+    ->Args({128, 1024, 1});
 
 // Makes `g` (node 1 of {1,2,3}) an idle leader whose followers acknowledged everything, using
 // hand-made votes and acknowledgements (the followers are not simulated). Follows the Ready
 // contract: entries are stored before the Ready's after-persist messages are released, and of
 // those only the ones addressed to this node are stepped (vote requests to the followers and
 // answers to them are dropped: the followers do not exist).
-void make_idle_leader(Group& g, MemoryLogStorage& st) {
+void make_idle_leader(Group& g, MemoryLogStorage& st, Ready* kept) {
   std::vector<Message> to_self;
   auto cycle = [&] {
-    Ready rd = g.ready();
+    Ready fresh;
+    Ready& rd = kept != nullptr ? *kept : fresh;
+    g.ready(&rd);
     st.append(rd.entries);  // "durable" at once
     g.advance(rd);
     if (!rd.entries.empty()) g.on_persisted(rd.entries.back().index, rd.entries.back().term);
@@ -190,6 +206,12 @@ void make_idle_leader(Group& g, MemoryLogStorage& st) {
   }
   while (g.has_ready()) cycle();
   step_to_self();
+  // Ten heartbeat intervals (heartbeats dropped): the idle state every later round returns to
+  // (a group that stopped writing keeps its traded message buffers for 8 quiet Readys).
+  for (uint32_t i = 0; i < 10 * Config{}.heartbeat_tick; ++i) {
+    g.tick();
+    while (g.has_ready()) cycle();
+  }
 }
 
 struct GroupSet {
@@ -204,7 +226,8 @@ struct GroupSet {
   }
 };
 
-GroupSet make_groups(size_t n, bool leaders, uint32_t quiesce_after_ticks) {
+// kept: the Ready every drain goes through (nullptr: a new one each time).
+GroupSet make_groups(size_t n, bool leaders, uint32_t quiesce_after_ticks, Ready* kept) {
   GroupSet s;
   s.storages.reserve(n);
   s.groups.reserve(n);
@@ -215,7 +238,7 @@ GroupSet make_groups(size_t n, bool leaders, uint32_t quiesce_after_ticks) {
     c.random_seed = i + 1;
     s.groups.push_back(
         std::make_unique<Group>(c, *s.storages.back(), BootState{{}, boot, LogIndex(0)}));
-    if (leaders) make_idle_leader(*s.groups.back(), *s.storages.back());
+    if (leaders) make_idle_leader(*s.groups.back(), *s.storages.back(), kept);
   }
   return s;
 }
@@ -226,8 +249,9 @@ void BM_IdleGroupMemory(benchmark::State& state) {
   const bool leaders = state.range(0) != 0;
   double per_group = 0;
   for (auto _ : state) {
+    Ready kept;
     int64_t before = g_live_bytes.load();
-    GroupSet s = make_groups(kIdleGroups, leaders, 0);
+    GroupSet s = make_groups(kIdleGroups, leaders, 0, state.range(1) != 0 ? &kept : nullptr);
     int64_t after = g_live_bytes.load();
     if (leaders && !s.all_lead()) state.SkipWithError("a group did not become leader");
     // Storage objects are the driver's (the WAL in the daemon): count only what Groups own.
@@ -241,15 +265,17 @@ void BM_IdleGroupMemory(benchmark::State& state) {
   state.counters["bytes_per_group"] = per_group;
 }
 BENCHMARK(BM_IdleGroupMemory)
-    ->ArgName("leaders")
-    ->Arg(0)
-    ->Arg(1)
+    ->ArgNames({"leaders", "reuse_ready"})
+    ->Args({0, 0})
+    ->Args({0, 1})
+    ->Args({1, 0})
+    ->Args({1, 1})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
 void BM_TickIdleGroups(benchmark::State& state) {
   const uint32_t quiesce = static_cast<uint32_t>(state.range(0));
-  GroupSet s = make_groups(kIdleGroups, true, quiesce);
+  GroupSet s = make_groups(kIdleGroups, true, quiesce, nullptr);
   if (!s.all_lead()) state.SkipWithError("a group did not become leader");
   auto tick_all = [&] {
     for (auto& g : s.groups) {

@@ -35,7 +35,11 @@
 #   steps),
 #   KEEP (0; 1 keeps the temp dir), RESULTS (a file to copy the RESULT lines into), PERF_DIR
 #   (unset; a directory: node 1's raftd is profiled with perf record -g during each load
-#   round, files one.R.data and many.R.data; with PERF_ALL=1 the whole machine, perf record -a).
+#   round, files one.R.data and many.R.data; with PERF_ALL=1 the whole machine, perf record -a;
+#   PERF_CALLGRAPH=dwarf for call chains through libc, which has no frame pointers),
+#   MALLOC_COUNT (0; 1 counts node 1's calls to libc's malloc during each load round through a
+#   uprobe, perf probe + perf stat, root only, and adds mallocs_per_write_node1 to its result:
+#   the probe slows raftd, so that run's other figures are not comparable).
 # Needs python3, curl, jq. Stops only the processes it started (on exit, Ctrl-C or SIGTERM).
 set -euo pipefail
 
@@ -140,6 +144,12 @@ now() { date +%s.%N; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 code_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$1" 2>/dev/null || true; }
 hz=$(getconf CLK_TCK)
+if [ "${MALLOC_COUNT:-0}" = 1 ]; then
+  libc=$(ldd "$RAFTD" | awk '/libc\.so/ {print $3; exit}')
+  perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc' ||
+    perf probe -q -x "$libc" --add malloc ||
+    { echo "run.sh: MALLOC_COUNT=1 needs perf and root (perf probe on $libc)" >&2; exit 1; }
+fi
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 cpu_ticks_sum() { local p s=0; for p in "$@"; do s=$((s + $(cpu_ticks "$p"))); done; echo "$s"; }
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
@@ -402,7 +412,7 @@ counters() {
 # the WAL fdatasyncs, the app calls and the peer messages of the 3 nodes. Fails on any error.
 # With PERF_DIR set and a PERF_NAME, node 1's raftd is profiled (perf record -g) meanwhile.
 load_round() {
-  local json c0 c1 k0 k1 perf_pid=
+  local json c0 c1 k0 k1 perf_pid='' malloc_pid='' mallocs=null
   check_alive
   k0=$(counters)
   # shellcheck disable=SC2046
@@ -410,9 +420,14 @@ load_round() {
   if [ -n "${PERF_DIR:-}" ] && [ -n "${3:-}" ]; then
     local target=(-p "${raftd_pid[1]}")
     [ "${PERF_ALL:-0}" = 0 ] || target=(-a)
-    perf record -q -F 499 -g "${target[@]}" -o "$PERF_DIR/$3.data" -- sleep "$2" \
+    perf record -q -F 499 --call-graph "${PERF_CALLGRAPH:-fp}" "${target[@]}" -o "$PERF_DIR/$3.data" -- sleep "$2" \
       >/dev/null 2>&1 &
     perf_pid=$!
+  fi
+  if [ "${MALLOC_COUNT:-0}" = 1 ]; then
+    perf stat -x, -e probe_libc:malloc -p "${raftd_pid[1]}" -o "$tmp/malloc.stat" -- sleep "$2" \
+      >/dev/null 2>&1 &
+    malloc_pid=$!
   fi
   "$LOAD" -q -T raftd-put -g "1-$1" -s "$VALUE_SIZE" -c "$CONNS" -k 100000 -d "$2" \
     "127.0.0.1:${client[1]}" "127.0.0.1:${client[2]}" "127.0.0.1:${client[3]}" \
@@ -420,11 +435,16 @@ load_round() {
   # shellcheck disable=SC2046
   c1=$(cpu_ticks_sum $(all_pids))
   [ -z "$perf_pid" ] || wait "$perf_pid" || true
+  if [ -n "$malloc_pid" ]; then
+    wait "$malloc_pid" || fail "perf stat of the malloc probe failed"
+    mallocs=$(awk -F, '/probe_libc:malloc/ {print $1}' "$tmp/malloc.stat")
+  fi
   k1=$(counters)
   json=$(tail -n 1 "$tmp/load.out")
   jq -e '.ok > 0 and .errors.total == 0' <<<"$json" >/dev/null ||
     fail "raftd-load on groups 1-$1: no requests or errors: $json"
-  jq -c --argjson cpu "$((c1 - c0))" --argjson hz "$hz" --arg k0 "$k0" --arg k1 "$k1" '
+  jq -c --argjson cpu "$((c1 - c0))" --argjson hz "$hz" --arg k0 "$k0" --arg k1 "$k1" \
+    --argjson mallocs "$mallocs" '
     def nums: split(" ") | map(tonumber);
     ($k0 | nums) as $a | ($k1 | nums) as $b |
     {rps: .ok_rps, ok, p50_ms: (.latency_us.p50 / 1000), p99_ms: (.latency_us.p99 / 1000),
@@ -432,7 +452,8 @@ load_round() {
      fsyncs_per_kwrite: (($b[0] - $a[0]) * 1000 / .ok | round),
      app_calls_per_kwrite: (($b[1] - $a[1]) * 1000 / .ok | round),
      msgs_per_write: (($b[2] - $a[2]) / .ok * 100 | round / 100),
-     heartbeats_per_write: (($b[3] - $a[3]) / .ok * 100 | round / 100)}' <<<"$json"
+     heartbeats_per_write: (($b[3] - $a[3]) / .ok * 100 | round / 100)}
+    + (if $mallocs == null then {} else {mallocs_per_write_node1: ($mallocs / .ok * 10 | round / 10)} end)' <<<"$json"
 }
 if phase active; then
   if [ "$WARMUP" != 0 ]; then

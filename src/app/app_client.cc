@@ -441,6 +441,7 @@ http::ClientRequest AppClient::make_request(GroupId id, std::string method,
   http::ClientRequest req;
   req.method = std::move(method);
   req.target = options_.url.base_path + std::string(path);
+  req.headers.reserve(4);  // the most any call adds: one allocation for the list
   req.headers.push_back({"Raftd-Group", std::to_string(id.value())});
   if (!options_.token.empty()) {
     req.headers.push_back({"Authorization", "Bearer " + options_.token});

@@ -233,7 +233,7 @@ int MessageParser::fail(int status, std::string_view reason) {
 
 int MessageParser::cb_message_begin(llhttp_t* p) {
   MessageParser& m = self(p);
-  m.headers_.clear();
+  m.header_count_ = 0;  // headers_ keeps its strings for reuse (cb_header_field)
   m.url_.clear();
   m.reason_.clear();
   m.in_value_ = false;
@@ -256,14 +256,22 @@ int MessageParser::cb_status(llhttp_t* p, const char* at, std::size_t n) {
 int MessageParser::cb_header_field(llhttp_t* p, const char* at, std::size_t n) {
   MessageParser& m = self(p);
   if (m.head_done_) return 0;
-  if (m.headers_.empty() || m.in_value_) {
-    if (m.headers_.size() >= m.limits_.header_count_max) {
+  if (m.header_count_ == 0 || m.in_value_) {
+    if (m.header_count_ >= m.limits_.header_count_max) {
       return m.fail(431, "too many header fields");
     }
-    m.headers_.emplace_back();
+    // A field of an earlier message is reused with its strings' capacity: a steady stream of
+    // messages allocates nothing for its headers.
+    if (m.header_count_ == m.headers_.size()) {
+      m.headers_.emplace_back();
+    } else {
+      m.headers_[m.header_count_].name.clear();
+      m.headers_[m.header_count_].value.clear();
+    }
+    ++m.header_count_;
     m.in_value_ = false;
   }
-  m.headers_.back().name.append(at, n);
+  m.headers_[m.header_count_ - 1].name.append(at, n);
   return 0;
 }
 
@@ -275,7 +283,7 @@ int MessageParser::cb_header_field_complete(llhttp_t* p) {
   if (m.head_done_) return 0;
   // llhttp 8.1 accepts a line starting with ':' (an empty field name, which RFC 9110 5.1 does
   // not allow); its value would otherwise be glued onto the previous field. Found by fuzzing.
-  if (m.headers_.empty() || m.in_value_ || m.headers_.back().name.empty()) {
+  if (m.header_count_ == 0 || m.in_value_ || m.headers_[m.header_count_ - 1].name.empty()) {
     return m.fail(400, "empty header field name");
   }
   m.in_value_ = true;
@@ -284,14 +292,15 @@ int MessageParser::cb_header_field_complete(llhttp_t* p) {
 
 int MessageParser::cb_header_value(llhttp_t* p, const char* at, std::size_t n) {
   MessageParser& m = self(p);
-  if (m.head_done_ || m.headers_.empty()) return 0;
-  m.headers_.back().value.append(at, n);
+  if (m.head_done_ || m.header_count_ == 0) return 0;
+  m.headers_[m.header_count_ - 1].value.append(at, n);
   return 0;
 }
 
 int MessageParser::cb_headers_complete(llhttp_t* p) {
   MessageParser& m = self(p);
   m.head_done_ = true;
+  m.headers_.resize(m.header_count_);  // drops the unused fields of an earlier message
   for (Header& h : m.headers_) trim_trailing_ows(h.value);
   if (p->http_major != 1) return m.fail(505, "only HTTP/1.x is supported");
   if (const FieldError e = check_fields(p, m.headers_); e.status != 0) {
@@ -466,13 +475,14 @@ int RequestParser::head_complete() {
   // Upgrade requests are served as plain HTTP/1.1 (RFC 9110 7.8 lets a server ignore Upgrade).
   p->upgrade = 0;
   request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
-  request_.target = std::move(url());
+  // Swapped, not moved: the parser gets the previous message's strings back to reuse.
+  request_.target.swap(url());
   if (const FieldError e = normalize_target(request_.target, request_.method, headers());
       e.status != 0) {
     return fail(e.status, e.reason);
   }
   request_.version_minor = p->http_minor;
-  request_.headers = std::move(headers());
+  request_.headers.swap(headers());
   request_.framing = framing_after_head();
   request_.content_length = request_.framing == Framing::kContentLength ? p->content_length : 0;
   if (request_.content_length > limits().body_bytes_max) {
@@ -511,9 +521,9 @@ int ResponseParser::head_complete() {
   }
   interim_count_ = 0;
   head_.status = status;
-  head_.reason = std::move(status_reason());
+  head_.reason.swap(status_reason());  // swapped: see RequestParser::head_complete
   head_.version_minor = p->http_minor;
-  head_.headers = std::move(headers());
+  head_.headers.swap(headers());
   // 204 and 304 never have a body, whatever their headers say (RFC 9112 6.3).
   const bool no_body = no_body_ || status == 204 || status == 304;
   if (no_body) {

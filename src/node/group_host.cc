@@ -75,8 +75,9 @@ struct GroupHost::Hosted {
   std::optional<raft::Group> group;
   LazyDeque<Pending> pending;  // nothing allocated while empty, as it nearly always is
   bool dirty = false;
-  bool awake = false;   // listed in awake_: ticked until seen quiesced with nothing to do
-  uint64_t ticked = 0;  // the last GroupHost tick that ticked it
+  bool waiting = false;  // listed in GroupHost::waiting_
+  bool awake = false;    // listed in awake_: ticked until seen quiesced with nothing to do
+  uint64_t ticked = 0;   // the last GroupHost tick that ticked it
   // Commit index of the last durable hard state (compaction stays at or below it).
   LogIndex durable_commit;
   // A Ready carrying a snapshot, held while the driver installs it; install_result is set by
@@ -141,7 +142,7 @@ Status GroupHost::start_replica(GroupId g, Hosted& h, LogIndex app_applied) {
 
 void GroupHost::remove_group(GroupId g) {
   groups_.erase(g);
-  waiting_.erase(g);
+  std::erase(waiting_, g);
   stalled_.erase(g);
 }
 
@@ -351,8 +352,26 @@ void GroupHost::drain(GroupId g, Hosted& h) {
     if (!finish_ready(g, h, rd)) return;
     if (!groups_.contains(g)) return;
   }
+  // The message lists of the Readys trade buffers with the core (Group::ready(Ready*)) and
+  // come back to spare_ when the drain ends, so steady traffic allocates none. A drain entered
+  // again from a driver callback finds spare_ empty and merely allocates.
+  raft::Ready rd;
+  rd.messages.swap(spare_.messages);
+  rd.messages_after_persist.swap(spare_.after_persist);
+  struct GiveBack {
+    raft::Ready& rd;
+    Spare& spare;
+    ~GiveBack() {
+      rd.messages.clear();
+      rd.messages_after_persist.clear();
+      if (spare.messages.capacity() < rd.messages.capacity()) spare.messages.swap(rd.messages);
+      if (spare.after_persist.capacity() < rd.messages_after_persist.capacity()) {
+        spare.after_persist.swap(rd.messages_after_persist);
+      }
+    }
+  } give_back{rd, spare_};
   while (h.group->has_ready()) {
-    raft::Ready rd = h.group->ready();
+    h.group->ready(&rd);
     ++stats_.readies;
     for (raft::Message& m : rd.messages) deliver(g, h, std::move(m));
     for (NodeId to : rd.snapshot_requests) {
@@ -406,7 +425,14 @@ bool GroupHost::finish_ready(GroupId g, Hosted& h, raft::Ready& rd) {
   if (rd.soft_state) driver_.on_soft_state(g, *rd.soft_state);
   Pending p;
   p.batch = wal_.staged_batch();
-  p.after_persist = std::move(rd.messages_after_persist);
+  if (!rd.messages_after_persist.empty()) {
+    // The list waits in p; rd takes a spare one (if any) for the next Ready.
+    p.after_persist.swap(rd.messages_after_persist);
+    if (!spare_.lists.empty()) {
+      rd.messages_after_persist.swap(spare_.lists.back());
+      spare_.lists.pop_back();
+    }
+  }
   if (!rd.entries.empty()) p.persisted = {rd.entries.back().index, rd.entries.back().term};
   if (rd.snapshot) p.snapshot = rd.snapshot->meta;
   // advance() counts rd.committed_entries as applied (and applies configuration changes in
@@ -416,7 +442,10 @@ bool GroupHost::finish_ready(GroupId g, Hosted& h, raft::Ready& rd) {
   std::vector<raft::ReadState> reads = std::move(rd.read_states);
   if (!p.after_persist.empty() || p.persisted || p.snapshot) {
     h.pending.push_back(std::move(p));
-    waiting_.insert(g);
+    if (!h.waiting) {
+      h.waiting = true;
+      waiting_.push_back(g);
+    }
   }
   release(g, h);
   if (!committed.empty()) driver_.apply(g, std::move(committed));
@@ -429,7 +458,7 @@ bool GroupHost::finish_ready(GroupId g, Hosted& h, raft::Ready& rd) {
 // queue is full the rest waits (h.entries_staged says how far it got) and false is returned.
 bool GroupHost::stage(GroupId g, Hosted& h, const raft::Ready& rd) {
   const uint64_t record_max = wal_.batch_bytes_max() - wal::kFrameHeaderBytes;
-  std::vector<wal::EntryView> views;
+  std::vector<wal::EntryView>& views = spare_.views;
   while (h.entries_staged < rd.entries.size()) {
     views.clear();
     uint64_t bytes = wal::kEntriesBlockBytes;
@@ -471,6 +500,11 @@ void GroupHost::release(GroupId g, Hosted& h) {
     Pending p = std::move(h.pending.front());
     h.pending.pop_front();
     for (raft::Message& m : p.after_persist) deliver(g, h, std::move(m));
+    if (p.after_persist.capacity() != 0 && p.after_persist.capacity() <= Spare::kMaxListMessages &&
+        spare_.lists.size() < Spare::kMaxLists) {
+      p.after_persist.clear();
+      spare_.lists.push_back(std::move(p.after_persist));
+    }
     if (p.persisted) h.group->on_persisted(p.persisted->first, p.persisted->second);
     if (p.snapshot) h.group->on_snapshot_installed(*p.snapshot);
   }
@@ -486,17 +520,22 @@ void GroupHost::on_durable(std::span<const wal::Durable> durable) {
   // Readys that waited for room in the WAL's queue go on.
   for (GroupId g : stalled_) mark_dirty(g);
   // durable_batch() says the rest for every group, including untouched ones.
-  for (auto it = waiting_.begin(); it != waiting_.end();) {
-    auto g = groups_.find(*it);
-    if (g == groups_.end()) {
-      it = waiting_.erase(it);
-      continue;
-    }
+  // Compacted in place: the groups still waiting keep their order.
+  size_t kept = 0;
+  for (size_t i = 0; i < waiting_.size(); ++i) {
+    const GroupId id = waiting_[i];
+    auto g = groups_.find(id);
+    if (g == groups_.end()) continue;
     Hosted& h = *g->second;
-    release(*it, h);
-    if (h.group->has_ready()) mark_dirty(*it);
-    it = h.pending.empty() ? waiting_.erase(it) : std::next(it);
+    release(id, h);
+    if (h.group->has_ready()) mark_dirty(id);
+    if (h.pending.empty()) {
+      h.waiting = false;
+    } else {
+      waiting_[kept++] = id;
+    }
   }
+  waiting_.resize(kept);
 }
 
 }  // namespace raftd::node

@@ -26,8 +26,11 @@ bool is_join(const http::Exchange& ex) { return ex.request().target == kJoinPath
 // Snapshot streams and the transport's message streams are both http::Handlers; forwarded
 // proposals are the node's own.
 http::Handler& PeerRouter::handler_of(const http::Exchange& ex) {
-  const std::string& target = ex.request().target;
-  if (target == kSnapshotPath || target.rfind(std::string(kSnapshotPath) + "?", 0) == 0) {
+  // Asked for every chunk of every peer stream: compared in place, nothing built.
+  const std::string_view target = ex.request().target;
+  const std::string_view snapshot = kSnapshotPath;
+  if (target.starts_with(snapshot) &&
+      (target.size() == snapshot.size() || target[snapshot.size()] == '?')) {
     return n_.snapshot_receiver();
   }
   return n_.transport().handler();

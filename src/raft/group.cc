@@ -302,16 +302,21 @@ void GroupImpl::tick_heartbeat() {
 }
 
 bool GroupImpl::quorum_active() {
-  std::map<NodeId, bool> active;
+  // Counted in place (no map): this runs every election timeout in every leader.
+  auto active = [&](NodeId n) {
+    auto it = progress_.find(n);
+    return it != progress_.end() && (n == cfg_.id || it->second.recent_active);
+  };
+  auto majority_active = [&](const std::vector<NodeId>& voters) {
+    size_t n = 0;
+    for (NodeId v : voters) n += active(v) ? 1 : 0;
+    return voters.empty() || n >= voters.size() / 2 + 1;
+  };
+  const bool won = majority_active(conf_.voters) && majority_active(conf_.voters_outgoing);
   for (auto& [id, pr] : progress_) {
-    if (id == cfg_.id) {
-      active[id] = true;
-      continue;
-    }
-    if (pr.recent_active) active[id] = true;
-    pr.recent_active = false;
+    if (id != cfg_.id) pr.recent_active = false;
   }
-  return joint_vote_result(conf_, active) == VoteResult::kWon;
+  return won;
 }
 
 void GroupImpl::maybe_quiesce() {
@@ -701,6 +706,7 @@ Result<SnapshotMeta> Group::snapshot_meta_at(LogIndex index) const {
 }
 bool Group::has_ready() const { return impl_->has_ready(); }
 Ready Group::ready() { return impl_->ready(); }
+void Group::ready(Ready* out) { impl_->ready(out); }
 void Group::advance(const Ready& rd) { impl_->advance(rd); }
 Status Group::check_invariants() const { return impl_->check_invariants(); }
 
@@ -719,6 +725,7 @@ HardState Group::hard_state() const { return impl_->hard_state(); }
 SoftState Group::soft_state() const { return impl_->soft_state(); }
 const ConfState& Group::conf_state() const { return impl_->conf_state(); }
 bool Group::quiesced() const { return impl_->quiesced(); }
+size_t Group::message_capacity() const { return impl_->message_capacity(); }
 bool Group::transferring() const { return impl_->transferring(); }
 uint64_t Group::refused_messages() const { return impl_->refused_messages(); }
 std::optional<Term> Group::term_at(LogIndex i) const { return impl_->log().term(i); }

@@ -39,6 +39,7 @@ class GroupImpl {
 
   bool has_ready() const;
   Ready ready();
+  void ready(Ready* out);
   void advance(const Ready& rd);
   Status check_invariants() const;
 
@@ -53,6 +54,7 @@ class GroupImpl {
   SoftState soft_state() const { return {lead_, role_, quiesced_}; }
   const ConfState& conf_state() const { return conf_; }
   bool quiesced() const { return quiesced_; }
+  size_t message_capacity() const { return msgs_.capacity() + msgs_after_persist_.capacity(); }
   bool transferring() const { return lead_transferee_ != kNoNode; }
   uint64_t refused_messages() const { return refused_; }
   const ProgressMap& progress() const { return progress_; }
@@ -169,6 +171,7 @@ class GroupImpl {
   bool campaign_after_apply_ = false;  // a kTimeoutNow waits for committed changes to apply
   uint64_t uncommitted_bytes_ = 0;
   bool quiesced_ = false;
+  uint8_t quiet_readies_ = 0;  // Readys in a row without log work, up to kQuietReadiesKept
   uint32_t idle_ticks_ = 0;
   uint64_t refused_ = 0;  // messages step() dropped because no honest replica sends them
   // Changes at every wake() of a non-leader; starts at a value drawn per boot (random_seed).
@@ -185,7 +188,12 @@ class GroupImpl {
   // Proposals since the last Ready are broadcast together at the next ready() (batching).
   bool bcast_pending_ = false;
 
-  // Outputs waiting for the next Ready.
+  // Outputs waiting for the next Ready. The message lists of a writing group reuse the driver's
+  // buffers (trade_buffers), up to kKeptMessageBuffer messages each, until it has been quiet
+  // (no entries to write or apply) for kQuietReadiesKept Readys.
+  static constexpr size_t kKeptMessageBuffer = 64;
+  static constexpr uint8_t kQuietReadiesKept = 8;
+  static void trade_buffers(std::vector<Message>* out, std::vector<Message>* mine, bool keep);
   std::vector<Message> msgs_;
   std::vector<Message> msgs_after_persist_;
   std::vector<ReadState> read_states_;

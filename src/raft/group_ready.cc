@@ -18,6 +18,12 @@ bool GroupImpl::has_ready() const {
 }
 
 Ready GroupImpl::ready() {
+  Ready rd;
+  ready(&rd);
+  return rd;
+}
+
+void GroupImpl::ready(Ready* out) {
   RAFTD_ASSERT(!ready_outstanding_, "raft::Group::ready: previous Ready not advanced");
   if (read_round_needed_ && role_ == Role::kLeader) {
     // One heartbeat round confirms every read queued since the last Ready (batching, §6.4).
@@ -27,30 +33,47 @@ Ready GroupImpl::ready() {
   }
   if (bcast_pending_ && role_ == Role::kLeader) bcast_append();
   bcast_pending_ = false;
-  Ready rd;
+  Ready& rd = *out;
   rd.snapshot = log_.take_snapshot_to_install();
   rd.entries = log_.take_entries_to_persist();
+  rd.hard_state.reset();
   HardState hs = hard_state();
   if (hs != prev_hard_state_) {
     rd.hard_state = hs;
     prev_hard_state_ = hs;
   }
+  rd.soft_state.reset();
   SoftState ss = soft_state();
   if (ss != prev_soft_state_) {
     rd.soft_state = ss;
     prev_soft_state_ = ss;
   }
-  rd.messages = std::move(msgs_);
-  msgs_.clear();
-  rd.messages_after_persist = std::move(msgs_after_persist_);
-  msgs_after_persist_.clear();
   rd.committed_entries = log_.take_committed_to_apply(cfg_.max_committed_bytes_per_ready);
+  // The message lists trade buffers with the caller's Ready (emptied first), so a driver that
+  // passes the same Ready every time allocates none while the group is writing (its heartbeat
+  // Readys between writes included). An idle group keeps none: quiesced, or kQuietReadiesKept
+  // Readys in a row without entries to write or apply. Idle groups are most of a node's groups
+  // and their memory is budgeted.
+  const bool log_work = !rd.entries.empty() || !rd.committed_entries.empty();
+  if (log_work) {
+    quiet_readies_ = 0;
+  } else if (quiet_readies_ < kQuietReadiesKept) {
+    ++quiet_readies_;
+  }
+  const bool keep = !quiesced_ && quiet_readies_ < kQuietReadiesKept;
+  trade_buffers(&rd.messages, &msgs_, keep);
+  trade_buffers(&rd.messages_after_persist, &msgs_after_persist_, keep);
   rd.read_states = std::move(read_states_);
   read_states_.clear();
   rd.snapshot_requests = std::move(snapshot_requests_);
   snapshot_requests_.clear();
   ready_outstanding_ = true;
-  return rd;
+}
+
+void GroupImpl::trade_buffers(std::vector<Message>* out, std::vector<Message>* mine, bool keep) {
+  out->clear();
+  out->swap(*mine);
+  if (!keep || mine->capacity() > kKeptMessageBuffer) std::vector<Message>().swap(*mine);
 }
 
 void GroupImpl::advance(const Ready& rd) {

@@ -70,11 +70,18 @@ enum class VoteResult { kPending, kWon, kLost };
 template <typename F>
 uint64_t majority_value(const std::vector<NodeId>& voters, F value_of) {
   if (voters.empty()) return UINT64_MAX;
-  std::vector<uint64_t> vals;
-  vals.reserve(voters.size());
-  for (NodeId v : voters) vals.push_back(value_of(v));
-  std::sort(vals.begin(), vals.end());
-  return vals[vals.size() - (vals.size() / 2 + 1)];
+  // On the stack for any usual group: this runs for every acknowledgement a leader receives.
+  constexpr size_t kInline = 16;
+  uint64_t inline_vals[kInline];
+  std::vector<uint64_t> heap_vals;
+  uint64_t* vals = inline_vals;
+  if (voters.size() > kInline) {
+    heap_vals.resize(voters.size());
+    vals = heap_vals.data();
+  }
+  for (size_t i = 0; i < voters.size(); ++i) vals[i] = value_of(voters[i]);
+  std::sort(vals, vals + voters.size());
+  return vals[voters.size() - (voters.size() / 2 + 1)];
 }
 
 template <typename F>

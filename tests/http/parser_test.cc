@@ -161,6 +161,25 @@ TEST_SUITE("http") {
           "OK messages=5");
   }
 
+  TEST_CASE("http::RequestParser: a message sees only its own fields, never an earlier one's") {
+    // The parser reuses the strings of earlier fields: fewer fields, an empty value where an
+    // earlier message had a long one, and more fields than before all parse as if new.
+    const std::string input =
+        "GET /1 HTTP/1.1\r\nHost: h\r\nA: 1111111111111111111111111111\r\n"
+        "B: 2222222222222222222222222222\r\nC: 3\r\n\r\n"
+        "GET /2 HTTP/1.1\r\nHost: h\r\nA:\r\n\r\n"
+        "GET /3 HTTP/1.1\r\nHost: h\r\nA: x\r\nB: y\r\nC: z\r\nD: w\r\n\r\n"
+        "GET /4 HTTP/1.0\r\n\r\n";
+    const std::string whole = check_split_invariant(input);
+    CHECK(whole ==
+          "HEAD GET /1 1.1 none 0 ka\n  Host=h\n  A=1111111111111111111111111111\n"
+          "  B=2222222222222222222222222222\n  C=3\n\nEND\n"
+          "HEAD GET /2 1.1 none 0 ka\n  Host=h\n  A=\n\nEND\n"
+          "HEAD GET /3 1.1 none 0 ka\n  Host=h\n  A=x\n  B=y\n  C=z\n  D=w\n\nEND\n"
+          "HEAD GET /4 1.0 none 0 close\n\nEND\n"
+          "OK messages=4");
+  }
+
   TEST_CASE("http::RequestParser: HTTP/1.0 defaults to close, keep-alive header keeps it") {
     CHECK(parse_requests("GET / HTTP/1.0\r\n\r\n", {}).find(" close\n") != std::string::npos);
     CHECK(parse_requests("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", {}).find(" ka\n") !=

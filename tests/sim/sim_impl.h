@@ -218,6 +218,9 @@ struct Node {
   int64_t stall_until = 0;           // the disk completes nothing before this time
   std::vector<DiskWrite> disk;       // waiting for the next batch, in Ready order
   std::vector<DiskWrite> writing;    // the batch in flight (one write + one fsync)
+  // The Ready every drain of this node's replicas goes through (Group::ready(Ready*)), kept
+  // between drains as the daemon keeps one, so the core's traded buffers are exercised.
+  raft::Ready kept_ready;
 };
 
 struct Client {

@@ -118,7 +118,10 @@ class MessageParser {
   // no more than these.
   std::size_t guarded_ = 0;
   ParserLimits limits_;
+  // The current message's fields are headers_[0, header_count_); until its head is complete the
+  // rest are an earlier message's, kept for their strings' capacity.
   Headers headers_;
+  std::size_t header_count_ = 0;
   std::string url_;
   std::string reason_;
   bool in_value_ = false;

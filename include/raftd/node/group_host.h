@@ -212,8 +212,22 @@ class GroupHost {
   // added again (Hosted::ticked keeps it to one tick per round).
   std::vector<GroupId> awake_;
   uint64_t ticks_ = 0;
-  std::unordered_set<GroupId> waiting_;  // groups with Readys waiting for durability
+  // Groups with Readys waiting for durability, each once (Hosted::waiting); a list, which
+  // allocates nothing per Ready once it has grown.
+  std::vector<GroupId> waiting_;
   std::unordered_set<GroupId> stalled_;  // groups holding a Ready the WAL had no room for
+  // Buffers kept from one Ready to the next so that steady traffic allocates no lists: the
+  // message lists drain() hands the core, the after-persist lists of released Readys, and
+  // stage()'s entry views.
+  struct Spare {
+    static constexpr size_t kMaxLists = 256;        // spare after-persist lists kept
+    static constexpr size_t kMaxListMessages = 64;  // capacity of the largest one kept
+    std::vector<raft::Message> messages;
+    std::vector<raft::Message> after_persist;
+    std::vector<std::vector<raft::Message>> lists;
+    std::vector<wal::EntryView> views;
+  };
+  Spare spare_;
   Stats stats_;
 };
 

@@ -248,6 +248,11 @@ class Group {
   // --- outputs --------------------------------------------------------------------------------
   bool has_ready() const;
   Ready ready();
+  // The same into `out`, whose previous contents are discarded. Its message lists trade buffers
+  // with the core's: a driver that passes the same Ready every time (and moves the messages out,
+  // not the lists) allocates no message lists while the group writes. A group whose Ready has
+  // no entries to write or apply (idle, heartbeating or quiesced) keeps none.
+  void ready(Ready* out);
   // Hands back the Ready last returned by ready() (exactly once, in order).
   void advance(const Ready& rd);
 
@@ -272,6 +277,8 @@ class Group {
   SoftState soft_state() const;
   const ConfState& conf_state() const;  // the applied (active) configuration
   bool quiesced() const;
+  // Messages the core's output lists can hold without allocating (buffers traded by ready(Ready*)).
+  size_t message_capacity() const;
   bool transferring() const;
   // Messages step() dropped because no honest replica sends them (a faulty or hostile peer).
   uint64_t refused_messages() const;
