@@ -239,15 +239,17 @@ ResultsJournal::~ResultsJournal() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Status ResultsJournal::rewrite(const KeyTable& table,
-                               const std::map<GroupId, LogIndex>& watermark) {
+Status ResultsJournal::rewrite(const KeyTable& table, const Watermarks& watermark) {
+  std::vector<std::pair<GroupId, LogIndex>> marks(watermark.begin(), watermark.end());
+  std::sort(marks.begin(), marks.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   std::string bytes;
-  for (const auto& [g, w] : watermark) {
+  for (const auto& [g, w] : marks) {
     for (const KeyTable::Item& it : table.items(g)) {
       if (it.index <= w) bytes += encode_journal_key(g, it.index, it.key, *it.result);
     }
   }
-  for (const auto& [g, w] : watermark) bytes += encode_journal_watermark(g, w);
+  for (const auto& [g, w] : marks) bytes += encode_journal_watermark(g, w);
   if (Status s = replace_file(path_, bytes); !s.is_ok()) return s;
   if (fd_ >= 0) ::close(fd_);
   fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);

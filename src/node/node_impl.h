@@ -310,7 +310,7 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   // entry that carries their key to be applied here: (group, index) -> (request id, key).
   KeyTable keys_;
   std::unique_ptr<ResultsJournal> journal_;
-  std::map<GroupId, LogIndex> journal_mark_;
+  Watermarks journal_mark_;
   std::multimap<std::pair<GroupId, LogIndex>, std::pair<uint64_t, std::string>> keyed_waits_;
   // Membership changes proposed here, by (group, index): (request id, term of the entry).
   std::map<std::pair<GroupId, LogIndex>, std::pair<uint64_t, Term>> conf_waits_;

@@ -97,6 +97,9 @@ class KeyTable {
 };
 
 // What start-up reads back from the journal.
+// Each group's journal watermark. Hashed: the node looks its group's up at every apply.
+using Watermarks = std::unordered_map<GroupId, LogIndex>;
+
 struct JournalState {
   struct KeyRecord {
     LogIndex index;
@@ -104,7 +107,7 @@ struct JournalState {
     std::optional<std::string> result;
   };
   std::map<GroupId, std::vector<KeyRecord>> keys;  // journal order
-  std::map<GroupId, LogIndex> watermark;           // the highest of kWatermark and kKey records
+  Watermarks watermark;                            // the highest of kWatermark and kKey records
   uint64_t valid_bytes = 0;                        // the prefix that decoded
   uint64_t ignored_bytes = 0;  // after the first bad record (torn or damaged tail)
 };
@@ -130,7 +133,8 @@ class ResultsJournal {
   // Writes a fresh file holding `table`'s keys up to each group's watermark (with the results
   // the table knows) and the watermarks (temporary file, fsync, rename, fsync of the directory),
   // then appends to it.
-  Status rewrite(const KeyTable& table, const std::map<GroupId, LogIndex>& watermark);
+  // The file lists the groups in increasing order (the same bytes whatever the hashing).
+  Status rewrite(const KeyTable& table, const Watermarks& watermark);
   bool rewrite_due(uint64_t live_bytes) const {
     return file_bytes_ > kJournalRewriteBytes && file_bytes_ > 4 * live_bytes;
   }
