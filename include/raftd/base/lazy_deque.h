@@ -4,7 +4,9 @@
 // the time (the host's Readys waiting for durability, the app client's entries and calls):
 // thousands of idle groups would pay that each. This one is a ring of slots made on the first
 // push (two slots, doubled when full) and freed when it empties: one small allocation per busy
-// spell of a group, where a deque made on demand took two.
+// spell of a group, where a deque made on demand took two. (base/ring.h's Ring is the same ring
+// for trivially copyable values, moved with memcpy and shrunk as it drains; this one constructs
+// and destroys its values in place and keeps its slots until it is empty.)
 //
 // Threading: none (a plain value).
 #pragma once
