@@ -353,8 +353,9 @@ void GroupHost::drain(GroupId g, Hosted& h) {
     if (!groups_.contains(g)) return;
   }
   // The message lists of the Readys trade buffers with the core (Group::ready(Ready*)) and
-  // come back to spare_ when the drain ends, so steady traffic allocates none. A drain entered
-  // again from a driver callback finds spare_ empty and merely allocates.
+  // go back to spare_ when the drain ends, so steady traffic allocates none. A drain entered
+  // again from a driver callback finds spare_ empty and merely allocates (what it gives back
+  // is then replaced by ours).
   raft::Ready rd;
   rd.messages.swap(spare_.messages);
   rd.messages_after_persist.swap(spare_.after_persist);
@@ -364,10 +365,8 @@ void GroupHost::drain(GroupId g, Hosted& h) {
     ~GiveBack() {
       rd.messages.clear();
       rd.messages_after_persist.clear();
-      if (spare.messages.capacity() < rd.messages.capacity()) spare.messages.swap(rd.messages);
-      if (spare.after_persist.capacity() < rd.messages_after_persist.capacity()) {
-        spare.after_persist.swap(rd.messages_after_persist);
-      }
+      spare.messages.swap(rd.messages);
+      spare.after_persist.swap(rd.messages_after_persist);
     }
   } give_back{rd, spare_};
   while (h.group->has_ready()) {

@@ -307,12 +307,7 @@ bool GroupImpl::quorum_active() {
     auto it = progress_.find(n);
     return it != progress_.end() && (n == cfg_.id || it->second.recent_active);
   };
-  auto majority_active = [&](const std::vector<NodeId>& voters) {
-    size_t n = 0;
-    for (NodeId v : voters) n += active(v) ? 1 : 0;
-    return voters.empty() || n >= voters.size() / 2 + 1;
-  };
-  const bool won = majority_active(conf_.voters) && majority_active(conf_.voters_outgoing);
+  const bool won = joint_majority_agrees(conf_, active);
   for (auto& [id, pr] : progress_) {
     if (id != cfg_.id) pr.recent_active = false;
   }

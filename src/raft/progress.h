@@ -84,6 +84,19 @@ uint64_t majority_value(const std::vector<NodeId>& voters, F value_of) {
   return vals[voters.size() - (voters.size() / 2 + 1)];
 }
 
+// Whether a majority of `voters` satisfy `yes` (an empty voter set places no constraint), and
+// the same for both halves of a joint configuration.
+template <typename F>
+bool majority_agrees(const std::vector<NodeId>& voters, F yes) {
+  size_t n = 0;
+  for (NodeId v : voters) n += yes(v) ? 1 : 0;
+  return voters.empty() || n >= voters.size() / 2 + 1;
+}
+template <typename F>
+bool joint_majority_agrees(const ConfState& cs, F yes) {
+  return majority_agrees(cs.voters, yes) && majority_agrees(cs.voters_outgoing, yes);
+}
+
 template <typename F>
 uint64_t joint_majority_value(const ConfState& cs, F value_of) {
   uint64_t in = majority_value(cs.voters, value_of);

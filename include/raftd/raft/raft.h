@@ -250,8 +250,8 @@ class Group {
   Ready ready();
   // The same into `out`, whose previous contents are discarded. Its message lists trade buffers
   // with the core's: a driver that passes the same Ready every time (and moves the messages out,
-  // not the lists) allocates no message lists while the group writes. A group whose Ready has
-  // no entries to write or apply (idle, heartbeating or quiesced) keeps none.
+  // not the lists) allocates no message lists while the group writes. An idle group keeps none:
+  // quiesced, or 8 Readys in a row without entries to write or apply.
   void ready(Ready* out);
   // Hands back the Ready last returned by ready() (exactly once, in order).
   void advance(const Ready& rd);
