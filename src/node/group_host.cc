@@ -87,16 +87,26 @@ struct GroupHost::Hosted {
   std::optional<Status> install_result;
   bool snapshot_staged = false;  // the held Ready's snapshot is in the WAL already
   size_t entries_staged = 0;     // of the held Ready's entries, staged so far
+  Commit commit = Commit::kLazy;
 };
+
+// raft.h "Lazy commit": the core says when a Ready's hard state may wait; the group says whether
+// it lets it.
+wal::Wal::Urgency GroupHost::urgency(const Hosted& h, const raft::Ready& rd) {
+  const bool lazy = rd.hard_state_lazy && h.commit == Commit::kLazy;
+  return lazy ? wal::Wal::Urgency::kLazy : wal::Wal::Urgency::kNow;
+}
 
 GroupHost::GroupHost(wal::Wal& wal, const raft::Config& config, Driver& driver)
     : wal_(wal), config_(config), driver_(driver) {}
 
 GroupHost::~GroupHost() = default;
 
-Status GroupHost::add_group(GroupId g, const raft::ConfState& initial, LogIndex app_applied) {
+Status GroupHost::add_group(GroupId g, const raft::ConfState& initial, LogIndex app_applied,
+                            Commit commit) {
   if (groups_.contains(g)) return Status(Code::kAlreadyExists, fmt::format("group {}", g.value()));
   auto h = std::make_unique<Hosted>(wal_, g, initial);
+  h->commit = commit;
   if (Status s = start_replica(g, *h, app_applied); !s.is_ok()) return s;
   h->dirty = true;
   dirty_.push_back(g);
@@ -423,7 +433,9 @@ bool GroupHost::finish_ready(GroupId g, Hosted& h, raft::Ready& rd) {
   if (!rd.entries.empty()) driver_.on_log_entries(g, rd.entries);
   if (rd.soft_state) driver_.on_soft_state(g, *rd.soft_state);
   Pending p;
-  p.batch = wal_.staged_batch();
+  // What the Ready staged, and every earlier Ready's records, except lazy hard states: nothing
+  // waits for those (raft.h), and they may sit in the open batch until a later write or tick.
+  p.batch = wal_.urgent_batch();
   if (!rd.messages_after_persist.empty()) {
     // The list waits in p; rd takes a spare one (if any) for the next Ready.
     p.after_persist.swap(rd.messages_after_persist);
@@ -479,7 +491,7 @@ bool GroupHost::stage(GroupId g, Hosted& h, const raft::Ready& rd) {
     h.entries_staged += views.size();
   }
   if (rd.hard_state) {
-    Status s = wal_.set_hard_state(g, to_wal(*rd.hard_state));
+    Status s = wal_.set_hard_state(g, to_wal(*rd.hard_state), urgency(h, rd));
     if (s.code() == Code::kUnavailable) return false;
     RAFTD_ASSERT(s.is_ok(), "WAL refused a Ready's hard state");
   }
@@ -507,6 +519,15 @@ void GroupHost::release(GroupId g, Hosted& h) {
     if (p.persisted) h.group->on_persisted(p.persisted->first, p.persisted->second);
     if (p.snapshot) h.group->on_snapshot_installed(*p.snapshot);
   }
+}
+
+size_t GroupHost::groups_waiting() const {
+  size_t n = 0;
+  for (GroupId g : waiting_) {
+    auto it = groups_.find(g);
+    n += it != groups_.end() && !it->second->pending.empty();
+  }
+  return n;
 }
 
 void GroupHost::on_durable(std::span<const wal::Durable> durable) {

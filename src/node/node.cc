@@ -31,8 +31,22 @@ void Node::request_stop() { impl_->request_stop(); }
 
 // ---- start-up ------------------------------------------------------------------------------
 
+namespace {
+
+// A random start in [1, 2^62): two processes of a node collide only if one's ids reach the
+// other's start, about 10^-7 for processes that each made 10^12 proposals.
+uint64_t first_request_id() {
+  std::random_device rd;
+  const uint64_t r = (uint64_t{rd()} << 32) | rd();
+  return (r & ((uint64_t{1} << 62) - 1)) | 1;
+}
+
+}  // namespace
+
 NodeImpl::NodeImpl(const config::Config& cfg)
-    : cfg_(cfg), self_(cfg.node.id), keys_(cfg.limits.idempotency_keys) {}
+    : cfg_(cfg), self_(cfg.node.id), keys_(cfg.limits.idempotency_keys) {
+  next_request_ = first_request_id();
+}
 
 NodeImpl::~NodeImpl() {
   if (reactor_) reactor_->shutdown();
@@ -151,7 +165,10 @@ Status NodeImpl::open_wal() {
   meta_ = MetaState::bootstrap(cluster_.members);
   raft::ConfState conf;
   for (const NodeInfo& m : cluster_.members) conf.voters.push_back(m.id);
-  return host_->add_group(GroupId(0), conf, LogIndex(0));
+  // Every hard state of the meta group is written at once: its applied commands act outside
+  // its log (groups started, a deleted group's log compacted), so its durable commit index must
+  // not fall behind them (GroupHost::Commit).
+  return host_->add_group(GroupId(0), conf, LogIndex(0), GroupHost::Commit::kEager);
 }
 
 }  // namespace raftd::node

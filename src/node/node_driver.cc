@@ -201,7 +201,13 @@ void NodeImpl::on_turn_end() {
   host_->process();
   journal_->flush();
   transport_->flush();
-  wal_->flush();
+  // Lazy hard states (GroupHost::Commit) ride with the next write; a tick, or shutdown, writes
+  // them when no write came (so they wait at most about a tick).
+  if (lazy_flush_due_ || stopping_) {
+    lazy_flush_due_ = !wal_->flush_lazy();
+  } else {
+    wal_->flush();
+  }
 }
 
 namespace {
@@ -258,6 +264,7 @@ void relocate_meta_log(wal::Wal& wal, uint64_t batch_bytes_max, MetaRelocation& 
 }  // namespace
 
 void NodeImpl::on_tick() {
+  lazy_flush_due_ = true;
   host_->tick();
   sweep_timeouts();
   reconcile_all_hosts();
@@ -367,7 +374,7 @@ void NodeImpl::apply(GroupId g, std::vector<raft::Entry>&& committed) {
       if (env && env->kind == EntryKind::kApp) {
         a.to_app = true;
         a.data.assign(env->payload);
-        if (env->origin == self_ && waiters_.contains(env->request_id)) {
+        if (env->origin == self_ && waiters_.contains(env->request_id) && e.index > app_start_[g]) {
           by_index_[{g, e.index}] = env->request_id;
         }
       } else {
@@ -523,9 +530,11 @@ void NodeImpl::start_group(GroupId g) {
       conf.voters = info->members;
       if (Status s = host_->add_group(g, conf, app_index); s.is_ok()) {
         applied_[g] = std::min(app_index, host_->group(g)->applied_index());
+        app_start_[g] = app_index;
         if (cfg_.app.sync) synced_[g] = app_index;
         scan_keys(g);
-        log::info("group {}: started (app index {})", g.value(), app_index.value());
+        log::info("group {}: started (app index {}, commit {})", g.value(), app_index.value(),
+                  host_->group(g)->commit_index().value());
       } else {
         log::error("group {}: cannot start: {}", g.value(), s.to_string());
       }
@@ -546,6 +555,7 @@ void NodeImpl::stop_group(GroupId g) {
   app_->drop_group(g);
   app_backlog_.erase(g);
   applied_.erase(g);
+  app_start_.erase(g);
   std::vector<uint64_t> gone;
   for (const auto& [rid, w] : waiters_) {
     if (w.group == g) gone.push_back(rid);

@@ -268,14 +268,24 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   std::unique_ptr<io::RepeatingTimer> ticker_;
   io::Reactor::HookId hook_ = 0;
   bool stopping_ = false;
+  bool lazy_flush_due_ = false;  // a tick passed: write lazy hard states (on_turn_end)
   std::atomic<bool> stop_requested_{false};
 
+  // Request ids name a proposal in its envelope (origin, id), and applied entries are matched
+  // to waiters by them, also entries a previous process of this node proposed (applied again
+  // after a restart): each process starts at a random point of a 2^62 range, so ids do not
+  // repeat across restarts (first_request_id()).
   uint64_t next_request_ = 1;
   std::unordered_map<uint64_t, Waiter> waiters_;               // proposals by request id
   std::map<std::pair<GroupId, LogIndex>, uint64_t> by_index_;  // applied here, awaiting the app
   std::unordered_map<uint64_t, ReadWait> reads_;               // reads by request id
   // Looked up on every app call of every group: hashed, not ordered (thousands of groups).
   std::unordered_map<GroupId, LogIndex> applied_;  // what the app acknowledged, per group
+  // The app's LastLogIndex when the group started here: entries at or below it were applied
+  // before this process started, and come again only as re-deliveries (the durable commit
+  // index was behind the app: raft.h "Lazy commit"), which the app skips; its answers for them
+  // are not their results.
+  std::unordered_map<GroupId, LogIndex> app_start_;
   // Compaction (node_snapshots.cc): what the app's Sync answers made durable (app.sync only),
   // entry bytes appended since the group's last compaction, groups with a Sync under way for a
   // compaction, and when pinning groups were last compacted.

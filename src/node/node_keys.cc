@@ -93,8 +93,15 @@ void NodeImpl::journal_applied(GroupId g, LogIndex last, const std::vector<app::
     auto key = keys_.key_at(g, r.index);
     if (!key) continue;
     last_key = r.index;
-    journal_->add_key(g, r.index, *key, r.data);
-    keys_.set_result(g, r.index, r.data);
+    std::optional<std::string> result = r.data;
+    if (r.index <= app_start_[g]) {
+      // Applied before this process started, delivered again and skipped by the app (API.md
+      // 3.1): its answer is not the result. The journal's result stands, if it had one.
+      const KeyTable::Slot* slot = keys_.find(g, *key);
+      result = slot != nullptr && slot->index == r.index ? slot->result : std::nullopt;
+    }
+    journal_->add_key(g, r.index, *key, result);
+    if (result) keys_.set_result(g, r.index, *result);
     auto [lo, hi] = keyed_waits_.equal_range({g, r.index});
     std::vector<uint64_t> rids;
     for (auto it = lo; it != hi;) {
@@ -105,7 +112,7 @@ void NodeImpl::journal_applied(GroupId g, LogIndex last, const std::vector<app::
       rids.push_back(it->second.first);
       it = keyed_waits_.erase(it);
     }
-    for (uint64_t rid : rids) finish_keyed(rid, r.index, r.data);
+    for (uint64_t rid : rids) finish_keyed(rid, r.index, result);
   }
   // A kKey record marks its own index; a watermark says the same for the entries after it.
   LogIndex& mark = journal_mark_[g];

@@ -37,9 +37,13 @@ void GroupImpl::ready(Ready* out) {
   rd.snapshot = log_.take_snapshot_to_install();
   rd.entries = log_.take_entries_to_persist();
   rd.hard_state.reset();
+  rd.hard_state_lazy = false;
   HardState hs = hard_state();
   if (hs != prev_hard_state_) {
     rd.hard_state = hs;
+    rd.hard_state_lazy = rd.entries.empty() && !rd.snapshot && hs.term == prev_hard_state_.term &&
+                         hs.vote == prev_hard_state_.vote &&
+                         log_.conf_change_bound() <= prev_hard_state_.commit;
     prev_hard_state_ = hs;
   }
   rd.soft_state.reset();

@@ -14,6 +14,7 @@ RaftLog::RaftLog(const LogStorage& storage, const SnapshotMeta& snapshot, LogInd
   offset_ = storage.last_index() + 1;
   in_progress_ = offset_;
   committed_ = committed;
+  conf_change_bound_ = storage.last_index();
   applying_ = applied;
   applied_ = applied;
 }
@@ -99,7 +100,11 @@ void RaftLog::append(std::vector<Entry> entries) {
   if (entries.empty()) return;
   RAFTD_ASSERT(entries.front().index == last_index() + 1, "RaftLog::append: not contiguous");
   if (unstable_.empty()) offset_ = entries.front().index;
-  for (Entry& e : entries) unstable_.push_back(std::move(e));
+  for (Entry& e : entries) {
+    if (e.type == EntryType::kConfChange)
+      conf_change_bound_ = std::max(conf_change_bound_, e.index);
+    unstable_.push_back(std::move(e));
+  }
 }
 
 LogIndex RaftLog::find_conflict(const std::vector<Entry>& entries) const {
@@ -145,7 +150,12 @@ void RaftLog::truncate_and_append(const std::vector<Entry>& entries, size_t from
     unstable_.resize(after - offset_);
   }
   in_progress_ = std::min(in_progress_, after);
-  for (size_t i = from; i < entries.size(); ++i) unstable_.push_back(entries[i]);
+  for (size_t i = from; i < entries.size(); ++i) {
+    if (entries[i].type == EntryType::kConfChange) {
+      conf_change_bound_ = std::max(conf_change_bound_, entries[i].index);
+    }
+    unstable_.push_back(entries[i]);
+  }
 }
 
 LogIndex RaftLog::find_conflict_by_term(LogIndex index, Term t) const {

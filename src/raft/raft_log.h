@@ -47,6 +47,10 @@ class RaftLog {
 
   void commit_to(LogIndex index);
   LogIndex committed() const { return committed_; }
+  // At or above the index of every configuration change entry in the log (entries the node
+  // booted with count as such: their types are not read at boot). A commit that moves from c
+  // while this is <= c commits no configuration change (Ready::hard_state_lazy).
+  LogIndex conf_change_bound() const { return conf_change_bound_; }
   LogIndex applied() const { return applied_; }
   LogIndex applying() const { return applying_; }
   // Highest index known durable here (a pending snapshot is not durable yet).
@@ -89,6 +93,7 @@ class RaftLog {
   LogIndex offset_;       // index of unstable_[0]
   LogIndex in_progress_;  // first unstable index not yet handed out for persisting
   LogIndex committed_;
+  LogIndex conf_change_bound_;
   LogIndex applying_;  // highest index handed out to apply
   LogIndex applied_;   // highest index the driver confirmed (advance)
 };

@@ -72,7 +72,8 @@ struct Wal::Batch {
   std::vector<Frame> frames;
   std::array<int, kRanks> current{-1, -1, -1, -1};  // frame per rank in the current section
   uint32_t section = 0;
-  uint64_t bytes = 0;  // encoded size of the frames
+  uint64_t bytes = 0;   // encoded size of the frames
+  bool urgent = false;  // holds a record that is not a lazy hard state
   std::vector<Fixup> fixups;
   std::vector<GroupState*> touched;  // in the order of `reports`
   std::vector<Durable> reports;
@@ -238,6 +239,11 @@ Wal::GroupState& Wal::group_state(GroupId g) {
 
 bool Wal::open_batch_empty() const { return !open_ || open_->frames.empty(); }
 
+uint64_t Wal::urgent_batch() const {
+  if (!open_batch_empty() && open_->urgent) return open_->id;
+  return (open_ ? open_->id : next_batch_id_) - 1;  // sealed batches are written in any case
+}
+
 uint64_t Wal::staged_batch() const {
   if (!open_batch_empty()) return open_->id;
   // Batch ids are handed out in order, so the newest batch before an empty open one (or before
@@ -330,6 +336,7 @@ Status Wal::append(GroupId g, LogIndex first, std::span<const EntryView> entries
   }
   auto body = reserve(gs, FrameType::kEntries, bytes);
   if (!body) return body.status();
+  open_->urgent = true;
   Batch& b = *open_;
   const uint32_t frame_id = last_frame_id_;
   l.truncate_from(first, [this](EntryLoc& loc) { drop_loc(loc); });
@@ -353,7 +360,7 @@ Status Wal::append(GroupId g, LogIndex first, std::span<const EntryView> entries
   return Status::ok();
 }
 
-Status Wal::set_hard_state(GroupId g, const HardState& hs) {
+Status Wal::set_hard_state(GroupId g, const HardState& hs, Urgency urgency) {
   if (Status s = check_open(); !s) return s;
   GroupState& gs = group_state(g);
   if (hs.term < gs.log.hard.term) {
@@ -362,6 +369,7 @@ Status Wal::set_hard_state(GroupId g, const HardState& hs) {
   }
   auto body = reserve(gs, FrameType::kHardState, kHardStateRecordBytes);
   if (!body) return body.status();
+  if (urgency == Urgency::kNow) open_->urgent = true;
   BodyWriter(*body).hard_state(g, hs);
   gs.log.hard = hs;
   return Status::ok();
@@ -378,6 +386,7 @@ Status Wal::truncate(GroupId g, LogIndex from) {
   }
   auto body = reserve(gs, FrameType::kTruncate, kTruncateRecordBytes);
   if (!body) return body.status();
+  open_->urgent = true;
   BodyWriter(*body).truncate(g, from);
   l.truncate_from(from, [this](EntryLoc& loc) { drop_loc(loc); });
   return Status::ok();
@@ -405,6 +414,7 @@ Status Wal::compact(GroupId g, LogIndex index, Term term) {
   if (SnapshotMark{index, term} == l.mark) return Status::ok();
   auto body = reserve(gs, FrameType::kSnapshotMark, kSnapshotMarkRecordBytes);
   if (!body) return body.status();
+  open_->urgent = true;
   BodyWriter(*body).snapshot_mark(g, SnapshotMark{index, term});
   l.compact_to(SnapshotMark{index, term}, [this](EntryLoc& loc) { drop_loc(loc); });
   return Status::ok();
@@ -422,9 +432,16 @@ void Wal::seal_open_batch() {
   queued_.push_back(std::move(open_));
 }
 
-void Wal::flush() {
+void Wal::flush() { flush_staged(Urgency::kNow); }
+
+bool Wal::flush_lazy() {
+  flush_staged(Urgency::kLazy);
+  return open_batch_empty();
+}
+
+void Wal::flush_staged(Urgency upto) {
   if (failed_ || in_flight_) return;
-  if (!open_batch_empty()) seal_open_batch();
+  if (!open_batch_empty() && (open_->urgent || upto == Urgency::kLazy)) seal_open_batch();
   if (!queued_.empty()) submit_front();
 }
 
@@ -614,6 +631,7 @@ void Wal::recycle(std::unique_ptr<Batch> b) {
   b->current.fill(-1);
   b->section = 0;
   b->bytes = 0;
+  b->urgent = false;
   b->fixups.clear();
   b->touched.clear();
   b->reports.clear();

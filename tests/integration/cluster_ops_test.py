@@ -352,6 +352,50 @@ def test_quiesced_leader_killed(c):
     c.stop_all()
 
 
+# ---- 2b. an app ahead of the durable commit index -------------------------------------------
+
+
+@test
+def test_app_ahead_of_durable_commit(c):
+    """A commit-only hard state is written with the node's next write or at its next tick
+    (raft.h "Lazy commit"; tick_ms 1000 here, so the window is long): a follower killed -9 right
+    after its app applied a keyed put restarts with a durable commit index behind its app. The
+    entries in between come to the app again and are skipped (API.md 3.1); a retry of the key
+    through that node answers the first result, not the app's answer for the skipped entry, and
+    new proposals through it get their own results."""
+    ops(c, {"raft": ["tick_ms = 1000", "election_ticks = 3", "heartbeat_ticks = 1"]}).start()
+    c.create_group(c.nodes[0], 7)
+    leader = c.node(c.wait_leader(7))
+    fol = next(n for n in c.nodes if n is not leader)
+    behind = 0
+    for attempt in range(5):  # the kill lands inside the window nearly always; retry if not
+        key = f"ahead-{attempt}"
+        first = ct.keyed_put(fol, 7, key, f"k{attempt}", "v")
+        ct.expect_status(first, 200, what="keyed put through a follower")
+        fol.kill9()
+        fol.start()
+        c.wait_ready([fol])
+        line = [ln for ln in ct.tail(fol.log, 400) if "group 7: started" in ln][-1]
+        m = re.search(r"app index (\d+), commit (\d+)", line)
+        assert m, f"no start line with the app index and commit: {line}"
+        app_index, commit = int(m.group(1)), int(m.group(2))
+        assert app_index >= int(first.header("Raftd-Index")), f"app lost the put: {line}"
+        deadline = time.time() + ct.OP_WAIT_S  # until the entries came again (re-delivered)
+        while (s := fol.status(7)) is None or s["applied_index"] < app_index:
+            assert time.time() < deadline, f"node {fol.id} did not apply up to {app_index}: {s}"
+            time.sleep(0.1)
+        ct.keyed_retry_until([fol], 7, key, first, f"retry {attempt} after the restart")
+        if commit < app_index:
+            behind += 1
+            print(f"    attempt {attempt}: restarted with commit {commit} behind app index "
+                  f"{app_index}; the retry answered the first result")
+            break
+    assert behind > 0, "the follower's durable commit was never behind its app"
+    c.put([fol, leader], 7, "after", "1")  # new proposals through it work as before
+    c.read_until(fol, 7, "after", "1")
+    c.stop_all()
+
+
 # ---- 3. a deleted group's WAL space --------------------------------------------------------
 
 SEGMENT_BYTES = 64 * 1024  # wal::kSegmentBytesMin

@@ -40,8 +40,10 @@ struct TestNode final : GroupHost::Driver {
   std::map<GroupId, std::vector<Entry>> applied;  // normal entries, in apply order, this boot
   std::map<GroupId, LogIndex> app_index;          // what "the application" applied, all boots
   std::map<GroupId, LogIndex> delivered;          // last index handed to apply(), this boot
+  std::map<GroupId, LogIndex> first_delivered;    // first index handed to apply(), this boot
   std::vector<GroupId> refused;
   bool up = false;
+  bool lazy_flush_due = false;  // a tick since the last turn (turn())
   // Snapshots: "the application's" state is every normal entry it applied (all boots), so a
   // snapshot is a copy of it. The configuration marks live in a real temp directory (they
   // survive crash(), as files fsynced by replace_file do).
@@ -49,6 +51,7 @@ struct TestNode final : GroupHost::Driver {
   bool snapshots = true;
   bool fail_installs = false;
   uint32_t quiesce_after_ticks = 0;  // raft::Config::quiesce_after_ticks of its groups
+  GroupHost::Commit commit = GroupHost::Commit::kLazy;           // of every group it hosts
   std::vector<std::pair<GroupId, raft::SnapshotMeta>> installs;  // asked, not yet finished
   std::vector<std::pair<GroupId, NodeId>> requests;              // as a leader
   std::vector<GroupId> install_failed;
@@ -66,6 +69,7 @@ struct TestNode final : GroupHost::Driver {
       // Within one boot every index comes once, in order, without gaps.
       if (delivered.contains(g)) CHECK(e.index == delivered[g] + 1);
       delivered[g] = e.index;
+      first_delivered.try_emplace(g, e.index);
       // Like a real application: indexes at or below the stored one are re-deliveries.
       if (e.index <= app_index[g]) continue;
       app_index[g] = e.index;
@@ -114,16 +118,26 @@ struct TestNode final : GroupHost::Driver {
     host->set_conf_marks(marks.get());
     installs.clear();
     requests.clear();
-    for (GroupId g : groups) REQUIRE(host->add_group(g, conf, app_index[g]).is_ok());
+    for (GroupId g : groups) REQUIRE(host->add_group(g, conf, app_index[g], commit).is_ok());
     applied.clear();
     delivered.clear();
+    first_delivered.clear();
     up = true;
   }
-  // One reactor turn: completions, then the turn-end work.
+  // One reactor turn: completions, then the turn-end work. As in the node, a tick since the last
+  // turn also writes lazy hard states (GroupHost::Commit).
   void turn() {
     exec.run_pending();
     host->process();
-    wal->flush();
+    if (lazy_flush_due) {
+      lazy_flush_due = !wal->flush_lazy();
+    } else {
+      wal->flush();
+    }
+  }
+  void tick() {
+    host->tick();
+    lazy_flush_due = true;
   }
   // Power loss: queued completions are lost, then whatever was not synced.
   void crash() {
@@ -181,16 +195,18 @@ struct Cluster {
       std::vector<GroupId> failed;
       failed.swap(n->install_failed);
       for (GroupId g : failed) {
-        REQUIRE(n->host->add_group(g, conf, n->app_index[g]).is_ok());
+        REQUIRE(n->host->add_group(g, conf, n->app_index[g], n->commit).is_ok());
         n->delivered.erase(g);
       }
     }
   }
 
-  explicit Cluster(size_t group_count, uint32_t quiesce_after_ticks = 0) {
+  explicit Cluster(size_t group_count, uint32_t quiesce_after_ticks = 0,
+                   GroupHost::Commit commit = GroupHost::Commit::kLazy) {
     for (uint64_t i = 1; i <= 3; ++i) {
       nodes.push_back(std::make_unique<TestNode>(NodeId(i)));
       nodes.back()->quiesce_after_ticks = quiesce_after_ticks;
+      nodes.back()->commit = commit;
     }
     for (uint64_t g = 1; g <= group_count; ++g) groups.push_back(GroupId(g));
     conf.voters = {NodeId(1), NodeId(2), NodeId(3)};
@@ -198,12 +214,13 @@ struct Cluster {
   }
   TestNode& node(NodeId id) { return *nodes[id.value() - 1]; }
 
-  // One round: every live node runs a turn, then its messages reach live nodes.
-  void round() {
+  // One round: every live node runs a turn (and ticks every fifth round, unless `ticks` is
+  // false: time stands still), then its messages reach live nodes.
+  void round(bool ticks = true) {
     ++rounds;
     for (auto& n : nodes) {
       if (!n->up) continue;
-      if (rounds % 5 == 0) n->host->tick();
+      if (ticks && rounds % 5 == 0) n->tick();
       n->turn();
     }
     serve_snapshots();
@@ -359,6 +376,83 @@ TEST_CASE("node::GroupHost: committed entries survive a crash of every node") {
       CHECK(datas(n->applied[g]) == std::vector<std::string>{"after"});
     }
   }
+}
+
+namespace {
+
+// Proposes `count` entries one at a time through g's leader, each run until every node applied
+// it, with no tick in between (time stands still, so only the writes carry lazy hard states).
+// Returns the fdatasyncs all nodes issued meanwhile.
+uint64_t propose_one_at_a_time(Cluster& c, GroupId g, int count, const std::string& prefix) {
+  const NodeId l = c.await_leader(g);
+  c.settle();
+  uint64_t syncs = 0;
+  for (auto& n : c.nodes) syncs += n->writer.syncs();
+  for (int i = 0; i < count; ++i) {
+    REQUIRE(c.node(l).host->propose(g, fmt::format("{}{}", prefix, i)).is_ok());
+    for (int r = 0; r < 100; ++r) {
+      bool all = true;
+      for (auto& n : c.nodes) all = all && n->app_index[g] == c.node(l).app_index[g];
+      if (all && c.node(l).applied[g].size() == static_cast<size_t>(i + 1)) break;
+      c.round(false);
+    }
+  }
+  uint64_t after = 0;
+  for (auto& n : c.nodes) after += n->writer.syncs();
+  return after - syncs;
+}
+
+}  // namespace
+
+TEST_CASE("node::GroupHost: a commit-only hard state rides with the next write (Commit::kLazy)") {
+  const GroupId g(1);
+  Cluster lazy(1);
+  const uint64_t lazy_syncs = propose_one_at_a_time(lazy, g, 20, "l");
+  Cluster eager(1, 0, GroupHost::Commit::kEager);
+  const uint64_t eager_syncs = propose_one_at_a_time(eager, g, 20, "e");
+  INFO("fdatasyncs for 20 writes on 3 nodes: lazy ", lazy_syncs, ", eager ", eager_syncs);
+  // Eager: each node writes the entry, then the hard state that commits it (6 per write). Lazy:
+  // the commit rides with the next entry (3 per write).
+  CHECK(eager_syncs >= 20 * 5);
+  CHECK(lazy_syncs <= 20 * 4);
+  // Time stands still a little longer: every write completes. Eager nodes have nothing left; on
+  // lazy ones the last commit waits; a tick writes it.
+  for (int r = 0; r < 5; ++r) {
+    eager.round(false);
+    lazy.round(false);
+  }
+  for (auto& n : eager.nodes) CHECK(n->wal->idle());
+  for (auto& n : lazy.nodes) CHECK_FALSE(n->wal->idle());
+  // Nothing waits for a lazy hard state: the followers' answers to the leader's commit-only
+  // appends left as soon as what came before was durable.
+  for (auto& n : lazy.nodes) CHECK(n->host->groups_waiting() == 0);
+  lazy.settle(10);
+  for (auto& n : lazy.nodes) CHECK(n->wal->idle());
+  for (auto& n : lazy.nodes) CHECK(n->applied[g].size() == 20);
+}
+
+TEST_CASE("node::GroupHost: a lazy commit lost in a crash is delivered again, and skipped") {
+  Cluster c(1);
+  const GroupId g(1);
+  propose_one_at_a_time(c, g, 10, "a");
+  const NodeId l = c.await_leader(g);
+  const NodeId f = l == NodeId(3) ? NodeId(2) : NodeId(3);
+  TestNode& fol = c.node(f);
+  REQUIRE(!fol.wal->idle());  // its newest commit is still staged
+  const LogIndex app = fol.app_index[g];
+  fol.crash();  // power loss: the follower's durable commit is behind what its app applied
+  fol.start(c.groups, c.conf);
+  c.settle(400);
+  // The entries between the durable commit and the app's index came again and were skipped.
+  CHECK(fol.app_index[g] >= app);
+  CHECK(fol.applied[g].empty());
+  REQUIRE(c.node(c.await_leader(g)).host->propose(g, "after").is_ok());
+  c.settle();
+  REQUIRE(fol.applied[g].size() == 1);
+  CHECK(fol.applied[g][0].data == "after");
+  CHECK(fol.host->group(g)->check_invariants().is_ok());
+  REQUIRE(fol.first_delivered.contains(g));
+  CHECK(fol.first_delivered[g] <= app);  // delivered again: the durable commit was behind
 }
 
 TEST_CASE("node::GroupHost: a follower that crashes loses nothing committed and catches up") {

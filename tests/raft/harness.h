@@ -76,6 +76,8 @@ struct Node {
     std::vector<Message> after_persist;
   };
   std::deque<PendingWrite> pending;
+  // Every hard state a Ready handed out, with its Ready::hard_state_lazy, oldest first.
+  std::vector<std::pair<HardState, bool>> hard_states;
 
   bool up() const { return group != nullptr; }
   // Data of applied kNormal entries, in order.
@@ -435,6 +437,9 @@ class Cluster {
     for (Message& m : rd.messages) queue_.push_back(std::move(m));
     for (NodeId peer : rd.snapshot_requests) send_snapshot(n, peer);
     for (const ReadState& rs : rd.read_states) n.read_states.push_back(rs);
+    if (rd.hard_state) n.hard_states.emplace_back(*rd.hard_state, rd.hard_state_lazy);
+    REQUIRE_MESSAGE((!rd.hard_state_lazy || (rd.hard_state && rd.entries.empty() && !rd.snapshot)),
+                    "node ", n.id.value(), ": a lazy hard state in a Ready that writes more");
     Node::PendingWrite w{rd.snapshot, rd.entries, rd.hard_state, rd.messages_after_persist};
     std::vector<Entry> committed = rd.committed_entries;
     n.group->advance(rd);

@@ -19,7 +19,8 @@ Modes draw_modes(uint64_t seed, const std::map<std::string, bool>& force) {
   m.wire_survives = side.below(3) == 0;
   m.two_to_one = side.below(2) == 0;
   m.coalesce_hs = side.below(3) == 0;
-  m.compaction = side.below(3) == 0;  // drawn last: the draws before it stay as they were
+  m.compaction = side.below(3) == 0;   // drawn after the others: their draws stay as they were
+  m.lazy_commit = side.below(3) == 0;  // likewise after compaction
   for (const auto& [name, on] : force) {
     RAFTD_ASSERT(set_mode(&m, name, on), "sim: unknown mode (checked by the CLI)");
   }
@@ -51,6 +52,13 @@ void draw_compaction(uint64_t seed, uint32_t faults, Swarm* s) {
   s->compact_after = uint64_t{1} << side.below(8);
   s->flush_every = uint64_t{1} << side.below(6);
   if (faults & kFaultCrash) s->snap_crash_ppm = static_cast<uint32_t>(side.range(1, 4)) * 100'000;
+}
+
+// The lazy-commit mode's rate, from a stream of its own.
+void draw_lazy_commit(uint64_t seed, Swarm* s) {
+  if (!s->modes.lazy_commit) return;
+  Prng side(seed ^ 0x1a2ec0ULL);
+  s->lazy_flush_ppm = static_cast<uint32_t>(side.range(1, 10)) * 100'000;
 }
 
 }  // namespace
@@ -93,6 +101,7 @@ Swarm draw_swarm(Prng& rng, const SimOptions& o) {
   s.modes.quiesce = s.quiesce_after_ticks > 0;
   draw_mode_rates(rng, &s);
   draw_compaction(seed, faults, &s);
+  draw_lazy_commit(seed, &s);
   return s;
 }
 
@@ -209,6 +218,7 @@ void Sim::boot(Node& n) {
     r.unsynced_bytes = 0;
     r.unsynced_max_entry = 0;
     r.hs_slot.reset();
+    r.lazy_hs.reset();
   }
 }
 
@@ -282,6 +292,11 @@ void Sim::dispatch(const Event& e) {
         // coalesce-hs: hard states nothing waited for go out with the next batch, or on an
         // idle disk at the next tick.
         if (swarm_.modes.coalesce_hs && n.writing.empty()) disk_start(e.node);
+        // lazy-commit: a tick writes the lazy hard states (now and then, see lazy_flush_ppm).
+        if (swarm_.modes.lazy_commit && n.writing.empty() && rng_.chance(swarm_.lazy_flush_ppm)) {
+          queue_lazy_hard_states(e.node);
+          disk_start(e.node);
+        }
       }
       schedule(Event{.t = now_ + n.tick_period_us, .kind = Ev::kTick, .node = e.node});
       break;
@@ -378,8 +393,17 @@ void Sim::process_ready(int n, int g, raft::Ready& rd) {
   }
   check_new_entries(n, g, rd.entries);
   if (!result_.ok) return;
-  if (rd.must_persist() || !rd.messages_after_persist.empty()) {
-    DiskWrite w{g, rd.snapshot, rd.entries, rd.hard_state, std::move(rd.messages_after_persist)};
+  std::optional<raft::HardState> hs = rd.hard_state;
+  if (swarm_.modes.lazy_commit && rd.hard_state_lazy) {
+    // raft.h "Lazy commit": nothing waits for it; it goes out with the node's next batch.
+    r.lazy_hs = hs;
+    hs.reset();
+    ++result_.stats.hs_lazy;
+  } else if (hs) {
+    r.lazy_hs.reset();  // a newer hard state, written, stands for it
+  }
+  if (hs || !rd.entries.empty() || rd.snapshot || !rd.messages_after_persist.empty()) {
+    DiskWrite w{g, rd.snapshot, rd.entries, hs, std::move(rd.messages_after_persist)};
     if (!swarm_.modes.coalesce_hs || coalesce_hard_state(n, &w)) disk_enqueue(n, std::move(w));
   }
   r.group->advance(rd);
@@ -645,6 +669,8 @@ void Sim::disk_start(int n) {
     }
   }
   if (nd.disk.empty()) return;
+  // lazy-commit: they ride with a batch that is written anyway, after its other hard states.
+  if (swarm_.modes.lazy_commit) queue_lazy_hard_states(n);
   nd.writing.swap(nd.disk);
   const int64_t latency = static_cast<int64_t>(rng_.range(
       static_cast<uint64_t>(swarm_.disk_min_us), static_cast<uint64_t>(swarm_.disk_max_us)));
@@ -656,6 +682,14 @@ void Sim::disk_start(int n) {
   if (snap && !healed_ && swarm_.snap_crash_ppm > 0 && rng_.chance(swarm_.snap_crash_ppm)) {
     schedule(
         Event{.t = now_ + latency - 1, .kind = Ev::kCrash, .node = n, .a = nd.incarnation, .b = 1});
+  }
+}
+
+void Sim::queue_lazy_hard_states(int n) {
+  for (int g = 0; g < o_.groups; ++g) {
+    if (!hosts(n, g) || !rep(n, g).lazy_hs) continue;
+    node(n).disk.push_back(DiskWrite{.group = g, .hard_state = rep(n, g).lazy_hs});
+    rep(n, g).lazy_hs.reset();
   }
 }
 
@@ -764,7 +798,7 @@ std::string faults_name(uint32_t faults) {
 const std::vector<std::string>& mode_names() {
   static const std::vector<std::string> kNames = {
       "membership", "prevote",       "checkquorum", "quiesce",     "lazy-ready", "split-hs",
-      "disk-stall", "wire-survives", "two-to-one",  "coalesce-hs", "compaction"};
+      "disk-stall", "wire-survives", "two-to-one",  "coalesce-hs", "compaction", "lazy-commit"};
   return kNames;
 }
 
@@ -773,9 +807,9 @@ namespace {
 bool* mode_flag(Modes* m, const std::string& name) {
   bool* flags[] = {&m->membership, &m->pre_vote,    &m->check_quorum, &m->quiesce,
                    &m->lazy_ready, &m->split_hs,    &m->disk_stall,   &m->wire_survives,
-                   &m->two_to_one, &m->coalesce_hs, &m->compaction};
+                   &m->two_to_one, &m->coalesce_hs, &m->compaction,   &m->lazy_commit};
   const auto& names = mode_names();
-  static_assert(std::size(flags) == 11, "one flag per mode name");
+  static_assert(std::size(flags) == 12, "one flag per mode name");
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == name) return flags[i];
   }

@@ -74,9 +74,12 @@ struct Modes {
   // Compaction thresholds of 1-128 entries, the application making its state durable on a
   // schedule of its own (compaction waits for it), crashes that land a snapshot install.
   bool compaction = false;
+  // The driver writes a Ready's lazy hard state (raft.h "Lazy commit") only with the node's
+  // next batch or at a tick, and a crash loses it.
+  bool lazy_commit = false;
 };
 // Mode names, in the order of Modes: membership, prevote, checkquorum, quiesce, lazy-ready,
-// split-hs, disk-stall, wire-survives, two-to-one, coalesce-hs, compaction.
+// split-hs, disk-stall, wire-survives, two-to-one, coalesce-hs, compaction, lazy-commit.
 const std::vector<std::string>& mode_names();
 bool set_mode(Modes* m, const std::string& name, bool on);  // false: unknown name
 // "NAME=on|off" -> (name, on); false when malformed or unknown.
@@ -134,6 +137,8 @@ struct SimStats {
   uint64_t avail_windows = 0;  // availability windows that committed their marker
   uint64_t stalls = 0;         // disk stalls
   uint64_t hs_coalesced = 0;   // coalesce-hs: hard states never written (a newer one stood in)
+  uint64_t hs_lazy = 0;        // lazy-commit: hard states left for a later write
+  uint64_t hs_lazy_lost = 0;   // lazy-commit: replicas whose lazy hard state a crash lost
   // Flow control: the most entry bytes a follower held from one leader and not durable yet, in
   // percent of that leader's window (the check fails above 100).
   uint64_t unsynced_peak_pct = 0;

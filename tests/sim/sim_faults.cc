@@ -89,6 +89,9 @@ void Sim::crash(int n, bool land) {
   }
   nd.disk.clear();
   nd.writing.clear();
+  for (int g = 0; g < o_.groups; ++g) {
+    if (hosts(n, g)) result_.stats.hs_lazy_lost += rep(n, g).lazy_hs.has_value();
+  }
   // Messages still in the node's socket buffers die with it, unless they were on the wire.
   if (!rng_.chance(swarm_.wire_ppm)) {
     std::erase_if(in_flight_, [&](const auto& kv) { return kv.second.from.value() == nd.id; });

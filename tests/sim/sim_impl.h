@@ -109,6 +109,9 @@ struct Swarm {
   uint64_t compact_after = kCompactAfterEntries;
   uint64_t flush_every = 0;
   uint32_t snap_crash_ppm = 0;
+  // lazy-commit: per tick of a node with an idle disk, chance that it writes its lazy hard
+  // states (raftd does at every tick; rarer here, so that crashes find more of them unwritten).
+  uint32_t lazy_flush_ppm = 0;
 };
 inline constexpr int64_t kSpikeUs = 150 * kUsPerMs;
 inline constexpr int64_t kFreshLeaderCrashUs = 30 * kUsPerMs;
@@ -202,6 +205,8 @@ struct Replica {
   // coalesce-hs: the newest hard state of Readies that had nothing else to write, waiting for
   // the node's next batch (volatile: lost in a crash).
   std::optional<raft::HardState> hs_slot;
+  // lazy-commit: the newest lazy hard state not yet queued for the disk (volatile).
+  std::optional<raft::HardState> lazy_hs;
 };
 
 struct Node {
@@ -321,6 +326,7 @@ class Sim {
   void disk_start(int node);
   void disk_done(const Event& e);
   void make_durable(int node, const DiskWrite& w, bool with_hard_state);
+  void queue_lazy_hard_states(int node);  // lazy-commit: onto the node's disk queue
   void maybe_compact(int node, int group);
   void maybe_flush_app(int node, int group);
   void note_snapshot_install(int node, int group, const raft::Snapshot& snap);

@@ -43,17 +43,19 @@ std::string stats_line(const raftd::sim::SimResult& r) {
       "{} ms simulated, {} events, {} messages ({} dropped), {} crashes, {} partitions, "
       "{} leaders, {} snapshots, {} committed entries, ops {} ok / {} fail / {} info, "
       "{} conf changes, {} replicas removed, {} disk stalls, {} availability windows, "
-      "{} hard states coalesced, peak unsynced {}% of a window\n"
+      "{} hard states coalesced, {} lazy ({} replicas lost one in a crash), peak unsynced {}% of "
+      "a window\n"
       "  compactions {} on leaders / {} on followers, {} app flushes, {} snapshots sent, "
       "installed: {} on new members / {} on lagging ones, {} with another configuration ({} "
       "learner, {} joint, {} without the receiver), {} crashes landing one, restarts from a "
       "snapshot: {} ({} with the app ahead of it)\n  modes: {}",
       s.sim_ms, s.events, s.messages, s.dropped, s.crashes, s.partitions, s.elections, s.snapshots,
       s.committed, s.ops_ok, s.ops_fail, s.ops_info, s.conf_changes, s.destroyed, s.stalls,
-      s.avail_windows, s.hs_coalesced, s.unsynced_peak_pct, s.compactions_leader,
-      s.compactions_follower, s.app_flushes, s.snapshots_sent, s.snap_new_member, s.snap_lagging,
-      s.snap_conf_changed, s.snap_conf_learner, s.snap_conf_joint, s.snap_conf_excludes,
-      s.crash_snapshot_landed, s.boots_compacted, s.boots_app_ahead, r.modes);
+      s.avail_windows, s.hs_coalesced, s.hs_lazy, s.hs_lazy_lost, s.unsynced_peak_pct,
+      s.compactions_leader, s.compactions_follower, s.app_flushes, s.snapshots_sent,
+      s.snap_new_member, s.snap_lagging, s.snap_conf_changed, s.snap_conf_learner,
+      s.snap_conf_joint, s.snap_conf_excludes, s.crash_snapshot_landed, s.boots_compacted,
+      s.boots_app_ahead, r.modes);
 }
 
 struct Args {
@@ -93,7 +95,7 @@ void add_options(CLI::App& app, Args& a) {
   app.add_option("--mode", a.modes,
                  "force a mode NAME=on|off (else drawn per seed): membership, prevote, "
                  "checkquorum, quiesce, lazy-ready, split-hs, disk-stall, "
-                 "wire-survives, two-to-one, coalesce-hs, compaction");
+                 "wire-survives, two-to-one, coalesce-hs, compaction, lazy-commit");
   app.add_option("--bug", a.o.bug,
                  "reintroduce a classic bug in the core: commit_prev_term, vote_before_persist, "
                  "ack_before_persist, read_without_quorum, truncate_committed, learner_in_quorum, "

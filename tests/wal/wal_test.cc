@@ -93,6 +93,69 @@ TEST_CASE("wal::Wal: staged_batch and durable_batch tell a driver when its recor
   CHECK(h.wal->staged_batch() <= h.wal->durable_batch());
 }
 
+TEST_CASE(
+    "wal::Wal: a lazy hard state waits for the next write or flush_lazy, and nothing waits for "
+    "it") {
+  using Urgency = Wal::Urgency;
+  Harness h;
+  REQUIRE(h.open().is_ok());
+  REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(1), Term(1), "a").is_ok());
+  h.wal->flush();
+  h.exec.run_pending();
+  const uint64_t syncs = h.writer.syncs();
+  const uint64_t before = h.wal->durable_batch();
+  // Alone in the open batch, a lazy hard state is not written by flush().
+  REQUIRE(
+      h.wal->set_hard_state(GroupId(1), HardState{Term(1), NodeId(1), LogIndex(1)}, Urgency::kLazy)
+          .is_ok());
+  CHECK(h.wal->staged_batch() > before);
+  CHECK(h.wal->urgent_batch() == before);  // nothing staged since needs to be waited for
+  h.wal->flush();
+  h.exec.run_pending();
+  CHECK(h.writer.syncs() == syncs);
+  CHECK_FALSE(h.wal->idle());
+  CHECK(h.wal->group(GroupId(1))->hard.commit == LogIndex(1));  // the staged view has it
+  // An urgent record joins it: one write carries both.
+  REQUIRE(append_one(*h.wal, GroupId(2), LogIndex(1), Term(1), "b").is_ok());
+  CHECK(h.wal->urgent_batch() == h.wal->staged_batch());
+  h.wal->flush();
+  h.exec.run_pending();
+  CHECK(h.writer.syncs() == syncs + 1);
+  CHECK(h.wal->idle());
+  REQUIRE(h.durable.size() >= 3);
+  CHECK(h.durable[h.durable.size() - 2].group == GroupId(1));
+  CHECK(h.durable[h.durable.size() - 2].hard.commit == LogIndex(1));
+  // Alone again: flush_lazy() writes it (false while a batch is in flight).
+  REQUIRE(
+      h.wal->set_hard_state(GroupId(2), HardState{Term(1), NodeId(1), LogIndex(1)}, Urgency::kLazy)
+          .is_ok());
+  h.wal->flush();
+  CHECK(h.writer.syncs() == syncs + 1);
+  CHECK(h.wal->flush_lazy());
+  CHECK(h.writer.syncs() == syncs + 2);
+  REQUIRE(
+      h.wal->set_hard_state(GroupId(2), HardState{Term(1), NodeId(1), LogIndex(1)}, Urgency::kLazy)
+          .is_ok());
+  CHECK_FALSE(h.wal->flush_lazy());  // the previous batch is still in flight
+  h.exec.run_pending();
+  CHECK(h.wal->flush_lazy());
+  h.exec.run_pending();
+  CHECK(h.writer.syncs() == syncs + 3);
+  CHECK(h.wal->idle());
+  CHECK(h.wal->urgent_batch() <= h.wal->durable_batch());
+  // Written, it survives a restart like any hard state; one still waiting is lost in a crash.
+  REQUIRE(append_one(*h.wal, GroupId(2), LogIndex(2), Term(1), "c").is_ok());
+  h.settle();
+  REQUIRE(
+      h.wal->set_hard_state(GroupId(2), HardState{Term(1), NodeId(1), LogIndex(2)}, Urgency::kLazy)
+          .is_ok());
+  h.settle();
+  h.crash();
+  REQUIRE(h.open().is_ok());
+  CHECK(h.wal->group(GroupId(2))->hard.commit == LogIndex(1));
+  CHECK(h.wal->group(GroupId(2))->last_index == LogIndex(2));
+}
+
 TEST_CASE("wal::Wal: term() answers for live entries and the compaction mark only") {
   Harness h;
   REQUIRE(h.open().is_ok());

@@ -12,9 +12,10 @@
 //     in messages_after_persist) never goes to the driver: the host steps it into the group when
 //     it would have been sent (doc/raft.md, the Ready cycle).
 //   - The Ready's messages_after_persist and its on_persisted() wait until the WAL batch holding
-//     the Ready's records is durable (Wal::staged_batch / durable_batch); on_durable(), wired to
+//     the Ready's records is durable (Wal::urgent_batch / durable_batch); on_durable(), wired to
 //     WalOptions::on_durable, releases them per group in Ready order. A Ready that staged nothing
-//     still waits for every earlier Ready of its group (its acks may cover their entries).
+//     still waits for every earlier Ready of its group (its acks may cover their entries). Lazy
+//     hard states (Commit::kLazy) are the exception: nothing waits for them.
 //   - Snapshots (doc/node.md "Snapshots"): a Ready carrying one from the leader is held while the
 //     driver installs it in the application (Driver::install_snapshot, asynchronous); the group
 //     is not drained meanwhile. On finish_install(OK) the host records the snapshot's
@@ -124,10 +125,18 @@ class GroupHost {
   // group whose WAL log is compacted, and for compact() and snapshot installs).
   void set_conf_marks(ConfMarks* marks) { conf_marks_ = marks; }
 
+  // How a group's commit-only hard states are written (raft.h "Lazy commit"). kLazy: staged
+  // with Wal::Urgency::kLazy, so they ride with the node's next write (or its next tick,
+  // Wal::flush_lazy) instead of costing an fdatasync of their own, and a crash may lose them.
+  // kEager: every hard state is written at once, for a group whose applied commands have
+  // effects outside its log and app (the node's meta group).
+  enum class Commit : uint8_t { kLazy, kEager };
+
   // Starts hosting g. Errors: kAlreadyExists, kCorruption (the WAL's state for g is
   // inconsistent), kAborted (the log is compacted past app_applied: the application lost state
   // raftd no longer has), kInvalidArgument (config).
-  Status add_group(GroupId g, const raft::ConfState& initial, LogIndex app_applied);
+  Status add_group(GroupId g, const raft::ConfState& initial, LogIndex app_applied,
+                   Commit commit = Commit::kLazy);
   // Stops hosting g: its Ready work is dropped (the WAL keeps its records until compaction).
   void remove_group(GroupId g);
   bool hosts(GroupId g) const { return groups_.contains(g); }
@@ -183,6 +192,8 @@ class GroupHost {
     uint64_t sleepers_woken = 0;  // sleeping groups the sweep found awake or with a Ready
   };
   const Stats& stats() const { return stats_; }
+  // Groups with a drained Ready whose messages or persistence report wait for a WAL batch.
+  size_t groups_waiting() const;
 
  private:
   struct Hosted;
@@ -198,6 +209,7 @@ class GroupHost {
   Status stage_snapshot(GroupId g, Hosted& h, const raft::SnapshotMeta& meta);
   Status start_replica(GroupId g, Hosted& h, LogIndex app_applied);
   bool stage(GroupId g, Hosted& h, const raft::Ready& rd);
+  static wal::Wal::Urgency urgency(const Hosted& h, const raft::Ready& rd);
   void release(GroupId g, Hosted& h);
   // To the driver, or stepped into h's group when addressed to this node.
   void deliver(GroupId g, Hosted& h, raft::Message&& m);

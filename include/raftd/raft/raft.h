@@ -37,6 +37,17 @@
 //     not be re-applied, and it could campaign under a configuration the group has left (two
 //     leaders in one term). With the commit durable, a restarted node re-applies them from its
 //     log and refuses to campaign until it has (a committed, unapplied change blocks elections).
+// Lazy commit (etcd's MustSync is false for such a hard state): when rd.hard_state_lazy is set,
+// the Ready has no entries and no snapshot, and its hard state differs from the previous one
+// only in a commit index that moved over no configuration change entry. The driver may then
+// stage it to become durable with a later write (or within a bound of its choosing) instead of
+// a write of its own, and a crash may lose it: the node restarts with the older commit index,
+// which is safe because no configuration change lies between the two (the rule above is about
+// those), and it is handed the entries above it again once they are known committed (the
+// application ignores what it already applied). rd.messages_after_persist of such a Ready need
+// not wait for its hard state, only for what earlier Readys wrote. A hard state that is not lazy
+// (term or vote changed, or a configuration change newly committed) is written as before, and
+// it covers the lazy ones before it (hard states only grow).
 // LogStorage must return the entries of a Ready no later than when on_persisted covers them.
 // For each peer in rd.snapshot_requests: build a snapshot (metadata from snapshot_meta_at()),
 // call send_snapshot(), and report_snapshot(peer, ok) once the transfer finished or failed.
@@ -155,9 +166,12 @@ struct BootState {
 // Output of one Ready cycle. See the contract at the top of this file.
 struct Ready {
   std::optional<HardState> hard_state;  // persist if set (term/vote/commit changed)
-  std::vector<Entry> entries;           // persist (append, replacing any suffix from entries[0])
-  std::optional<Snapshot> snapshot;     // install + persist before entries, then report back
-  std::vector<Message> messages;        // may be sent immediately
+  // The Ready writes nothing but a hard state whose commit index alone moved, over no
+  // configuration change entry: the driver may make it durable later ("Lazy commit" above).
+  bool hard_state_lazy = false;
+  std::vector<Entry> entries;        // persist (append, replacing any suffix from entries[0])
+  std::optional<Snapshot> snapshot;  // install + persist before entries, then report back
+  std::vector<Message> messages;     // may be sent immediately
   std::vector<Message> messages_after_persist;  // only after THIS Ready's writes are durable
   std::vector<Entry> committed_entries;         // apply in order; durable on this node already
   std::vector<ReadState> read_states;

@@ -143,8 +143,11 @@ class Wal final : private SyncCompletion {
   // last_index + 1); terms must not decrease. Errors: kInvalidArgument, kTooLarge (an entry
   // above kEntryBytesMax or a group record above the batch size), kUnavailable (queue full).
   Status append(GroupId g, LogIndex first, std::span<const EntryView> entries);
-  // hs.term must not go below the group's current term.
-  Status set_hard_state(GroupId g, const HardState& hs);
+  // hs.term must not go below the group's current term. A lazy hard state (raft.h "Lazy
+  // commit") does not make its batch urgent: flush() leaves a batch holding only lazy records
+  // open for later records to join, and flush_lazy() writes it.
+  enum class Urgency : uint8_t { kNow, kLazy };
+  Status set_hard_state(GroupId g, const HardState& hs, Urgency urgency = Urgency::kNow);
   // Removes entries >= from (mark.index < from <= last_index + 1).
   Status truncate(GroupId g, LogIndex from);
   // Compaction point: entries <= index are no longer needed (the app's snapshot covers them).
@@ -153,8 +156,12 @@ class Wal final : private SyncCompletion {
   // installed), the log restarts empty after index.
   Status compact(GroupId g, LogIndex index, Term term);
 
-  // End of a reactor turn: if no batch is in flight, writes what was staged as one batch.
+  // End of a reactor turn: if no batch is in flight, writes what was staged as one batch, unless
+  // the open batch holds only lazy hard states (then it stays open).
   void flush();
+  // flush(), lazy hard states included (a tick bounds how long they wait, and shutdown writes
+  // them). Returns whether nothing staged is left open (false: a batch was in flight; retry).
+  bool flush_lazy();
 
   // ---- reads ----
   // Entries [lo, hi) of group g, stopping once max_bytes of payload is reached (at least one
@@ -193,6 +200,9 @@ class Wal final : private SyncCompletion {
   // staged_batch(), and every batch whose id is at most durable_batch() is durable (on_durable
   // has run for it). Ids grow by one per batch; both start at 0.
   uint64_t staged_batch() const;
+  // The newest batch holding a record that is not a lazy hard state (staged_batch() or older):
+  // what a Ready with only a lazy hard state waits for (raft.h: what earlier Readys wrote).
+  uint64_t urgent_batch() const;
   uint64_t durable_batch() const { return durable_batch_id_; }
 
   bool idle() const { return !in_flight_ && queued_.empty() && open_batch_empty(); }
@@ -216,6 +226,7 @@ class Wal final : private SyncCompletion {
   // the frame body to append to.
   Result<std::vector<std::byte>*> reserve(GroupState& gs, FrameType t, uint64_t bytes);
   void seal_open_batch();
+  void flush_staged(Urgency upto);
   bool open_batch_empty() const;
   void encode_checkpoint(std::byte* out, uint64_t* pos, uint32_t* batch_index);
   Status drop_small_spares(std::vector<SegmentSummary>* spares);
