@@ -366,6 +366,7 @@ void NodeImpl::apply(GroupId g, std::vector<raft::Entry>&& committed) {
     return;
   }
   std::vector<app::AppEntry>& backlog = app_backlog_[g];
+  const LogIndex app_start_index = app_start(g);
   for (raft::Entry& e : committed) {
     if (e.type == raft::EntryType::kConfChange) on_conf_applied(g, e);
     app::AppEntry a{e.index, false, {}};
@@ -374,7 +375,8 @@ void NodeImpl::apply(GroupId g, std::vector<raft::Entry>&& committed) {
       if (env && env->kind == EntryKind::kApp) {
         a.to_app = true;
         a.data.assign(env->payload);
-        if (env->origin == self_ && waiters_.contains(env->request_id) && e.index > app_start_[g]) {
+        if (env->origin == self_ && waiters_.contains(env->request_id) &&
+            e.index > app_start_index) {
           by_index_[{g, e.index}] = env->request_id;
         }
       } else {

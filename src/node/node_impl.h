@@ -286,6 +286,10 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   // index was behind the app: raft.h "Lazy commit"), which the app skips; its answers for them
   // are not their results.
   std::unordered_map<GroupId, LogIndex> app_start_;
+  LogIndex app_start(GroupId g) const {
+    auto it = app_start_.find(g);
+    return it == app_start_.end() ? LogIndex(0) : it->second;
+  }
   // Compaction (node_snapshots.cc): what the app's Sync answers made durable (app.sync only),
   // entry bytes appended since the group's last compaction, groups with a Sync under way for a
   // compaction, and when pinning groups were last compacted.

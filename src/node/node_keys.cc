@@ -89,12 +89,13 @@ void NodeImpl::on_log_entries(GroupId g, const std::vector<raft::Entry>& entries
 // and the journal, and the retries waiting for them are answered.
 void NodeImpl::journal_applied(GroupId g, LogIndex last, const std::vector<app::Record>& results) {
   LogIndex last_key(0);
+  const LogIndex app_start_index = app_start(g);
   for (const app::Record& r : results) {
     auto key = keys_.key_at(g, r.index);
     if (!key) continue;
     last_key = r.index;
     std::optional<std::string> result = r.data;
-    if (r.index <= app_start_[g]) {
+    if (r.index <= app_start_index) {
       // Applied before this process started, delivered again and skipped by the app (API.md
       // 3.1): its answer is not the result. The journal's result stands, if it had one.
       const KeyTable::Slot* slot = keys_.find(g, *key);
