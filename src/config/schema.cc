@@ -114,7 +114,8 @@ const std::array<KeySpec, 42> kSchema = {{
    "bytes per group commit (one write and one fdatasync); at most segment_bytes / 4",
    [](Config& c) -> FieldRef { return &c.wal.batch_bytes_max; }},
   {"wal", "cache_bytes", K::kInteger, P::kDefault, "bytes", 0, kBytesMax, "",
-   "recent entries kept in memory for replication and re-delivery to the app",
+   "memory for entries: recent ones kept for replication and re-delivery to the app, with "
+   "those not yet durable (which always fit)",
    [](Config& c) -> FieldRef { return &c.wal.cache_bytes; }},
   {"transport", "queue_bytes_max", K::kInteger, P::kDefault, "bytes", 1, kBytesMax, "",
    "messages queued per peer; beyond it they are dropped and Raft retransmits",

@@ -254,6 +254,9 @@ void render_wal(MetricsText& m, const wal::WalStats& w) {
   m.sample("raftd_wal_segments_deleted_total", {}, w.segments_deleted);
   m.family("raftd_wal_cache_bytes", T::kGauge, "Bytes of recent entries the WAL keeps in memory.");
   m.sample("raftd_wal_cache_bytes", {}, w.cache_bytes);
+  m.family("raftd_wal_cache_arena_bytes", T::kGauge,
+           "Bytes in use in the WAL's cache ring: cached, not yet durable, and dead ones.");
+  m.sample("raftd_wal_cache_arena_bytes", {}, w.cache_arena_bytes);
   m.family("raftd_wal_cache_hits_total", T::kCounter,
            "Entry reads (replication, delivery to the app) answered from the WAL's cache.");
   m.sample("raftd_wal_cache_hits_total", {}, w.cache_hits);

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <string>
@@ -49,6 +50,92 @@ TEST_CASE("wal::CacheArena: release is monotonic and never passes the head") {
   // 45 bytes start at the next lap, which ends where the (empty) ring's tail is: 20 bytes short.
   CHECK_FALSE(a.room(45));
   CHECK_FALSE(a.room(65));
+}
+
+TEST_CASE("wal::CacheArena: every put takes a position of its own, empty ones too") {
+  CacheArena a(16);
+  uint64_t p1 = a.put({});
+  uint64_t p2 = a.put({});
+  uint64_t p3 = a.put(filled(3, 'z'));
+  CHECK(p1 == 0);
+  CHECK(p2 == 1);
+  CHECK(p3 == 2);
+  CHECK(CacheArena::end_of(p1, 0) == 1);
+  CHECK(CacheArena::end_of(p3, 3) == 5);
+  CHECK(a.used() == 5);
+  // An empty entry also needs its byte before the end of the ring.
+  a.put(filled(10, 'w'));
+  CHECK(a.start_of(0) == 15);
+  a.put({});
+  CHECK(a.start_of(0) == 16);
+  CHECK_FALSE(a.room(0));  // the next lap's first byte still holds the first entry
+  a.release(1);
+  CHECK(a.room(0));
+}
+
+// Compacted entries leave their bytes in the ring until the eviction of the entries before them
+// passes them. The ring's bytes in use, dead ones included, are held to cache_bytes_max after
+// every durable batch; counting only live entries had let the ring fill with dead bytes (and the
+// references to them) up to its whole size.
+TEST_CASE("wal::Wal: the cache ring's bytes in use stay within cache_bytes_max under compaction") {
+  Harness h;
+  h.cache_bytes_max = 64 * 1024;
+  h.batch_bytes_max = 4096;  // staged at most 40 KiB: the ring is 64 KiB + two entries' slack
+  h.segment_bytes = 4 * kSegmentBytesMin;
+  REQUIRE(h.open().is_ok());
+  uint64_t max_used = 0;
+  uint64_t last = 0;
+  for (int step = 0; step < 2000; ++step) {
+    ++last;
+    for (uint64_t g = 1; g <= 4; ++g) {
+      REQUIRE(append_one(*h.wal, GroupId(g), LogIndex(last), Term(1), std::string(200, 'c'))
+                  .is_ok());
+    }
+    h.settle();
+    max_used = std::max(max_used, h.wal->stats().cache_arena_bytes);
+    // Each group keeps its last 20 entries: the rest are compacted, dead in the ring.
+    if (last > 20) {
+      for (uint64_t g = 1; g <= 4; ++g) {
+        REQUIRE(h.wal->compact(GroupId(g), LogIndex(last - 20), Term(1)).is_ok());
+      }
+    }
+  }
+  h.settle();  // the last compaction's mark is written, and the stats follow it
+  REQUIRE(h.failed == std::nullopt);
+  CHECK(max_used > 32 * 1024);         // the ring did fill
+  CHECK(max_used <= 64 * 1024);        // to cache_bytes_max, dead bytes included
+  CHECK(h.wal->stats().cache_bytes <= 4 * 20 * 200);  // only the live entries are cached
+  // The entries kept are still read from the ring.
+  auto got = h.wal->read(GroupId(1), LogIndex(last - 19), LogIndex(last + 1), UINT64_MAX);
+  REQUIRE(got.is_ok());
+  CHECK(got->size() == 20);
+  CHECK(h.wal->stats().file_reads == 0);
+}
+
+// One group's entries lie back to back in the arena batch after batch, and the WAL tracks them as
+// runs, not one by one; a run is capped so that evicting the oldest run does not empty the cache.
+TEST_CASE("wal::Wal: a single group's cache is evicted a little at a time") {
+  Harness h;
+  h.cache_bytes_max = 256 * 1024;
+  h.batch_bytes_max = 4096;
+  h.segment_bytes = 16 * kSegmentBytesMin;
+  REQUIRE(h.open().is_ok());
+  uint64_t low = UINT64_MAX;
+  const uint64_t n = 8000;
+  for (uint64_t i = 1; i <= n; ++i) {
+    REQUIRE(append_one(*h.wal, GroupId(1), LogIndex(i), Term(1), std::string(100, 'r')).is_ok());
+    if (i % 3 == 0) h.settle();
+    if (i > 4000) low = std::min(low, h.wal->stats().cache_bytes);  // well after the ring filled
+  }
+  h.settle();
+  REQUIRE(h.failed == std::nullopt);
+  CHECK(low >= 256 * 1024 - 2 * 64 * 1024);  // never more than about a run below the cap
+  CHECK(h.wal->stats().cache_arena_bytes <= 256 * 1024);
+  // The newest 1,000 entries are all still in the ring.
+  auto got = h.wal->read(GroupId(1), LogIndex(n - 999), LogIndex(n + 1), UINT64_MAX);
+  REQUIRE(got.is_ok());
+  CHECK(got->size() == 1000);
+  CHECK(h.wal->stats().file_reads == 0);
 }
 
 // Random appends with frequent overwrites of the tail of a group's log: the overwritten entries'

@@ -15,8 +15,8 @@ namespace {
 
 EntryLoc loc(uint64_t token) {
   EntryLoc l;
-  l.token = token;
-  l.frame_offset = token * 3;
+  l.cache_pos = token;
+  l.frame_offset = uint32_t(token * 3);
   return l;
 }
 
@@ -52,10 +52,10 @@ TEST_CASE("wal::EntryIndex: matches a deque across the switch between ring and d
     REQUIRE(index.size() == model.size());
     REQUIRE(index.empty() == model.empty());
     if (!model.empty()) {
-      REQUIRE(index.front().token == model.front());
-      REQUIRE(index.back().token == model.back());
+      REQUIRE(index.front().cache_pos == model.front());
+      REQUIRE(index.back().cache_pos == model.back());
       const size_t i = rng() % model.size();
-      REQUIRE(index[i].token == model[i]);
+      REQUIRE(index[i].cache_pos == model[i]);
       REQUIRE(index[i].frame_offset == model[i] * 3);
     }
     // Spilled only past kSmallMax, and never left spilled once empty.
@@ -65,7 +65,7 @@ TEST_CASE("wal::EntryIndex: matches a deque across the switch between ring and d
     was_spilled = index.spilled();
     if (step % 1009 == 0) {
       std::vector<uint64_t> got;
-      for (const EntryLoc& l : index) got.push_back(l.token);
+      for (const EntryLoc& l : index) got.push_back(l.cache_pos);
       REQUIRE(got == std::vector<uint64_t>(model.begin(), model.end()));
     }
   }
@@ -82,16 +82,16 @@ TEST_CASE("wal::GroupLog: compaction and truncation across the ring/deque switch
   REQUIRE(log.locs.spilled());
   std::vector<uint64_t> dropped;
   log.compact_to(SnapshotMark{LogIndex(15), Term(2)},
-                 [&](EntryLoc& l) { dropped.push_back(l.token); });
+                 [&](EntryLoc& l) { dropped.push_back(l.cache_pos); });
   CHECK(dropped.size() == 15);
   CHECK(log.last_index() == LogIndex(20));
-  CHECK(log.at(LogIndex(16))->token == 16);
+  CHECK(log.at(LogIndex(16))->cache_pos == 16);
   CHECK(log.at(LogIndex(15)) == nullptr);
-  log.truncate_from(LogIndex(18), [&](EntryLoc& l) { dropped.push_back(l.token); });
+  log.truncate_from(LogIndex(18), [&](EntryLoc& l) { dropped.push_back(l.cache_pos); });
   CHECK(log.last_index() == LogIndex(17));
-  CHECK(log.at(LogIndex(17))->token == 17);
+  CHECK(log.at(LogIndex(17))->cache_pos == 17);
   log.compact_to(SnapshotMark{LogIndex(30), Term(3)},
-                 [&](EntryLoc& l) { dropped.push_back(l.token); });
+                 [&](EntryLoc& l) { dropped.push_back(l.cache_pos); });
   CHECK(log.locs.empty());
   CHECK_FALSE(log.locs.spilled());
   CHECK(dropped.size() == 20);

@@ -23,9 +23,9 @@ TEST_CASE("wal::NodeAllocator: a deque on the pool holds what a std::deque holds
     const uint64_t op = rng() % 4;
     if (op < 2 || model.empty()) {
       EntryLoc loc;
-      loc.token = rng();
+      loc.cache_pos = rng();
       pooled.push_back(loc);
-      model.push_back(loc.token);
+      model.push_back(loc.cache_pos);
     } else if (op == 2) {
       pooled.pop_front();
       model.pop_front();
@@ -35,7 +35,7 @@ TEST_CASE("wal::NodeAllocator: a deque on the pool holds what a std::deque holds
     }
     REQUIRE(pooled.size() == model.size());
   }
-  for (size_t i = 0; i < model.size(); ++i) CHECK(pooled[i].token == model[i]);
+  for (size_t i = 0; i < model.size(); ++i) CHECK(pooled[i].cache_pos == model[i]);
 }
 
 TEST_CASE("wal::NodePool: freed nodes are handed out again before new memory") {

@@ -5,8 +5,9 @@
 // encoding and checksumming the batch.
 //
 // Positions are absolute byte counts since creation (they never wrap); an entry occupies
-// [pos, pos + length) of the ring, contiguous: one that would straddle the end starts at the
-// next lap instead. The owner decides what may be overwritten: it calls release(end) once no
+// [pos, end_of(pos, length)) of the ring, contiguous: one that would straddle the end starts at
+// the next lap instead. Every put takes at least one byte, so no two puts share a position and
+// the owner may use a position as the identity of what it put there. The owner decides what may be overwritten: it calls release(end) once no
 // entry before `end` is needed, and asks room() before put(). Memory is reserved, not touched,
 // at creation: pages are faulted in as the ring fills. Not thread-safe (reactor thread).
 #pragma once
@@ -38,20 +39,24 @@ class CacheArena {
   // Bytes from the tail to the head, including the gaps left at lap ends.
   uint64_t used() const { return head_ - tail_; }
 
+  // The position after an entry of `length` bytes put at pos.
+  static uint64_t end_of(uint64_t pos, uint64_t length) { return pos + (length > 0 ? length : 1); }
   // Where an entry of `length` bytes would start.
   uint64_t start_of(uint64_t length) const {
     const uint64_t off = head_ % capacity_;
-    return off + length <= capacity_ ? head_ : head_ + (capacity_ - off);
+    return off + taken(length) <= capacity_ ? head_ : head_ + (capacity_ - off);
   }
   // True when put(length) would not overwrite anything before the head that is not released.
-  bool room(uint64_t length) const { return start_of(length) + length - tail_ <= capacity_; }
+  bool room(uint64_t length) const {
+    return end_of(start_of(length), length) - tail_ <= capacity_;
+  }
 
   // Copies data in at start_of(data.size()); returns its position. Precondition: room().
   uint64_t put(std::span<const std::byte> data) {
-    RAFTD_ASSERT(data.size() <= capacity_ && room(data.size()), "cache arena: no room");
+    RAFTD_ASSERT(taken(data.size()) <= capacity_ && room(data.size()), "cache arena: no room");
     const uint64_t pos = start_of(data.size());
     if (!data.empty()) std::memcpy(ring_ + pos % capacity_, data.data(), data.size());
-    head_ = pos + data.size();
+    head_ = end_of(pos, data.size());
     return pos;
   }
   // The bytes of an entry put at pos; valid until the tail passes pos + length.
@@ -62,6 +67,8 @@ class CacheArena {
   }
 
  private:
+  static uint64_t taken(uint64_t length) { return length > 0 ? length : 1; }
+
   uint64_t capacity_;
   std::byte* ring_ = nullptr;
   uint64_t head_ = 0;

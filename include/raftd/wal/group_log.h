@@ -11,6 +11,7 @@
 
 #include "raftd/base/ids.h"
 #include "raftd/base/ring.h"
+#include "raftd/wal/format.h"
 #include "raftd/wal/node_pool.h"
 #include "raftd/wal/records.h"
 
@@ -20,17 +21,29 @@ namespace raftd::wal {
 // segment and was never compacted (recovery reports this as a gap unless a mark covers it).
 inline constexpr Term kTermUnknown{UINT64_MAX};
 
+// EntryLoc::cache_pos of an entry that never was in the cache arena (recovered from a file).
+inline constexpr uint64_t kNoCachePos = UINT64_MAX;
+
+// Where one live entry is: 40 bytes, one per entry of every group's live log, so a node
+// holding a few hundred thousand live entries spends its index memory here (it was 56 bytes
+// with a separate token; bench/etcd/README.md "Memory"). A frame lies within one segment of at
+// most kSegmentBytesMax (1 GiB) bytes, so its offset and the payload's offset in it fit 32 bits.
 struct EntryLoc {
   Term term;
   uint64_t segment = 0;         // sequence of the segment holding the frame; 0 while not placed
-  uint64_t frame_offset = 0;    // byte offset of the frame header in that segment
+  // The entry's position in the Wal's cache arena (cache_arena.h): where its bytes are while
+  // `cached`, and afterwards still its identity. Positions never repeat (every put advances the
+  // arena), so a record made for one appended entry (a fix-up, a cache reference) recognizes a
+  // later entry at the same index as another one. kNoCachePos for an entry read by recovery.
+  uint64_t cache_pos = kNoCachePos;
+  uint32_t frame_offset = 0;    // byte offset of the frame header in that segment
   uint32_t payload_offset = 0;  // offset of the payload inside the frame body
   uint32_t length = 0;
   uint16_t type = 0;
-  bool cached = false;     // the Wal's cache arena holds the bytes (recent or not yet durable)
-  uint64_t token = 0;      // unique per appended entry; ties cache and fix-up records to it
-  uint64_t cache_pos = 0;  // position of the bytes in the cache arena while cached
+  bool cached = false;  // the Wal's cache arena holds the bytes (recent or not yet durable)
 };
+static_assert(sizeof(EntryLoc) == 40, "EntryLoc is per live entry: keep it dense");
+static_assert(kSegmentBytesMax <= UINT32_MAX, "frame offsets are 32-bit");
 
 // The locations of a group's live entries, oldest first. An idle group holds one or a few
 // entries, and a node holds thousands of groups: up to kSmallMax entries live in a Ring

@@ -53,9 +53,13 @@ namespace raftd::wal {
 // can tear and what recovery may have to cut.
 inline constexpr uint64_t kBatchBytesDefault = 1ULL << 20;
 // Recently appended entries kept in memory for replication and re-delivery. Their bytes live in
-// one ring (cache_arena.h) of cache_bytes_max + (queued_batches_max + 2) * batch_bytes_max plus
-// two entries' slack, reserved at open and faulted in as it fills: 16 + 10 MiB by default, all
-// resident once the ring has wrapped. Reads only need what followers and the app have not taken
+// one ring (cache_arena.h) of max(cache_bytes_max, (queued_batches_max + 2) * batch_bytes_max)
+// plus two entries' slack, reserved at open and faulted in as it fills: 18 MiB by default, all
+// resident once the ring has wrapped. After each durable batch the oldest durable entries leave
+// until the ring's bytes in use (live entries, dead ones not yet passed, staged ones) are at most
+// cache_bytes_max; staged entries always fit, evicting durable ones if they must. (Until
+// 2026-12-02 the ring was the sum, 28 MiB, and only live entries counted: it filled with the
+// bytes of compacted entries.) Reads only need what followers and the app have not taken
 // yet, a fraction of a second of writes when they keep up: 16 MiB is over 10 s of 100-byte
 // entries at 12,000/s (bench/etcd) and 1.4 s of 1 KiB ones at that rate; a reader further
 // behind reads the segment files (raftd_wal_file_reads_total). 64 MiB cost each node 48 MB more
@@ -117,7 +121,8 @@ struct WalStats {
   uint64_t segments_created = 0;
   uint64_t segments_deleted = 0;
   uint64_t roll_waits = 0;  // times a batch waited for a prepared segment
-  uint64_t cache_bytes = 0;
+  uint64_t cache_bytes = 0;        // payload bytes of live cached entries
+  uint64_t cache_arena_bytes = 0;  // bytes in use in the cache ring: live, dead, gaps, staged
   uint64_t cache_hits = 0;
   uint64_t file_reads = 0;
   uint64_t batch_bytes_last = 0;
@@ -264,7 +269,6 @@ class Wal final : private SyncCompletion {
   uint64_t next_frame_ = 1;
   uint64_t next_batch_ = 1;  // batch number of the next write
   uint64_t last_checksum_ = 0;
-  uint64_t next_token_ = 1;
   uint64_t durable_groups_ = 0;  // groups with durable_exists (the checkpoint's size)
   uint64_t next_batch_id_ = 1;
   uint64_t durable_batch_id_ = 0;  // the newest batch on_durable reported
@@ -293,15 +297,18 @@ class Wal final : private SyncCompletion {
   std::vector<GroupId> checkpoint_ids_;
   std::vector<std::byte> checkpoint_body_;
 
+  // A run of a group's durable cached entries, back to back in the arena (evict_oldest()).
   struct CacheRef {
     GroupState* group;
-    LogIndex index;
-    uint64_t token;
-    uint64_t cache_end;  // arena position after the entry's bytes
+    LogIndex first;      // the run's first index
+    uint64_t cache_end;  // arena position after the run's bytes
   };
+  // A run's bytes: eviction takes whole runs, 1/256 of the default cache at most.
+  static constexpr uint64_t kCacheRunBytesMax = 64 * 1024;
   std::deque<CacheRef, NodeAllocator<CacheRef>> cache_order_;  // durable cached, oldest first
   std::unique_ptr<CacheArena> cache_;                          // bytes of every cached entry
-  uint64_t cache_bytes_ = 0;
+  uint64_t cache_bytes_ = 0;          // of live cached entries (WalStats::cache_bytes)
+  uint64_t cache_run_start_ = 0;      // arena position where cache_order_.back()'s run starts
   std::vector<std::byte> read_buf_;  // last frame read from a file
   uint64_t read_buf_segment_ = 0;
   uint64_t read_buf_offset_ = UINT64_MAX;
