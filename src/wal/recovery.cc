@@ -174,7 +174,8 @@ class Rebuilder final : public BodyVisitor {
     EntryLoc loc;
     loc.term = term;
     loc.segment = segment_;
-    loc.frame_offset = uint32_t(frame_offset_);  // < kSegmentBytesMax: the segment's size was checked
+    loc.frame_offset =
+        uint32_t(frame_offset_);  // < kSegmentBytesMax: the segment's size was checked
     loc.payload_offset = uint32_t(payload_offset);
     loc.length = uint32_t(data.size());
     loc.type = type;

@@ -107,8 +107,7 @@ Wal::Wal(Env& env, std::string dir, WalOptions options, Executor& executor, Sync
   const uint64_t entry_max = std::min(kEntryBytesMax, options_.batch_bytes_max);
   // (An entry takes at most entry_max bytes of the ring, an empty one 1: entries are at most
   // kEntryBytesMax and smaller than a batch.) The default, 18 MiB, is whole huge pages.
-  cache_ = std::make_unique<CacheArena>(std::max(options_.cache_bytes_max, staged) +
-                                        2 * entry_max);
+  cache_ = std::make_unique<CacheArena>(std::max(options_.cache_bytes_max, staged) + 2 * entry_max);
   preparer_ = std::make_unique<SegmentPreparer>(env_, dir_, options_.segment_bytes,
                                                 options_.batch_bytes_max, executor_,
                                                 options_.prepare_on_thread);
@@ -568,7 +567,8 @@ void Wal::place_entries(Batch& b, Segment& seg) {
   for (const Batch::Fixup& fx : b.fixups) {
     GroupState& gs = *fx.group;
     EntryLoc* loc = gs.log.at(fx.index);
-    if (loc == nullptr || loc->cache_pos != fx.cache_pos) continue;  // replaced before it was written
+    if (loc == nullptr || loc->cache_pos != fx.cache_pos)
+      continue;  // replaced before it was written
     loc->segment = seg.sequence;
     loc->frame_offset = uint32_t(frame_offsets_[fx.frame_id]);  // < segment_bytes
     loc->payload_offset = fx.payload_offset;

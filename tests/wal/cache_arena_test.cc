@@ -88,8 +88,8 @@ TEST_CASE("wal::Wal: the cache ring's bytes in use stay within cache_bytes_max u
   for (int step = 0; step < 2000; ++step) {
     ++last;
     for (uint64_t g = 1; g <= 4; ++g) {
-      REQUIRE(append_one(*h.wal, GroupId(g), LogIndex(last), Term(1), std::string(200, 'c'))
-                  .is_ok());
+      REQUIRE(
+          append_one(*h.wal, GroupId(g), LogIndex(last), Term(1), std::string(200, 'c')).is_ok());
     }
     h.settle();
     max_used = std::max(max_used, h.wal->stats().cache_arena_bytes);
@@ -102,8 +102,8 @@ TEST_CASE("wal::Wal: the cache ring's bytes in use stay within cache_bytes_max u
   }
   h.settle();  // the last compaction's mark is written, and the stats follow it
   REQUIRE(h.failed == std::nullopt);
-  CHECK(max_used > 32 * 1024);         // the ring did fill
-  CHECK(max_used <= 64 * 1024);        // to cache_bytes_max, dead bytes included
+  CHECK(max_used > 32 * 1024);                        // the ring did fill
+  CHECK(max_used <= 64 * 1024);                       // to cache_bytes_max, dead bytes included
   CHECK(h.wal->stats().cache_bytes <= 4 * 20 * 200);  // only the live entries are cached
   // The entries kept are still read from the ring.
   auto got = h.wal->read(GroupId(1), LogIndex(last - 19), LogIndex(last + 1), UINT64_MAX);

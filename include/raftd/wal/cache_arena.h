@@ -7,9 +7,10 @@
 // Positions are absolute byte counts since creation (they never wrap); an entry occupies
 // [pos, end_of(pos, length)) of the ring, contiguous: one that would straddle the end starts at
 // the next lap instead. Every put takes at least one byte, so no two puts share a position and
-// the owner may use a position as the identity of what it put there. The owner decides what may be overwritten: it calls release(end) once no
-// entry before `end` is needed, and asks room() before put(). Memory is reserved, not touched,
-// at creation: pages are faulted in as the ring fills. Not thread-safe (reactor thread).
+// the owner may use a position as the identity of what it put there. The owner decides what may be
+// overwritten: it calls release(end) once no entry before `end` is needed, and asks room() before
+// put(). Memory is reserved, not touched, at creation: pages are faulted in as the ring fills. Not
+// thread-safe (reactor thread).
 #pragma once
 
 #include <cstddef>
@@ -47,9 +48,7 @@ class CacheArena {
     return off + taken(length) <= capacity_ ? head_ : head_ + (capacity_ - off);
   }
   // True when put(length) would not overwrite anything before the head that is not released.
-  bool room(uint64_t length) const {
-    return end_of(start_of(length), length) - tail_ <= capacity_;
-  }
+  bool room(uint64_t length) const { return end_of(start_of(length), length) - tail_ <= capacity_; }
 
   // Copies data in at start_of(data.size()); returns its position. Precondition: room().
   uint64_t put(std::span<const std::byte> data) {

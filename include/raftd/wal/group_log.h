@@ -30,7 +30,7 @@ inline constexpr uint64_t kNoCachePos = UINT64_MAX;
 // most kSegmentBytesMax (1 GiB) bytes, so its offset and the payload's offset in it fit 32 bits.
 struct EntryLoc {
   Term term;
-  uint64_t segment = 0;         // sequence of the segment holding the frame; 0 while not placed
+  uint64_t segment = 0;  // sequence of the segment holding the frame; 0 while not placed
   // The entry's position in the Wal's cache arena (cache_arena.h): where its bytes are while
   // `cached`, and afterwards still its identity. Positions never repeat (every put advances the
   // arena), so a record made for one appended entry (a fix-up, a cache reference) recognizes a

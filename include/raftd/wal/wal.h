@@ -120,7 +120,7 @@ struct WalStats {
   uint64_t bytes_written = 0;
   uint64_t segments_created = 0;
   uint64_t segments_deleted = 0;
-  uint64_t roll_waits = 0;  // times a batch waited for a prepared segment
+  uint64_t roll_waits = 0;         // times a batch waited for a prepared segment
   uint64_t cache_bytes = 0;        // payload bytes of live cached entries
   uint64_t cache_arena_bytes = 0;  // bytes in use in the cache ring: live, dead, gaps, staged
   uint64_t cache_hits = 0;
@@ -307,8 +307,8 @@ class Wal final : private SyncCompletion {
   static constexpr uint64_t kCacheRunBytesMax = 64 * 1024;
   std::deque<CacheRef, NodeAllocator<CacheRef>> cache_order_;  // durable cached, oldest first
   std::unique_ptr<CacheArena> cache_;                          // bytes of every cached entry
-  uint64_t cache_bytes_ = 0;          // of live cached entries (WalStats::cache_bytes)
-  uint64_t cache_run_start_ = 0;      // arena position where cache_order_.back()'s run starts
+  uint64_t cache_bytes_ = 0;         // of live cached entries (WalStats::cache_bytes)
+  uint64_t cache_run_start_ = 0;     // arena position where cache_order_.back()'s run starts
   std::vector<std::byte> read_buf_;  // last frame read from a file
   uint64_t read_buf_segment_ = 0;
   uint64_t read_buf_offset_ = UINT64_MAX;
