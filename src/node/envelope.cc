@@ -1,5 +1,7 @@
 #include "raftd/node/envelope.h"
 
+#include <fmt/format.h>
+
 #include "raftd/base/assert.h"
 
 namespace raftd::node {
@@ -8,14 +10,21 @@ namespace {
 constexpr uint8_t kEnvelopeVersion = 1;
 constexpr uint8_t kFlagKey = 1;
 
-void put_u64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
+// Little-endian integers of sizeof(T) bytes.
+template <typename T>
+void put_le(std::string* out, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i) out->push_back(static_cast<char>(v >> (8 * i)));
 }
-uint64_t get_u64(std::string_view b) {
-  uint64_t x = 0;
-  for (int i = 7; i >= 0; --i) x = x << 8 | static_cast<uint8_t>(b[i]);
+template <typename T>
+T get_le(std::string_view b) {
+  T x = 0;
+  for (size_t i = sizeof(T); i-- > 0;) x = static_cast<T>(x << 8 | static_cast<uint8_t>(b[i]));
   return x;
 }
+void put_u64(std::string* out, uint64_t v) { put_le(out, v); }
+uint64_t get_u64(std::string_view b) { return get_le<uint64_t>(b); }
+void put_u32(std::string* out, uint32_t v) { put_le(out, v); }
+uint32_t get_u32(std::string_view b) { return get_le<uint32_t>(b); }
 Status bad(const char* what) { return Status(Code::kCorruption, std::string("envelope: ") + what); }
 
 }  // namespace
@@ -66,6 +75,68 @@ Result<EnvelopeView> decode_envelope(std::string_view entry) {
   }
   v.payload = entry;
   return v;
+}
+
+void append_forwarded(std::string* body, GroupId group, std::string_view entry) {
+  RAFTD_ASSERT(entry.size() <= UINT32_MAX, "forwarded entry over 4 GiB");
+  put_u64(body, group.value());
+  put_u32(body, static_cast<uint32_t>(entry.size()));
+  body->append(entry);
+}
+
+Result<std::vector<ForwardedEntry>> decode_forwarded(std::string_view body) {
+  std::vector<ForwardedEntry> out;
+  size_t at = 0;
+  while (at < body.size()) {
+    if (out.size() == kForwardBatchEntriesMax) {
+      return Status(Code::kTooLarge,
+                    fmt::format("forwarded batch: over {} entries", kForwardBatchEntriesMax));
+    }
+    if (body.size() - at < kForwardRecordHeaderBytes) {
+      return Status(
+          Code::kCorruption,
+          fmt::format("forwarded batch: record {} at byte {}: truncated header", out.size(), at));
+    }
+    const uint64_t group = get_u64(body.substr(at));
+    const uint32_t length = get_u32(body.substr(at + 8));
+    if (length > body.size() - at - kForwardRecordHeaderBytes) {
+      return Status(Code::kCorruption,
+                    fmt::format("forwarded batch: record {} at byte {}: length {} past the end",
+                                out.size(), at, length));
+    }
+    out.push_back({GroupId(group), body.substr(at + kForwardRecordHeaderBytes, length)});
+    at += kForwardRecordHeaderBytes + length;
+  }
+  return out;
+}
+
+void append_forward_answer(std::string* body, const ForwardAnswer& a) {
+  body->push_back(static_cast<char>(a.status & 0xff));
+  body->push_back(static_cast<char>(a.status >> 8));
+  body->push_back(static_cast<char>(a.replay ? 1 : 0));
+  put_u64(body, a.index.value());
+}
+
+Result<std::vector<ForwardAnswer>> decode_forward_answers(std::string_view body, size_t count) {
+  if (body.size() != count * kForwardAnswerBytes) {
+    return Status(Code::kCorruption,
+                  fmt::format("forward answers: {} bytes for {} entries (want {})", body.size(),
+                              count, count * kForwardAnswerBytes));
+  }
+  std::vector<ForwardAnswer> out(count);
+  for (size_t i = 0; i < count; ++i) {
+    std::string_view r = body.substr(i * kForwardAnswerBytes, kForwardAnswerBytes);
+    const uint8_t flags = static_cast<uint8_t>(r[2]);
+    if ((flags & ~1u) != 0) {
+      return Status(Code::kCorruption,
+                    fmt::format("forward answers: answer {}: reserved flag bits {:#x}", i, flags));
+    }
+    out[i].status = static_cast<uint16_t>(static_cast<uint8_t>(r[0]) |
+                                          static_cast<uint16_t>(static_cast<uint8_t>(r[1])) << 8);
+    out[i].replay = (flags & 1u) != 0;
+    out[i].index = LogIndex(get_u64(r.substr(3)));
+  }
+  return out;
 }
 
 }  // namespace raftd::node

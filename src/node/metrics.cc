@@ -378,6 +378,15 @@ void render_snapshots(MetricsText& m, const SnapshotMetrics& s) {
   m.sample("raftd_log_compactions_total", {}, s.compactions);
 }
 
+void render_forwards(MetricsText& m, const ForwardMetrics& f) {
+  m.family("raftd_forwarded_proposals_total", T::kCounter,
+           "Proposals this node forwarded to their group's leader.");
+  m.sample("raftd_forwarded_proposals_total", {}, f.proposals);
+  m.family("raftd_forward_requests_total", T::kCounter,
+           "Requests that carried them (one per leader and reactor turn, batched).");
+  m.sample("raftd_forward_requests_total", {}, f.requests);
+}
+
 void render_http(MetricsText& m, const http::Server& server) {
   const http::ServerStats& h = server.stats();
   m.family("raftd_http_connections", T::kGauge, "Open connections on the client listener.");
@@ -399,6 +408,7 @@ std::string render_metrics(const MetricsSources& s) {
   if (s.app != nullptr) render_app(m, s.app->stats());
   if (s.transport != nullptr) render_transport(m, s);
   if (s.snapshots != nullptr) render_snapshots(m, *s.snapshots);
+  if (s.forwards != nullptr) render_forwards(m, *s.forwards);
   if (s.client_server != nullptr) render_http(m, *s.client_server);
   return m.text();
 }

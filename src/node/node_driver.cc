@@ -15,7 +15,8 @@ namespace raftd::node {
 namespace {
 
 bool is_forward(const http::Exchange& ex) {
-  return ex.request().target.rfind(kForwardPath, 0) == 0;
+  const std::string& t = ex.request().target;
+  return t.rfind(kForwardPath, 0) == 0 || t == kForwardBatchPath;
 }
 
 // A joining node's question (node_cluster.cc): answered from its headers; it has no body.
@@ -200,6 +201,7 @@ void NodeImpl::on_turn_end() {
   if (!installs_missing_.empty()) finish_missing_installs();
   host_->process();
   journal_->flush();
+  flush_forwards();
   transport_->flush();
   // Lazy hard states (GroupHost::Commit) ride with the next write; a tick, or shutdown, writes
   // them when no write came (so they wait at most about a tick).

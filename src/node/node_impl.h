@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "node/cluster_file.h"
@@ -49,6 +50,8 @@ inline constexpr size_t kWaitersMax = 65'536;
 // it freed back to the system, once per quiet spell (NodeImpl::trim_heap_when_quiet).
 inline constexpr uint64_t kHeapTrimQuietTicks = 50;
 inline constexpr const char* kForwardPath = "/raft/v1/forward/";
+// Forwarded proposals, batched: one POST per leader and reactor turn (envelope.h).
+inline constexpr const char* kForwardBatchPath = "/raft/v1/forwards";
 inline constexpr const char* kJoinPath = "/raft/v1/join";
 inline constexpr const char* kHeaderRequest = "Raftd-Request";
 
@@ -221,7 +224,21 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void api_cluster(http::Exchange& ex);
   void propose_entry(http::Exchange& ex, GroupId g, EntryKind kind, std::string payload,
                      std::string key);
+  // A follower's proposal for a group `leader` leads: queued for the turn's batch to that leader
+  // (flush_forwards), or sent alone to a leader that does not take batches.
+  struct Forward {
+    uint64_t rid;
+    GroupId group;
+    std::string entry;
+    std::string key;
+  };
   void forward(uint64_t rid, GroupId g, NodeId leader, std::string entry, std::string key);
+  void forward_one(NodeId leader, Forward f);
+  void flush_forwards();
+  void send_forwards(NodeId leader, std::vector<Forward> batch);
+  void on_forward_answer(const Forward& f, const ForwardAnswer& a);
+  // The leader's side of one forwarded entry, single or batched; `why` names a refusal.
+  ForwardAnswer accept_forward(GroupId g, NodeId from, std::string entry, std::string* why);
   void await_keyed(uint64_t rid, GroupId g, LogIndex index, std::string key);
   void finish_keyed(uint64_t rid, LogIndex index, const std::optional<std::string>& result);
   void erase_waiter(std::unordered_map<uint64_t, Waiter>::iterator it);
@@ -261,7 +278,10 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   MetaState meta_;
   std::unique_ptr<transport::Transport> transport_;
   std::unique_ptr<app::AppClient> app_;
-  std::unique_ptr<http::Client> http_;  // forwarded proposals
+  std::unique_ptr<http::Client> http_;                         // forwarded proposals
+  std::unordered_map<NodeId, std::vector<Forward>> forwards_;  // per leader, sent at turn end
+  std::unordered_set<NodeId> forward_singly_;  // leaders that answered 404 to a batch (older)
+  ForwardMetrics forward_metrics_;
   std::unique_ptr<PeerRouter> peer_router_;
   std::unique_ptr<http::Server> peer_server_;
   std::unique_ptr<http::Server> client_server_;

@@ -20,6 +20,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -393,6 +394,123 @@ def test_app_ahead_of_durable_commit(c):
     assert behind > 0, "the follower's durable commit was never behind its app"
     c.put([fol, leader], 7, "after", "1")  # new proposals through it work as before
     c.read_until(fol, 7, "after", "1")
+    c.stop_all()
+
+
+# ---- forwarded proposals, batched -----------------------------------------------------------
+
+
+def envelope(origin, rid, payload, key=b"", kind=1):
+    """An entry as raftd encodes it (doc/node.md "Entry envelope")."""
+    out = struct.pack("<BBBQQ", 1, kind, 1 if key else 0, origin, rid)
+    if key:
+        out += struct.pack("<H", len(key)) + key
+    return out + payload
+
+
+def forwarded(g, entry):
+    """One record of a forwarded batch: u64 group | u32 length | entry."""
+    return struct.pack("<QI", g, len(entry)) + entry
+
+
+def forward_post(node, target, body, cluster, sender):
+    head = (f"POST {target} HTTP/1.1\r\nHost: x\r\nRaftd-Cluster: {cluster}\r\n"
+            f"Raftd-From: {sender}\r\nContent-Length: {len(body)}\r\n\r\n")
+    return ct.raw_request(node.peer_port, head, body)
+
+
+def forward_answers(body):
+    """(status, replay, index) per answer of a batch (u16 status | u8 flags | u64 index)."""
+    assert len(body) % 11 == 0, f"answers of {len(body)} bytes"
+    return [(st, fl == 1, ix) for st, fl, ix in
+            (struct.unpack_from("<HBQ", body, 11 * i) for i in range(len(body) // 11))]
+
+
+@test
+def test_forwarded_batches(c):
+    """Proposals through followers reach the leader in batches: one request per leader and
+    reactor turn carries every proposal of that turn. The leader's batch endpoint answers each
+    entry in order (appended, replayed under its Idempotency-Key, not the leader, malformed),
+    refuses bad framing and other clusters, and the one-entry endpoint still works."""
+    ops(c).start()
+    for g in (7, 8):
+        c.create_group(c.nodes[0], g)
+    n1, n2, n3 = c.nodes
+    lead_on(c, 7, n1)
+    lead_on(c, 8, n1)
+    # 64 concurrent puts through node 2: forwarded, and fewer requests than proposals.
+    before = (metric_total(n2, "raftd_forwarded_proposals_total"),
+              metric_total(n2, "raftd_forward_requests_total"))
+    failed = []
+    start = threading.Barrier(64)
+
+    def put(i):
+        start.wait()  # all at once, so that several reach node 2 in one turn
+        try:
+            c.put(n2, 7 + i % 2, f"fb{i}", str(i))
+        except AssertionError as e:
+            failed.append(str(e))
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed, f"puts through node 2 failed: {failed[:3]}"
+    proposals = metric_total(n2, "raftd_forwarded_proposals_total") - before[0]
+    requests = metric_total(n2, "raftd_forward_requests_total") - before[1]
+    print(f"    node 2 forwarded {proposals} proposals in {requests} requests")
+    assert proposals >= 64, f"only {proposals} proposals forwarded"
+    assert 0 < requests < proposals, f"{proposals} proposals in {requests} requests: not batched"
+    for i in (0, 63):
+        c.read_until(n3, 7 + i % 2, f"fb{i}", str(i))
+
+    # The leader's endpoint, spoken to directly as node 2.
+    cid = cluster_id(n1)
+    rid = random.getrandbits(62)
+    good = envelope(2, rid, ct.put_cmd("raw", "1").encode())
+    keyed = envelope(2, rid + 1, ct.put_cmd("rawk", "2").encode(), key=b"batch-key-1")
+    body = (forwarded(7, good) + forwarded(8, keyed) + forwarded(7, envelope(3, rid + 2, b"x")) +
+            forwarded(99, envelope(2, rid + 3, b"x")) + forwarded(7, b"\x01\x01"))
+    r = forward_post(n1, "/raft/v1/forwards", body, cid, 2)
+    ct.expect_status(r, 200, what="a batch of five")
+    got = forward_answers(r.body)
+    assert [a[0] for a in got] == [200, 200, 400, 503, 400], f"answers {got}"
+    assert got[0][2] > 0 and got[1][2] > 0 and not got[0][1] and not got[1][1], f"answers {got}"
+    # Appended is not committed: wait for it to be applied (a stale read retries).
+    c.read_until(n2, 7, "raw", "1", stale=True)
+    # The same key again, alone: found in the leader's log, nothing appended.
+    r = forward_post(n1, "/raft/v1/forwards", forwarded(8, keyed), cid, 2)
+    ct.expect_status(r, 200, what="a keyed entry again")
+    assert forward_answers(r.body) == [(200, True, got[1][2])], f"replay {r.body!r}"
+    # A follower is not the leader of any entry it is sent.
+    r = forward_post(n3, "/raft/v1/forwards", forwarded(7, envelope(2, rid + 4, b"y")), cid, 2)
+    ct.expect_status(r, 200, what="a batch to a follower")
+    assert [a[0] for a in forward_answers(r.body)] == [503], f"follower's answers {r.body!r}"
+    # Framing: a truncated record header, a length past the end, too many records.
+    for bad in (forwarded(7, good)[:11], forwarded(7, good)[:-1],
+                forwarded(7, good) + b"\x07\x00"):
+        ct.expect_status(forward_post(n1, "/raft/v1/forwards", bad, cid, 2), 400, "bad_request",
+                         f"a batch of {len(bad)} malformed bytes")
+    r = forward_post(n1, "/raft/v1/forwards", forwarded(7, b"") * 4097, cid, 2)
+    ct.expect_status(r, 413, "too_large", "a batch of 4,097 records")
+    # Another cluster, an unknown sender.
+    ct.expect_status(forward_post(n1, "/raft/v1/forwards", forwarded(7, good), cid + 1, 2), 403,
+                     "forbidden", "a batch from another cluster")
+    ct.expect_status(forward_post(n1, "/raft/v1/forwards", forwarded(7, good), cid, 9), 403,
+                     "forbidden", "a batch from an unknown node")
+    # Over the size limit: 413, nothing appended, the node still serves.
+    big = forwarded(7, b"z" * (2 << 20))
+    ct.expect_status(forward_post(n1, "/raft/v1/forwards", big, cid, 2), 413, "too_large",
+                     "a batch over the limit")
+    # The one-entry endpoint (what earlier versions send).
+    single = envelope(2, rid + 5, ct.put_cmd("single", "3").encode())
+    r = forward_post(n1, "/raft/v1/forward/7", single, cid, 2)
+    ct.expect_status(r, 200, what="a single forwarded entry")
+    assert json.loads(r.body)["index"] > 0, f"single answer {r.body!r}"
+    c.read_until(n3, 7, "single", "3", stale=True)
+    c.put([n2, n3], 7, "after", "4")
+    c.read_until(n1, 7, "after", "4")
     c.stop_all()
 
 

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "raftd/base/ids.h"
 #include "raftd/base/status.h"
@@ -44,5 +45,36 @@ std::string encode_envelope(EntryKind kind, NodeId origin, uint64_t request_id,
                             std::string_view key, std::string_view payload);
 // The views point into `entry`, which must outlive them.
 Result<EnvelopeView> decode_envelope(std::string_view entry);
+
+// Forwarded proposals, batched (doc/node.md "Write path"): a follower sends the entries it took
+// for groups another node leads in one POST per leader and reactor turn, and the leader answers
+// each in order.
+//   request body: records   u64 group | u32 length | `length` bytes (an encoded envelope)
+//   answer body:  records   u16 status | u8 flags (bit 0: replay; others zero) | u64 index
+// (little endian; nothing before, between or after the records). Status 200: appended at
+// `index` (or, with replay, found at `index` under its Idempotency-Key: nothing appended); 503:
+// not appended; 400: a malformed entry (the outcome is unknown to the proposer, as for any
+// failure that is not an explicit "not appended").
+struct ForwardedEntry {
+  GroupId group;
+  std::string_view entry;  // points into the body
+};
+struct ForwardAnswer {
+  uint16_t status = 0;
+  bool replay = false;
+  LogIndex index;
+  bool operator==(const ForwardAnswer&) const = default;
+};
+inline constexpr size_t kForwardRecordHeaderBytes = 12;
+inline constexpr size_t kForwardAnswerBytes = 11;
+// Entries per batch: the follower starts another batch beyond it, the leader refuses more (400).
+inline constexpr size_t kForwardBatchEntriesMax = 4096;
+void append_forwarded(std::string* body, GroupId group, std::string_view entry);
+// kCorruption naming the record and byte offset when the body breaks a rule above, kTooLarge
+// beyond kForwardBatchEntriesMax records.
+Result<std::vector<ForwardedEntry>> decode_forwarded(std::string_view body);
+void append_forward_answer(std::string* body, const ForwardAnswer& a);
+// kCorruption unless the body holds exactly `count` well-formed answers.
+Result<std::vector<ForwardAnswer>> decode_forward_answers(std::string_view body, size_t count);
 
 }  // namespace raftd::node

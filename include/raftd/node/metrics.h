@@ -116,6 +116,13 @@ struct SnapshotMetrics {
   std::uint64_t compactions = 0;
 };
 
+// Proposals a follower forwarded to their group's leader (node_api.cc): each batch is one request
+// on the peer connection.
+struct ForwardMetrics {
+  std::uint64_t proposals = 0;
+  std::uint64_t requests = 0;
+};
+
 struct MetricsSources {
   NodeId self;
   const GroupHost* host = nullptr;
@@ -128,6 +135,7 @@ struct MetricsSources {
   const http::Server* client_server = nullptr;
   const ApiMetrics* api = nullptr;
   const SnapshotMetrics* snapshots = nullptr;
+  const ForwardMetrics* forwards = nullptr;
 };
 
 // The whole exposition, every family in a fixed order (doc/node.md, "Metrics").
