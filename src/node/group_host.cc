@@ -190,6 +190,11 @@ bool GroupHost::installing(GroupId g) const {
   return h.held && h.held->snapshot && !h.snapshot_staged;
 }
 
+LogIndex GroupHost::durable_commit(GroupId g) const {
+  auto it = groups_.find(g);
+  return it == groups_.end() ? LogIndex(0) : it->second->durable_commit;
+}
+
 LogIndex GroupHost::compacted_index(GroupId g) const {
   if (!groups_.contains(g)) return LogIndex(0);
   auto info = wal_.group(g);

@@ -200,6 +200,7 @@ void NodeImpl::on_turn_end() {
   if (!transport_ || !app_) return;  // still starting
   if (!installs_missing_.empty()) finish_missing_installs();
   host_->process();
+  if (!snapshot_requests_.empty()) finish_snapshot_requests();
   journal_->flush();
   flush_forwards();
   transport_->flush();

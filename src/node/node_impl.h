@@ -186,6 +186,13 @@ class NodeImpl final : public GroupHost::Driver, public http::Handler {
   void on_install_done(GroupId g, const raft::SnapshotMeta& meta, const Status& status);
   void finish_missing_installs();
   SnapshotMetrics snapshot_metrics() const;
+  void finish_snapshot_requests();
+  struct SnapshotRequest {
+    uint64_t rid;
+    GroupId group;
+    LogIndex durable;  // what the app made durable when asked
+  };
+  std::vector<SnapshotRequest> snapshot_requests_;  // POST /snapshot waiting for a durable commit
 
   // node_cluster.cc: nodes joining and leaving the cluster (doc/node.md "Joining a running
   // cluster")

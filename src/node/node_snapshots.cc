@@ -127,14 +127,38 @@ void NodeImpl::api_snapshot(http::Exchange& ex, GroupId g) {
   add_waiter(ex, g, rid);
   with_durable(g, [this, g, rid](LogIndex durable) {
     if (!waiters_.contains(rid)) return;  // the client left or the request timed out
-    if (!host_->hosts(g)) return fail_waiter(rid, 404, "unknown_group", "the group is gone");
-    if (host_->installing(g)) {
-      return fail_waiter(rid, 503, "unavailable", "a snapshot from the leader is being installed");
+    // The log is compacted no further than the commit index of the last durable hard state,
+    // which a lazy commit (raft.h) may leave behind the app until the next write or tick: the
+    // lazy hard states are written at this turn's end and the compaction waits for them.
+    snapshot_requests_.push_back({rid, g, durable});
+    lazy_flush_due_ = true;
+  });
+}
+
+// POST /snapshot requests whose app-durable index the group's durable commit has reached (or
+// that can go no further): compacted and answered. Called at every turn's end.
+void NodeImpl::finish_snapshot_requests() {
+  std::erase_if(snapshot_requests_, [this](const SnapshotRequest& q) {
+    if (!waiters_.contains(q.rid)) return true;  // the client left or the request timed out
+    if (!host_->hosts(q.group)) {
+      fail_waiter(q.rid, 404, "unknown_group", "the group is gone");
+      return true;
     }
-    if (!compact_to(g, durable, "request")) {
-      return fail_waiter(rid, 503, "unavailable", "the compaction failed (see the node's log)");
+    const raft::Group* grp = host_->group(q.group);
+    const LogIndex target = std::min(q.durable, grp->commit_index());
+    if (host_->durable_commit(q.group) < target) {
+      lazy_flush_due_ = true;
+      return false;
     }
-    finish_waiter(rid, 200, group_status_json(g), "application/json", host_->compacted_index(g));
+    if (host_->installing(q.group)) {
+      fail_waiter(q.rid, 503, "unavailable", "a snapshot from the leader is being installed");
+    } else if (!compact_to(q.group, q.durable, "request")) {
+      fail_waiter(q.rid, 503, "unavailable", "the compaction failed (see the node's log)");
+    } else {
+      finish_waiter(q.rid, 200, group_status_json(q.group), "application/json",
+                    host_->compacted_index(q.group));
+    }
+    return true;
   });
 }
 

@@ -553,6 +553,10 @@ TEST_CASE("config::parse_config: a table header without a key is a syntax error,
         "t.toml:2: TOML syntax error: a character outside strings and comments is not ASCII");
   CHECK(error_of("[raft]\ntick_ms = 1979-05-27T/07:32:00Z") ==
         "t.toml:2: TOML syntax error: ':' outside a string (raftd.toml has no times or dates)");
+  // A time with no digit where its hour goes, behind a quote the scan above takes for a string:
+  // toml++ refuses it (found by the fuzzer: corpus/toml_time_no_digit).
+  CHECK(error_of("[bogus]\nx = [0, 1979-05-27T/'7:32:00Z%]")
+            .starts_with("t.toml:2: TOML syntax error: "));
   // A multi-line string may end in up to two quotes: what follows is outside it.
   CHECK(error_of("[node]\ndata_dir = \'\'\'x\'\'\'\'\' \xd1\x9e") ==
         "t.toml:2: TOML syntax error: a character outside strings and comments is not ASCII");

@@ -155,6 +155,9 @@ class GroupHost {
   Result<LogIndex> compact(GroupId g, LogIndex index);
   // The compaction index (first_index - 1) of g's log, 0 when not hosted.
   LogIndex compacted_index(GroupId g) const;
+  // The commit index of g's last durable hard state (a lazy one may trail the replica's commit
+  // until the node's next write or tick), 0 when not hosted.
+  LogIndex durable_commit(GroupId g) const;
   // Ends a snapshot install started by Driver::install_snapshot (see the file comment). No-op for
   // a group not installing.
   void finish_install(GroupId g, const Status& status);
