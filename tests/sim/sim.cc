@@ -219,6 +219,7 @@ void Sim::boot(Node& n) {
     r.unsynced_max_entry = 0;
     r.hs_slot.reset();
     r.lazy_hs.reset();
+    r.hs_commit = r.hard_state.commit;
   }
 }
 
@@ -287,7 +288,7 @@ void Sim::dispatch(const Event& e) {
         for (int g = 0; g < o_.groups && result_.ok; ++g) {
           if (!hosts(e.node, g)) continue;
           rep(e.node, g).group->tick();
-          maybe_drain(e.node, g);
+          drain(e.node, g);  // a lazy driver too (maybe_drain): a Ready waits a tick at most
         }
         // coalesce-hs: hard states nothing waited for go out with the next batch, or on an
         // idle disk at the next tick.
@@ -359,6 +360,7 @@ void Sim::drain(int n, int g) {
   Replica& r = rep(n, g);
   if (!r.group) return;
   const raft::ConfState before = r.group->conf_state();
+  const uint64_t seq = ++drain_seq_;
   raft::Ready rd;
   std::swap(rd, node(n).kept_ready);  // a drain entered from within this one finds it empty
   while (result_.ok && r.group->has_ready()) {
@@ -367,12 +369,16 @@ void Sim::drain(int n, int g) {
   }
   std::swap(rd, node(n).kept_ready);
   if (result_.ok) check_conf(n, g);
-  if (result_.ok) check_commit_quorum(n, g, before);
+  if (result_.ok) check_commit_quorum(n, g, before, seq);
   if (result_.ok) check_replica(n, g);
 }
 
 // A lazy driver steps several inputs before it calls ready(): on a lazy-Ready node an input is
-// left undrained at random; a later input (at the latest a tick, soon) drains them all.
+// left undrained at random; a later input, at the latest the next tick, drains them all. (Ticks
+// were lazy too until 2026-12-02: a Ready could wait many ticks, so a vote took longer to
+// become durable than an election timeout, and with PreVote off two candidates kept raising
+// the term past each other, seeds 346 and 1355: a driver slower than the timeouts, which no
+// configuration can make live.)
 void Sim::maybe_drain(int n, int g) {
   if (node(n).lazy_ready && rng_.chance(swarm_.lazy_ready_ppm)) return;
   drain(n, g);
@@ -402,8 +408,25 @@ void Sim::process_ready(int n, int g, raft::Ready& rd) {
   } else if (hs) {
     r.lazy_hs.reset();  // a newer hard state, written, stands for it
   }
+  for (const Entry& e : rd.entries) {
+    if (e.type == raft::EntryType::kConfChange) r.conf_entries[e.index] = e.term;
+  }
+  bool commits_conf = false;
+  if (rd.hard_state) {
+    const LogIndex commit = rd.hard_state->commit;
+    for (auto it = r.conf_entries.upper_bound(r.hs_commit);
+         it != r.conf_entries.end() && it->first <= commit; ++it) {
+      commits_conf = commits_conf || r.group->term_at(it->first) == it->second;
+    }
+    r.hs_commit = std::max(r.hs_commit, commit);
+  }
   if (hs || !rd.entries.empty() || rd.snapshot || !rd.messages_after_persist.empty()) {
-    DiskWrite w{g, rd.snapshot, rd.entries, hs, std::move(rd.messages_after_persist)};
+    DiskWrite w{g,
+                rd.snapshot,
+                rd.entries,
+                hs,
+                std::move(rd.messages_after_persist),
+                commits_conf && hs.has_value()};
     if (!swarm_.modes.coalesce_hs || coalesce_hard_state(n, &w)) disk_enqueue(n, std::move(w));
   }
   r.group->advance(rd);
@@ -466,6 +489,7 @@ void Sim::apply(int n, int g, const Entry& e) {
                         g + 1, e.index.value(), n + 1));
     return;
   }
+  if (x.term == 0) x.drain = drain_seq_;
   x.term = e.term.value();
   x.applied = true;
   x.data = e.data;
@@ -637,10 +661,12 @@ void Sim::disk_enqueue(int n, DiskWrite w) {
 // replica's slot, which goes out with the node's next batch (or at its next tick), after that
 // batch's entries; a Ready that writes takes the slot's place, and the hard states of its
 // replica's earlier writes still queued for the next batch are dropped (the newest, written
-// after them in the same batch, stands for them). Returns whether `w` is still to be written.
+// after them in the same batch, stands for them). A hard state that newly commits a
+// configuration change is neither put in the slot nor dropped: it is written in Ready order,
+// before the entries of later Readys (raft.h). Returns whether `w` is still to be written.
 bool Sim::coalesce_hard_state(int n, DiskWrite* w) {
   Replica& r = rep(n, w->group);
-  if (!w->snapshot && w->entries.empty() && w->after_persist.empty()) {
+  if (!w->snapshot && w->entries.empty() && w->after_persist.empty() && !w->commits_conf) {
     result_.stats.hs_coalesced += r.hs_slot.has_value();
     r.hs_slot = w->hard_state;
     return false;
@@ -650,7 +676,7 @@ bool Sim::coalesce_hard_state(int n, DiskWrite* w) {
   } else {
     result_.stats.hs_coalesced += r.hs_slot.has_value();
     for (DiskWrite& q : node(n).disk) {
-      if (q.group != w->group || !q.hard_state) continue;
+      if (q.group != w->group || !q.hard_state || q.commits_conf) continue;
       q.hard_state.reset();
       ++result_.stats.hs_coalesced;
     }

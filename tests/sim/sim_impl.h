@@ -169,6 +169,10 @@ struct DiskWrite {
   std::vector<Entry> entries;
   std::optional<raft::HardState> hard_state;
   std::vector<Message> after_persist;
+  // Its hard state newly commits a configuration change entry: it must be durable before the
+  // entries of any later Ready of the group (raft.h "Hard state"), so no driver mode defers it
+  // past them (coalesce-hs) or lands later entries without it (split-hs).
+  bool commits_conf = false;
 };
 
 // One group's replica on one node: durable state (survives crashes) and volatile state.
@@ -207,6 +211,11 @@ struct Replica {
   std::optional<raft::HardState> hs_slot;
   // lazy-commit: the newest lazy hard state not yet queued for the disk (volatile).
   std::optional<raft::HardState> lazy_hs;
+  // Configuration change entries handed out to be written (index -> term; an entry replaced
+  // since has another term), and the commit index of the newest hard state handed out: which
+  // hard states newly commit a change (DiskWrite::commits_conf).
+  std::map<LogIndex, Term> conf_entries;
+  LogIndex hs_commit;  // volatile: the durable one at boot
 };
 
 struct Node {
@@ -274,7 +283,8 @@ struct TraceRec {
 // The committed log as the checkers know it, per group: the term of every committed index and
 // the data some replica applied there.
 struct Record {
-  uint64_t term = 0;  // 0: nothing known yet
+  uint64_t term = 0;   // 0: nothing known yet
+  uint64_t drain = 0;  // Sim::drain_seq_ of the drain in which it was first known committed
   bool applied = false;
   std::string data;
 };
@@ -363,7 +373,9 @@ class Sim {
   void check_replica(int node, int group);
   void record_commit(int group, LogIndex i, Term t, int node);
   void check_leader_completeness(int node, int group);
-  void check_commit_quorum(int node, int group, const raft::ConfState& before);
+  uint64_t drain_seq_ = 0;  // drains begun (Record::drain)
+  // `drain`: the drain_seq_ of the drain that ends with this check.
+  void check_commit_quorum(int node, int group, const raft::ConfState& before, uint64_t drain);
   bool durably_holds(int node, int group, LogIndex i, Term t);
   void check_logs();
   void check_new_entries(int node, int group, const std::vector<Entry>& entries);

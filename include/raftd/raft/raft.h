@@ -29,6 +29,13 @@
 //     in the term of its last entry if that is newer than the hard state's (with no vote), and
 //     with commit >= the snapshot index. Writing only the newest of several queued hard states
 //     is fine (they only grow) as long as the rules above hold for every Ready it stands for.
+//   - A hard state that newly commits a configuration change entry must be durable no later
+//     than the entries of any later Ready of the group (before them, or in one atomic write
+//     with them; never deferred or coalesced past them): the core applies the change on
+//     advance() and may append entries that follow from it (a leader's leave of a joint
+//     configuration), and those entries durable without that commit would let a restarted node
+//     win an election in the old configuration and commit them with none of the new one's
+//     voters holding them (doc/raft.md).
 //   - The application must never make an applied index (or a snapshot of its state) durable
 //     beyond the durable commit index (BootState: applied <= hard_state.commit, except for a
 //     snapshot the core installed, see above); applying in memory earlier is fine.
