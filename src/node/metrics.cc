@@ -117,6 +117,12 @@ void MetricsText::begin_sample(std::string_view name, MetricLabels labels, std::
   out_ += ' ';
 }
 
+void MetricsText::single(std::string_view name, MetricType type, std::string_view help,
+                         std::uint64_t value) {
+  family(name, type, help);
+  sample(name, {}, value);
+}
+
 void MetricsText::sample(std::string_view name, MetricLabels labels, double value) {
   RAFTD_ASSERT(type_ != MetricType::kHistogram, "metrics: histogram samples come from histogram()");
   begin_sample(name, labels, {});
@@ -184,12 +190,12 @@ void render_groups(MetricsText& m, const MetricsSources& s) {
   }
   std::sort(rows.begin(), rows.end(),
             [](const Row& a, const Row& b) { return a.group->group() < b.group->group(); });
-  m.family("raftd_groups", T::kGauge, "Groups this node hosts, the meta group (0) included.");
-  m.sample("raftd_groups", {}, static_cast<std::uint64_t>(rows.size()));
-  m.family("raftd_group_sleepers_woken_total", T::kCounter,
+  m.single("raftd_groups", T::kGauge, "Groups this node hosts, the meta group (0) included.",
+           static_cast<std::uint64_t>(rows.size()));
+  m.single("raftd_group_sleepers_woken_total", T::kCounter,
            "Sleeping groups the host's safety sweep found with work no input had announced "
-           "(0 unless an input skipped mark_dirty: a bug).");
-  m.sample("raftd_group_sleepers_woken_total", {}, s.host->stats().sleepers_woken);
+           "(0 unless an input skipped mark_dirty: a bug).",
+           s.host->stats().sleepers_woken);
   m.family("raftd_group_term", T::kGauge, "The group's current term on this node.");
   for (const Row& r : rows)
     m.sample("raftd_group_term", {{"group", r.id}}, r.group->term().value());
@@ -238,31 +244,29 @@ void render_api(MetricsText& m, const ApiMetrics& a) {
 }  // namespace
 
 void render_wal(MetricsText& m, const wal::WalStats& w) {
-  m.family("raftd_wal_bytes_written_total", T::kCounter, "Bytes the WAL wrote in durable batches.");
-  m.sample("raftd_wal_bytes_written_total", {}, w.bytes_written);
-  m.family("raftd_wal_fsyncs_total", T::kCounter, "fdatasyncs the WAL issued (one per batch).");
-  m.sample("raftd_wal_fsyncs_total", {}, w.syncs);
+  m.single("raftd_wal_bytes_written_total", T::kCounter, "Bytes the WAL wrote in durable batches.",
+           w.bytes_written);
+  m.single("raftd_wal_fsyncs_total", T::kCounter, "fdatasyncs the WAL issued (one per batch).",
+           w.syncs);
   m.family("raftd_wal_fsync_duration_seconds", T::kHistogram,
            "Time of one batch's linked write and fdatasync, from submission to completion.");
   m.histogram("raftd_wal_fsync_duration_seconds", {}, w.sync_seconds);
   m.family("raftd_wal_batch_bytes", T::kHistogram, "Size of each durable WAL batch in bytes.");
   m.histogram("raftd_wal_batch_bytes", {}, w.batch_bytes);
-  m.family("raftd_wal_segments_created_total", T::kCounter, "WAL segment files created.");
-  m.sample("raftd_wal_segments_created_total", {}, w.segments_created);
-  m.family("raftd_wal_segments_deleted_total", T::kCounter,
-           "WAL segment files deleted once no group needed them.");
-  m.sample("raftd_wal_segments_deleted_total", {}, w.segments_deleted);
-  m.family("raftd_wal_cache_bytes", T::kGauge, "Bytes of recent entries the WAL keeps in memory.");
-  m.sample("raftd_wal_cache_bytes", {}, w.cache_bytes);
-  m.family("raftd_wal_cache_arena_bytes", T::kGauge,
-           "Bytes in use in the WAL's cache ring: cached, not yet durable, and dead ones.");
-  m.sample("raftd_wal_cache_arena_bytes", {}, w.cache_arena_bytes);
-  m.family("raftd_wal_cache_hits_total", T::kCounter,
-           "Entry reads (replication, delivery to the app) answered from the WAL's cache.");
-  m.sample("raftd_wal_cache_hits_total", {}, w.cache_hits);
-  m.family("raftd_wal_file_reads_total", T::kCounter,
-           "Entry reads that missed the cache and read a segment file.");
-  m.sample("raftd_wal_file_reads_total", {}, w.file_reads);
+  m.single("raftd_wal_segments_created_total", T::kCounter, "WAL segment files created.",
+           w.segments_created);
+  m.single("raftd_wal_segments_deleted_total", T::kCounter,
+           "WAL segment files deleted once no group needed them.", w.segments_deleted);
+  m.single("raftd_wal_cache_bytes", T::kGauge, "Bytes of recent entries the WAL keeps in memory.",
+           w.cache_bytes);
+  m.single("raftd_wal_cache_arena_bytes", T::kGauge,
+           "Bytes in use in the WAL's cache ring: cached, not yet durable, and dead ones.",
+           w.cache_arena_bytes);
+  m.single("raftd_wal_cache_hits_total", T::kCounter,
+           "Entry reads (replication, delivery to the app) answered from the WAL's cache.",
+           w.cache_hits);
+  m.single("raftd_wal_file_reads_total", T::kCounter,
+           "Entry reads that missed the cache and read a segment file.", w.file_reads);
 }
 
 void render_app(MetricsText& m, const app::AppStats& a) {
@@ -285,30 +289,25 @@ void render_app(MetricsText& m, const app::AppStats& a) {
   for (const auto& [name, c] : calls) {
     m.sample("raftd_app_call_errors_total", {{"call", name}}, c->errors);
   }
-  m.family("raftd_app_entries_applied_total", T::kCounter,
-           "Entries the application acknowledged applying.");
-  m.sample("raftd_app_entries_applied_total", {}, a.entries_applied);
+  m.single("raftd_app_entries_applied_total", T::kCounter,
+           "Entries the application acknowledged applying.", a.entries_applied);
 }
 
 namespace {
 
 void render_transport(MetricsText& m, const MetricsSources& s) {
   const transport::TransportStats& t = s.transport->stats();
-  m.family("raftd_transport_messages_sent_total", T::kCounter,
-           "Raft messages encoded into the streams to the peers.");
-  m.sample("raftd_transport_messages_sent_total", {}, t.messages_sent);
-  m.family("raftd_transport_heartbeats_sent_total", T::kCounter,
-           "Of the Raft messages sent, heartbeats and their answers.");
-  m.sample("raftd_transport_heartbeats_sent_total", {}, t.heartbeats_sent);
-  m.family("raftd_transport_heartbeats_coalesced_total", T::kCounter,
-           "Of the heartbeats sent, those sent as tuples of one list per peer and flush.");
-  m.sample("raftd_transport_heartbeats_coalesced_total", {}, t.heartbeats_coalesced);
-  m.family("raftd_transport_frames_sent_total", T::kCounter,
-           "Frames sent on the peer streams (keep-alive pings included).");
-  m.sample("raftd_transport_frames_sent_total", {}, t.frames_sent);
-  m.family("raftd_transport_messages_received_total", T::kCounter,
-           "Raft messages received from the peers and delivered.");
-  m.sample("raftd_transport_messages_received_total", {}, t.messages_received);
+  m.single("raftd_transport_messages_sent_total", T::kCounter,
+           "Raft messages encoded into the streams to the peers.", t.messages_sent);
+  m.single("raftd_transport_heartbeats_sent_total", T::kCounter,
+           "Of the Raft messages sent, heartbeats and their answers.", t.heartbeats_sent);
+  m.single("raftd_transport_heartbeats_coalesced_total", T::kCounter,
+           "Of the heartbeats sent, those sent as tuples of one list per peer and flush.",
+           t.heartbeats_coalesced);
+  m.single("raftd_transport_frames_sent_total", T::kCounter,
+           "Frames sent on the peer streams (keep-alive pings included).", t.frames_sent);
+  m.single("raftd_transport_messages_received_total", T::kCounter,
+           "Raft messages received from the peers and delivered.", t.messages_received);
   m.family("raftd_transport_messages_dropped_total", T::kCounter,
            "Raft messages dropped, by reason (raft retries).");
   const std::pair<std::string_view, std::uint64_t> drops[] = {
@@ -320,14 +319,12 @@ void render_transport(MetricsText& m, const MetricsSources& s) {
   for (const auto& [reason, n] : drops) {
     m.sample("raftd_transport_messages_dropped_total", {{"reason", reason}}, n);
   }
-  m.family("raftd_transport_bytes_sent_total", T::kCounter, "Bytes sent on the peer streams.");
-  m.sample("raftd_transport_bytes_sent_total", {}, t.bytes_sent);
-  m.family("raftd_transport_bytes_received_total", T::kCounter,
-           "Bytes received on the peer streams.");
-  m.sample("raftd_transport_bytes_received_total", {}, t.bytes_received);
-  m.family("raftd_transport_connects_total", T::kCounter,
-           "Attempts to open an outbound peer stream.");
-  m.sample("raftd_transport_connects_total", {}, t.connects);
+  m.single("raftd_transport_bytes_sent_total", T::kCounter, "Bytes sent on the peer streams.",
+           t.bytes_sent);
+  m.single("raftd_transport_bytes_received_total", T::kCounter,
+           "Bytes received on the peer streams.", t.bytes_received);
+  m.single("raftd_transport_connects_total", T::kCounter,
+           "Attempts to open an outbound peer stream.", t.connects);
   if (s.meta == nullptr) return;
   std::vector<std::pair<std::string, transport::PeerStatus>> peers;
   for (const auto& [id, info] : s.meta->nodes()) {
@@ -351,51 +348,44 @@ void render_transport(MetricsText& m, const MetricsSources& s) {
 }
 
 void render_snapshots(MetricsText& m, const SnapshotMetrics& s) {
-  m.family("raftd_snapshots_sent_total", T::kCounter,
-           "Snapshots this node streamed to a follower that confirmed them durable.");
-  m.sample("raftd_snapshots_sent_total", {}, s.sent);
-  m.family("raftd_snapshot_send_failures_total", T::kCounter,
-           "Snapshots this node failed to send (app, stream or follower error); each is retried.");
-  m.sample("raftd_snapshot_send_failures_total", {}, s.send_failed);
-  m.family("raftd_snapshot_bytes_sent_total", T::kCounter, "Bytes of the snapshots sent.");
-  m.sample("raftd_snapshot_bytes_sent_total", {}, s.bytes_sent);
-  m.family("raftd_snapshots_received_total", T::kCounter,
-           "Snapshot streams this node received whole, verified and made durable.");
-  m.sample("raftd_snapshots_received_total", {}, s.received);
-  m.family("raftd_snapshot_receive_failures_total", T::kCounter,
-           "Snapshot streams accepted that ended without a file (cut, corrupt, failed write).");
-  m.sample("raftd_snapshot_receive_failures_total", {}, s.receive_failed);
-  m.family("raftd_snapshot_bytes_received_total", T::kCounter,
-           "Bytes of the snapshots received whole.");
-  m.sample("raftd_snapshot_bytes_received_total", {}, s.bytes_received);
-  m.family("raftd_snapshots_installed_total", T::kCounter,
-           "Snapshots installed in this node's app and log.");
-  m.sample("raftd_snapshots_installed_total", {}, s.installed);
-  m.family("raftd_snapshot_install_failures_total", T::kCounter,
-           "Snapshot installs that failed (the group was taken up again).");
-  m.sample("raftd_snapshot_install_failures_total", {}, s.install_failed);
-  m.family("raftd_log_compactions_total", T::kCounter, "Compactions of a group's log here.");
-  m.sample("raftd_log_compactions_total", {}, s.compactions);
+  m.single("raftd_snapshots_sent_total", T::kCounter,
+           "Snapshots this node streamed to a follower that confirmed them durable.", s.sent);
+  m.single("raftd_snapshot_send_failures_total", T::kCounter,
+           "Snapshots this node failed to send (app, stream or follower error); each is retried.",
+           s.send_failed);
+  m.single("raftd_snapshot_bytes_sent_total", T::kCounter, "Bytes of the snapshots sent.",
+           s.bytes_sent);
+  m.single("raftd_snapshots_received_total", T::kCounter,
+           "Snapshot streams this node received whole, verified and made durable.", s.received);
+  m.single("raftd_snapshot_receive_failures_total", T::kCounter,
+           "Snapshot streams accepted that ended without a file (cut, corrupt, failed write).",
+           s.receive_failed);
+  m.single("raftd_snapshot_bytes_received_total", T::kCounter,
+           "Bytes of the snapshots received whole.", s.bytes_received);
+  m.single("raftd_snapshots_installed_total", T::kCounter,
+           "Snapshots installed in this node's app and log.", s.installed);
+  m.single("raftd_snapshot_install_failures_total", T::kCounter,
+           "Snapshot installs that failed (the group was taken up again).", s.install_failed);
+  m.single("raftd_log_compactions_total", T::kCounter, "Compactions of a group's log here.",
+           s.compactions);
 }
 
 void render_forwards(MetricsText& m, const ForwardMetrics& f) {
-  m.family("raftd_forwarded_proposals_total", T::kCounter,
-           "Proposals this node forwarded to their group's leader.");
-  m.sample("raftd_forwarded_proposals_total", {}, f.proposals);
-  m.family("raftd_forward_requests_total", T::kCounter,
-           "Requests that carried them (one per leader and reactor turn, batched).");
-  m.sample("raftd_forward_requests_total", {}, f.requests);
+  m.single("raftd_forwarded_proposals_total", T::kCounter,
+           "Proposals this node forwarded to their group's leader.", f.proposals);
+  m.single("raftd_forward_requests_total", T::kCounter,
+           "Requests that carried them (one per leader and reactor turn, batched).", f.requests);
 }
 
 void render_http(MetricsText& m, const http::Server& server) {
   const http::ServerStats& h = server.stats();
-  m.family("raftd_http_connections", T::kGauge, "Open connections on the client listener.");
-  m.sample("raftd_http_connections", {}, static_cast<std::uint64_t>(server.connection_count()));
-  m.family("raftd_http_requests_total", T::kCounter, "Requests on the client listener.");
-  m.sample("raftd_http_requests_total", {}, h.requests);
-  m.family("raftd_http_exchanges_aborted_total", T::kCounter,
-           "Client requests abandoned before their answer (client gone, timeout, bad body).");
-  m.sample("raftd_http_exchanges_aborted_total", {}, h.exchanges_aborted);
+  m.single("raftd_http_connections", T::kGauge, "Open connections on the client listener.",
+           static_cast<std::uint64_t>(server.connection_count()));
+  m.single("raftd_http_requests_total", T::kCounter, "Requests on the client listener.",
+           h.requests);
+  m.single("raftd_http_exchanges_aborted_total", T::kCounter,
+           "Client requests abandoned before their answer (client gone, timeout, bad body).",
+           h.exchanges_aborted);
 }
 
 }  // namespace

@@ -62,6 +62,8 @@ class MetricsText {
   void family(std::string_view name, MetricType type, std::string_view help);
   void sample(std::string_view name, MetricLabels labels, double value);
   void sample(std::string_view name, MetricLabels labels, std::uint64_t value);
+  // A family with one unlabelled sample: most counters and gauges.
+  void single(std::string_view name, MetricType type, std::string_view help, std::uint64_t value);
   // The family's `_bucket` (cumulative, `le` last), `_sum` and `_count` samples.
   void histogram(std::string_view name, MetricLabels labels, const Histogram& h);
   const std::string& text() const { return out_; }
