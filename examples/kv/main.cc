@@ -105,12 +105,9 @@ int run(const Options& opt) {
   const off_t end = ::lseek(*fd, 0, SEEK_END);
   log::info("raftd-kv: replayed {} bytes, {} groups", end, store.group_count());
 
-  // Its clients are one raftd's pool (at most 64 connections) and a few readers: 128 buffers of
-  // 16 KiB (2 MiB) are plenty, where the reactor's default 512 (8 MiB, sized for a node's peers
-  // and hundreds of clients) would all become resident as the kernel cycles through them.
-  io::ReactorOptions ro;
-  ro.recv_buffer_count = 128;
-  auto reactor = io::Reactor::create(ro);
+  // Its clients are one raftd's pool (at most 64 connections) and a few readers: the reactor's
+  // default 128 receive buffers of 16 KiB (2 MiB, doc/io.md) are plenty.
+  auto reactor = io::Reactor::create();
   if (!reactor) {
     std::fprintf(stderr, "raftd-kv: %s\n", reactor.status().to_string().c_str());
     return 1;

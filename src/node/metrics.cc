@@ -388,6 +388,22 @@ void render_http(MetricsText& m, const http::Server& server) {
            h.exchanges_aborted);
 }
 
+void render_reactor(MetricsText& m, const io::Reactor& reactor) {
+  const io::ReactorStats& r = reactor.stats();
+  m.single("raftd_reactor_turns_total", T::kCounter,
+           "Turns of the node's event loop (one wait for completions and the work it brought).",
+           r.turns);
+  m.single("raftd_reactor_completions_total", T::kCounter,
+           "io_uring completions the event loop handled.", r.cqes);
+  m.single("raftd_reactor_rearms_total", T::kCounter,
+           "Multishot accepts and receives the kernel ended and the loop armed again.",
+           r.multishot_rearms);
+  m.single("raftd_reactor_recv_buffers_exhausted_total", T::kCounter,
+           "Of those, receives ended because every receive buffer was in use (the data waits in "
+           "the socket until the receive is armed again).",
+           r.enobufs);
+}
+
 }  // namespace
 
 std::string render_metrics(const MetricsSources& s) {
@@ -400,6 +416,7 @@ std::string render_metrics(const MetricsSources& s) {
   if (s.snapshots != nullptr) render_snapshots(m, *s.snapshots);
   if (s.forwards != nullptr) render_forwards(m, *s.forwards);
   if (s.client_server != nullptr) render_http(m, *s.client_server);
+  if (s.reactor != nullptr) render_reactor(m, *s.reactor);
   return m.text();
 }
 

@@ -146,7 +146,7 @@ void NodeImpl::dispatch(http::Exchange& ex) {
     const MetricsSources sources{self_,      host_.get(),          &applied_,
                                  &meta_,     wal_.get(),           transport_.get(),
                                  app_.get(), client_server_.get(), &api_metrics(),
-                                 &snaps,     &forward_metrics_};
+                                 &snaps,     &forward_metrics_,    reactor_.get()};
     return ex.respond(200, render_metrics(sources), kMetricsContentType);
   }
   if ((parts.size() == 3 || parts.size() == 4) && parts[0] == "v1" && parts[1] == "cluster" &&

@@ -99,15 +99,16 @@ Wal::Wal(Env& env, std::string dir, WalOptions options, Executor& executor, Sync
       executor_(executor),
       writer_(writer),
       alive_(std::make_shared<Wal*>(this)) {
-  // Room for cache_bytes_max in use (durable cached entries evicted down to it, wal.h) or for
-  // everything that can be staged and not yet durable (the open batch, the queue and the batch in
-  // flight), whichever is more, plus one lap-end gap and one entry of slack (an entry fits in a
-  // batch): what is staged always fits once every durable entry has left.
-  const uint64_t staged = (uint64_t(options_.queued_batches_max) + 2) * options_.batch_bytes_max;
+  // Room for cache_bytes_max in use (durable cached entries evicted down to it, wal.h) or for two
+  // batches not yet durable (one in flight, one filling), whichever is more, plus one lap-end gap
+  // and one entry of slack (an entry fits in a batch). More may be staged than the ring holds:
+  // an append that would not fit once every durable entry had left gets kUnavailable
+  // (ring_fits), and the ring holds at least one batch, so an append fits once all before it are
+  // durable. (An entry takes at most entry_max bytes of the ring, an empty one 1: entries are at
+  // most kEntryBytesMax and smaller than a batch.) The default ring, 10 MiB, is whole huge pages.
   const uint64_t entry_max = std::min(kEntryBytesMax, options_.batch_bytes_max);
-  // (An entry takes at most entry_max bytes of the ring, an empty one 1: entries are at most
-  // kEntryBytesMax and smaller than a batch.) The default, 18 MiB, is whole huge pages.
-  cache_ = std::make_unique<CacheArena>(std::max(options_.cache_bytes_max, staged) + 2 * entry_max);
+  cache_ = std::make_unique<CacheArena>(
+      std::max(options_.cache_bytes_max, 2 * options_.batch_bytes_max) + 2 * entry_max);
   preparer_ = std::make_unique<SegmentPreparer>(env_, dir_, options_.segment_bytes,
                                                 options_.batch_bytes_max, executor_,
                                                 options_.prepare_on_thread);
@@ -336,6 +337,10 @@ Status Wal::append(GroupId g, LogIndex first, std::span<const EntryView> entries
     }
     prev = e.term;
     bytes += kEntryHeaderBytes + align_up(e.data.size(), kFrameAlignBytes);
+  }
+  if (!ring_fits(entries)) {
+    return Status(Code::kUnavailable,
+                  "wal cache ring is full of entries not yet durable; retry after the next sync");
   }
   auto body = reserve(gs, FrameType::kEntries, bytes);
   if (!body) return body.status();
@@ -683,8 +688,21 @@ void Wal::evict_oldest() {
   }
 }
 
+// Whether `entries`, put after everything in the ring, would fit once every durable entry had left
+// it. Entries become durable in the order they were put, so the entries not yet durable are the
+// newest, after the end of the last durable run.
+bool Wal::ring_fits(std::span<const EntryView> entries) const {
+  uint64_t tail = cache_->tail();
+  if (!cache_order_.empty()) tail = std::max(tail, cache_order_.back().cache_end);
+  uint64_t head = cache_->head();
+  for (const EntryView& e : entries) {
+    head = CacheArena::end_of(cache_->start_at(head, e.data.size()), e.data.size());
+  }
+  return head - tail <= cache_->capacity();
+}
+
 // Entries leave the arena in the order they entered it, so room is made by evicting the oldest
-// durable ones. The arena is sized so that what is staged and not yet durable always fits.
+// durable ones. append() checked that what it puts fits once they have all left (ring_fits).
 void Wal::make_cache_room(uint64_t bytes) {
   while (!cache_->room(bytes)) {
     RAFTD_ASSERT(!cache_order_.empty(), "wal cache arena is full of entries not yet durable");

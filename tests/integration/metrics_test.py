@@ -173,6 +173,8 @@ def test_metrics_move_with_writes(c):
     assert moved("raftd_app_call_duration_seconds_count", call="UpdateEntries") >= 1
     assert moved("raftd_app_call_duration_seconds_count", call="GetEntry") >= 1
     assert moved("raftd_transport_messages_sent_total") > 0
+    assert moved("raftd_reactor_turns_total") > 0 and moved("raftd_reactor_completions_total") > 0
+    assert ("raftd_reactor_recv_buffers_exhausted_total", ()) in after
     # Every input to a group announces itself (mark_dirty): the host's safety sweep finds none
     # it was not told about.
     assert value(after, "raftd_group_sleepers_woken_total") == 0, \

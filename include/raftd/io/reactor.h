@@ -68,8 +68,10 @@ struct ReactorOptions {
   // are re-armed, but it costs a round trip).
   uint32_t sq_entries = 256;
   // Provided buffers for multishot recv: count must be a power of two (kernel rule), <= 32768.
-  // Memory used: recv_buffer_count * recv_buffer_bytes, allocated once at create().
-  uint32_t recv_buffer_count = 512;
+  // Memory used: recv_buffer_count * recv_buffer_bytes, allocated once at create(), and all of
+  // it resident in time (the kernel cycles through the ring). 128 is 2x the most a node under
+  // 256 client connections was seen to need (doc/io.md).
+  uint32_t recv_buffer_count = 128;
   uint32_t recv_buffer_bytes = 16 * 1024;
   // Bound of the cross-thread post() queue; post() refuses work beyond it.
   size_t post_queue_max = 4096;

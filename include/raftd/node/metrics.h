@@ -138,6 +138,7 @@ struct MetricsSources {
   const ApiMetrics* api = nullptr;
   const SnapshotMetrics* snapshots = nullptr;
   const ForwardMetrics* forwards = nullptr;
+  const io::Reactor* reactor = nullptr;
 };
 
 // The whole exposition, every family in a fixed order (doc/node.md, "Metrics").

@@ -42,11 +42,15 @@ class CacheArena {
 
   // The position after an entry of `length` bytes put at pos.
   static uint64_t end_of(uint64_t pos, uint64_t length) { return pos + (length > 0 ? length : 1); }
-  // Where an entry of `length` bytes would start.
-  uint64_t start_of(uint64_t length) const {
-    const uint64_t off = head_ % capacity_;
-    return off + taken(length) <= capacity_ ? head_ : head_ + (capacity_ - off);
+  uint64_t head() const { return head_; }
+  uint64_t tail() const { return tail_; }
+  // Where an entry of `length` bytes would start if the head were at `head`.
+  uint64_t start_at(uint64_t head, uint64_t length) const {
+    const uint64_t off = head % capacity_;
+    return off + taken(length) <= capacity_ ? head : head + (capacity_ - off);
   }
+  // Where an entry of `length` bytes would start.
+  uint64_t start_of(uint64_t length) const { return start_at(head_, length); }
   // True when put(length) would not overwrite anything before the head that is not released.
   bool room(uint64_t length) const { return end_of(start_of(length), length) - tail_ <= capacity_; }
 

@@ -53,18 +53,20 @@ namespace raftd::wal {
 // can tear and what recovery may have to cut.
 inline constexpr uint64_t kBatchBytesDefault = 1ULL << 20;
 // Recently appended entries kept in memory for replication and re-delivery. Their bytes live in
-// one ring (cache_arena.h) of max(cache_bytes_max, (queued_batches_max + 2) * batch_bytes_max)
-// plus two entries' slack, reserved at open and faulted in as it fills: 18 MiB by default, all
-// resident once the ring has wrapped. After each durable batch the oldest durable entries leave
-// until the ring's bytes in use (live entries, dead ones not yet passed, staged ones) are at most
-// cache_bytes_max; staged entries always fit, evicting durable ones if they must. (Until
-// 2026-12-02 the ring was the sum, 28 MiB, and only live entries counted: it filled with the
-// bytes of compacted entries.) Reads only need what followers and the app have not taken
-// yet, a fraction of a second of writes when they keep up: 16 MiB is over 10 s of 100-byte
-// entries at 12,000/s (bench/etcd) and 1.4 s of 1 KiB ones at that rate; a reader further
-// behind reads the segment files (raftd_wal_file_reads_total). 64 MiB cost each node 48 MB more
-// for no measured gain (bench/etcd/README.md).
-inline constexpr uint64_t kCacheBytesDefault = 16ULL << 20;
+// one ring (cache_arena.h) of max(cache_bytes_max, 2 * batch_bytes_max) plus two entries'
+// slack, reserved at open and faulted in as it fills: 10 MiB by default, all resident once the
+// ring has wrapped. After each durable batch the oldest durable entries leave until the ring's
+// bytes in use (live entries, dead ones not yet passed, staged ones) are at most
+// cache_bytes_max; staged entries always stay, and an append they leave no room for gets
+// kUnavailable (append()). (Until 2026-12-02 the ring was the sum of the cache and ten batches,
+// 28 MiB, and only live entries counted: it filled with the bytes of compacted entries; then
+// the larger of the two, 18 MiB.) Reads only need what followers and the app have not taken
+// yet, a fraction of a second of writes when they keep up: 8 MiB is over 5 s of 100-byte entries
+// at 12,000/s (bench/etcd) and 0.7 s of 1 KiB ones at that rate; a reader further behind reads
+// the segment files (raftd_wal_file_reads_total). At 256 connections 16, 8 and 4 MiB all
+// served every read from memory at the same throughput, and each halving saved its size in
+// RSS; 64 MiB had cost each node 48 MB more for no gain (bench/etcd/README.md "Memory").
+inline constexpr uint64_t kCacheBytesDefault = 8ULL << 20;
 // Sealed batches waiting behind the one in flight; beyond this, appends get kUnavailable.
 inline constexpr uint32_t kQueuedBatchesDefault = 8;
 // Segments kept prepared ahead, so roll-over never waits for file creation.
@@ -146,7 +148,8 @@ class Wal final : private SyncCompletion {
   // ---- staging (not durable until on_durable) ----
   // Entries first.. replace the group's entries from `first` on (mark.index < first <=
   // last_index + 1); terms must not decrease. Errors: kInvalidArgument, kTooLarge (an entry
-  // above kEntryBytesMax or a group record above the batch size), kUnavailable (queue full).
+  // above kEntryBytesMax or a group record above the batch size), kUnavailable (queue full, or
+  // the cache ring full of entries not yet durable; nothing is staged, retry after a sync).
   Status append(GroupId g, LogIndex first, std::span<const EntryView> entries);
   // hs.term must not go below the group's current term. A lazy hard state (raft.h "Lazy
   // commit") does not make its batch urgent: flush() leaves a batch holding only lazy records
@@ -244,6 +247,7 @@ class Wal final : private SyncCompletion {
   void evict_cache();
   void evict_oldest();
   void make_cache_room(uint64_t bytes);
+  bool ring_fits(std::span<const EntryView> entries) const;
   void drop_loc(EntryLoc& loc);
   void release_segments();
   void request_segments();
